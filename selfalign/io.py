@@ -1,0 +1,129 @@
+"""JSONL in (file or stdin) with file:line errors, JSONL out (stdout or file)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import jsonlines
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class InputError(Exception):
+    """A problem with one line of one input file: printed as `file:line: problem`."""
+
+    def __init__(self, path: str, lineno: int | None, problem: str, raw: Any = None):
+        self.path, self.lineno, self.problem, self.raw = path, lineno, problem, raw
+        where = f"{path}:{lineno}" if lineno else path
+        super().__init__(f"{where}: {problem}")
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "record"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _open_binary(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    return open(path, "rb")  # noqa: SIM115
+
+
+def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
+    """Yield (line number, object) for each non-empty line; a bad line yields an InputError instead.
+
+    Bad lines never stop the reading: the caller decides to skip or fail.
+    """
+    name = "<stdin>" if path == "-" else path
+    try:
+        fp = _open_binary(path)
+    except OSError as e:
+        raise InputError(name, None, f"cannot open: {e.strerror}") from None
+    with contextlib.ExitStack() as stack:
+        if fp is not sys.stdin.buffer:
+            stack.enter_context(fp)
+        where = [0]
+
+        def lines() -> Iterator[bytes]:
+            for where[0], raw in enumerate(fp, 1):  # noqa: B007 - the line number of the last line read
+                yield raw
+
+        reader = jsonlines.Reader(lines())
+        while True:
+            try:
+                obj = reader.read(type=dict, skip_empty=True)
+            except EOFError:
+                return
+            except jsonlines.InvalidLineError as e:
+                problem = str(e).rsplit(" (line ", 1)[0].removeprefix("line ")
+                if problem == "does not match requested type":
+                    problem = "is not a JSON object"
+                yield e.lineno, InputError(name, e.lineno, problem, e.line)
+                continue
+            yield where[0], obj
+
+
+def read_records(path: str, model: type[M]) -> Iterator[tuple[int, M | InputError]]:
+    """Read and validate records; invalid ones come back as InputError naming file and line."""
+    name = "<stdin>" if path == "-" else path
+    for lineno, obj in read_json_lines(path):
+        if isinstance(obj, InputError):
+            yield lineno, obj
+            continue
+        try:
+            yield lineno, model.model_validate(obj)
+        except ValidationError as e:
+            yield lineno, InputError(name, lineno, _validation_message(e), obj)
+
+
+class Output:
+    """JSONL writer to stdout or a file; flushes every record so pipes stream."""
+
+    def __init__(self, path: str | None = None, append: bool = False):
+        self.path = path
+        if path in (None, "-"):
+            self._fp: IO[str] = sys.stdout
+            self._own = False
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._fp = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+            self._own = True
+        self._writer = jsonlines.Writer(self._fp, compact=True, flush=True,
+                                        dumps=lambda o: json.dumps(o, ensure_ascii=False))
+        self.count = 0
+
+    def write(self, record: BaseModel | dict[str, Any]) -> None:
+        obj = record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else record
+        self._writer.write(obj)
+        self.count += 1
+
+    def close(self) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self._fp.flush()
+        if self._own:
+            self._fp.close()
+
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_text(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), None, f"not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise InputError(str(path), None, f"cannot read: {e.strerror}") from None
+

@@ -1,0 +1,98 @@
+"""What flows between stages: pydantic models with stable ids and provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TEMPLATE_VERSION = "1"
+
+
+def normalize_text(text: str) -> str:
+    """Case-, whitespace- and punctuation-insensitive form used for ids and exact dedup."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(text.split())
+
+
+def stable_id(*parts: str) -> str:
+    """The same text always gives the same id (a short hash of its normalised form)."""
+    h = hashlib.sha256("\x1f".join(normalize_text(p) for p in parts).encode())
+    return h.hexdigest()[:16]
+
+
+def content_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    stage: str
+    backend: str | None = None
+    model: str | None = None
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    assets_hash: str | None = None
+    template_version: str = TEMPLATE_VERSION
+
+
+class Record(BaseModel):
+    """Base of every record: extra fields from the user's files are kept, not lost."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    prompt: str
+    source: str = "user"
+    provenance: list[Provenance] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill(cls, data: Any) -> Any:
+        """Accept `instruction` (+ `input`) as the prompt, and give a record without an id its stable id."""
+        if isinstance(data, dict):
+            if "prompt" not in data and isinstance(data.get("instruction"), str):
+                extra = data.get("input") if isinstance(data.get("input"), str) else ""
+                data = {**data, "prompt": data["instruction"] + (f"\n\n{extra}" if extra.strip() else "")}
+            if "id" not in data and isinstance(data.get("prompt"), str):
+                data = {**data, "id": stable_id(data["prompt"])}
+            if isinstance(data.get("prompt"), str) and not data["prompt"].strip():
+                raise ValueError("prompt is empty")
+        return data
+
+    def with_stage(self, prov: Provenance, **fields: Any) -> dict[str, Any]:
+        data = self.model_dump()
+        data.update(fields)
+        data["provenance"] = [*self.provenance, prov]
+        return data
+
+
+class PromptRecord(Record):
+    question_type: str | None = None
+    topic: str | None = None
+
+
+class AlignedRecord(PromptRecord):
+    thoughts: str
+    response: str
+    principles: list[str] = Field(default_factory=list)
+
+
+class RefinedRecord(AlignedRecord):
+    verbose_response: str
+
+
+class Dropped(BaseModel):
+    """A record set aside, with the reason a user can read."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    stage: str
+    drop_reason: str
+    detail: str | None = None
+    record: dict[str, Any] | None = None

@@ -1,0 +1,87 @@
+"""Stage: remove exact duplicates (after normalisation) and semantic ones (embedding cosine).
+
+Streaming in blocks: each block is embedded, compared with everything kept so far (tiled matrix
+products) and with itself in order, so the first occurrence in input order is the one kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from pydantic import BaseModel
+
+from selfalign.embed import Embedder, EmbeddingIndex
+from selfalign.records import Dropped, Record, normalize_text
+from selfalign.report import Report
+from selfalign.stages.common import batched, drop
+
+STAGE = "dedup"
+
+
+class DedupConfig(BaseModel):
+    field: str = "prompt"  # prompt | response | both
+    threshold: float = 0.92  # cosine at or above which two records are duplicates; >1 turns semantic off
+    block: int = 512
+
+
+def dedup_text(rec: Record, field: str) -> str:
+    data = rec.model_dump()
+    if field == "both":
+        return f"{data.get('prompt', '')}\n{data.get('response', '')}"
+    value = data.get(field)
+    if not isinstance(value, str):
+        raise ValueError(f"record {rec.id} has no text field {field!r}")
+    return value
+
+
+def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
+          embedder: Embedder | None = None) -> Iterator[Record | Dropped]:
+    exact: dict[str, str] = {}
+    index: EmbeddingIndex | None = None
+    kept_ids: list[str] = []
+    for block in batched(records, config.block):
+        fresh: list[tuple[Record, str, str]] = []
+        for rec in block:
+            report.read += 1
+            text = dedup_text(rec, config.field)
+            key = normalize_text(text)
+            if key in exact:
+                report.drop("exact_duplicate")
+                yield _dup(rec, "exact_duplicate", exact[key], 1.0)
+                continue
+            exact[key] = rec.id
+            fresh.append((rec, text, key))
+        if embedder is None or config.threshold > 1 or not fresh:
+            for rec, _, _ in fresh:
+                report.kept += 1
+                yield rec
+            continue
+        if index is None:
+            index = EmbeddingIndex(embedder.dim)
+        vecs = embedder.encode([t for _, t, _ in fresh])
+        best, where = index.nearest(vecs)
+        within = vecs @ vecs.T  # this block against itself: one tile
+        kept = np.zeros(len(fresh), dtype=bool)
+        for i, (rec, _, key) in enumerate(fresh):
+            sim, dup_of = float(best[i]), kept_ids[where[i]] if where[i] >= 0 else None
+            earlier = np.flatnonzero(kept[:i])
+            if len(earlier):
+                j = earlier[within[i, earlier].argmax()]
+                if within[i, j] > sim:
+                    sim, dup_of = float(within[i, j]), fresh[j][0].id
+            if dup_of is not None and sim >= config.threshold:
+                exact[key] = dup_of  # later exact copies point at the record that was kept
+                report.drop("semantic_duplicate")
+                yield _dup(rec, "semantic_duplicate", dup_of, sim)
+                continue
+            kept[i] = True
+            report.kept += 1
+            yield rec
+        index.add(vecs[kept])
+        kept_ids.extend(rec.id for (rec, _, _), k in zip(fresh, kept, strict=True) if k)
+
+
+def _dup(rec: Record, reason: str, of: str, similarity: float) -> Dropped:
+    d = drop(STAGE, rec, reason, f"duplicate of {of} (cosine {similarity:.3f})")
+    return d.model_copy(update={"duplicate_of": of, "similarity": round(similarity, 4)})

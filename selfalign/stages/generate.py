@@ -1,0 +1,233 @@
+"""Stage 1: prompt synthesis. Self-instruct from a growing seed pool, and topic-guided red-teaming.
+
+Records stream out as soon as they are accepted; every rejected candidate is a `Dropped` with a reason.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+
+from pydantic import BaseModel
+
+from selfalign.assets import QuestionType
+from selfalign.backends.base import Backend, SamplingParams
+from selfalign.embed import Embedder, EmbeddingIndex
+from selfalign.records import Dropped, PromptRecord, Provenance, normalize_text, stable_id
+from selfalign.report import Report
+from selfalign.stages.common import drop
+from selfalign.templates import questions_prompt, self_instruct_prompt, topics_prompt
+
+STAGE = "generate"
+
+CANNOT_DO = ("image", "images", "picture", "pictures", "graph", "graphs", "file", "files", "map", "maps",
+             "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram")
+_CANNOT = re.compile(r"\b(" + "|".join(re.escape(w) for w in CANNOT_DO) + r")\b", re.IGNORECASE)
+_ITEM_SPLIT = re.compile(r"\n\s*\d+\s*[.)]\s*")
+
+
+class GenerateConfig(BaseModel):
+    num: int = 20
+    seed: int = 0
+    batch_size: int = 8
+    examples: int = 5  # pool items shown per self-instruct request
+    max_generated_examples: int = 2  # of which at most this many are accepted generated tasks
+    temperature: float = 1.0
+    top_p: float = 0.98
+    max_tokens: int = 256
+    min_words: int = 4
+    max_words: int = 150
+    novelty_threshold: float = 0.85  # cosine to the nearest pool item at or above which a candidate is rejected
+    topics_per_type: int = 10
+    max_requests: int | None = None  # give up after this many requests (default: 20 x num)
+
+
+def parse_numbered(text: str, finished: bool) -> tuple[list[str], str | None]:
+    """Items of a numbered continuation (the first item follows the prompt's trailing `N.`).
+
+    When the completion hit its token limit, the last item may be cut off: it is returned separately.
+    """
+    parts = [" ".join(p.split()) for p in _ITEM_SPLIT.split("\n" + text)]
+    parts = [p for p in parts if p]
+    if not finished and parts:
+        return parts[:-1], parts[-1]
+    return parts, None
+
+
+def candidate_problem(text: str, cfg: GenerateConfig) -> tuple[str, str] | None:
+    words = len(text.split())
+    if words < cfg.min_words:
+        return "too_few_words", f"{words} words < {cfg.min_words}"
+    if words > cfg.max_words:
+        return "too_many_words", f"{words} words > {cfg.max_words}"
+    m = _CANNOT.search(text)
+    if m:
+        return "not_text_only", f"mentions {m.group(1)!r}"
+    if not text[0].isascii():
+        return "starts_non_ascii", text[:1]
+    if not text[0].isalnum():
+        return "starts_with_punctuation", text[:1]
+    return None
+
+
+class Novelty:
+    """Rejects exact (normalised) and near duplicates of the pool; the pool's embeddings grow incrementally."""
+
+    def __init__(self, pool: list[str], threshold: float, embedder: Embedder | None):
+        self.seen = {normalize_text(t): t for t in pool}
+        self.threshold, self.embedder = threshold, embedder
+        self.index = None
+        if embedder is not None:
+            self.index = EmbeddingIndex(embedder.dim)
+            self.index.add(embedder.encode(pool))
+
+    def check(self, texts: list[str]) -> list[tuple[str, str] | None]:
+        """A reason per text (None: novel), accepting novel ones into the pool in order."""
+        vecs = self.embedder.encode(texts) if self.embedder is not None else None
+        out: list[tuple[str, str] | None] = []
+        for i, text in enumerate(texts):
+            key = normalize_text(text)
+            if key in self.seen:
+                out.append(("duplicate", "equal to a pool item after normalisation"))
+                continue
+            if vecs is not None and self.index is not None:
+                best, _ = self.index.nearest(vecs[i: i + 1])
+                if best[0] >= self.threshold:
+                    out.append(("near_duplicate", f"cosine {best[0]:.3f} >= {self.threshold}"))
+                    continue
+                self.index.add(vecs[i: i + 1])
+            self.seen[key] = text
+            out.append(None)
+        return out
+
+
+def _params(cfg: GenerateConfig, call: int, stop: list[str]) -> SamplingParams:
+    return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
+                          stop=stop, seed=cfg.seed * 100_003 + call)
+
+
+def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, report: Report,
+                  embedder: Embedder | None = None) -> Iterator[PromptRecord | Dropped]:
+    rng = random.Random(cfg.seed)
+    novelty = Novelty(seeds, cfg.novelty_threshold, embedder)
+    generated: list[str] = []
+    prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model,
+                      sampling=_params(cfg, 0, []).summary(), method="self-instruct")
+    accepted, calls, requests = 0, 0, 0
+    limit = cfg.max_requests or 20 * max(cfg.num, 1)
+    while accepted < cfg.num and requests < limit:
+        prompts = []
+        for _ in range(min(cfg.batch_size, limit - requests)):
+            k_gen = min(cfg.max_generated_examples, len(generated), cfg.examples)
+            shown = rng.sample(generated, k_gen) + rng.sample(seeds, min(cfg.examples - k_gen, len(seeds)))
+            rng.shuffle(shown)
+            prompts.append(self_instruct_prompt(shown))
+        requests += len(prompts)
+        calls += 1
+        for comp in backend.generate(prompts, _params(cfg, calls, ["\n\n\n"])):
+            if comp.finish_reason == "error":
+                report.drop("backend_error")
+                continue
+            items, cut = parse_numbered(comp.text, comp.finish_reason != "length")
+            if cut:
+                report.read += 1
+                report.drop("unfinished_item")
+                yield drop(STAGE, {"prompt": cut}, "unfinished_item", "the completion ended mid-item")
+            checks = []
+            for text in items:
+                report.read += 1
+                problem = candidate_problem(text, cfg)
+                if problem:
+                    report.drop(problem[0])
+                    yield drop(STAGE, {"prompt": text}, *problem)
+                else:
+                    checks.append(text)
+            for text, problem in zip(checks, novelty.check(checks), strict=True):
+                if problem:
+                    report.drop(problem[0])
+                    yield drop(STAGE, {"prompt": text}, *problem)
+                    continue
+                if accepted >= cfg.num:
+                    report.drop("surplus_after_num")
+                    continue
+                generated.append(text)
+                accepted += 1
+                report.kept += 1
+                yield PromptRecord(id=stable_id(text), prompt=text, source="self-instruct", provenance=[prov])
+    report.extra["requests"] = requests
+    if accepted < cfg.num:
+        report.extra["stopped_early"] = f"{accepted} of {cfg.num} after {requests} requests (--max-requests)"
+
+
+def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, report: Report,
+             embedder: Embedder | None = None) -> Iterator[PromptRecord | Dropped]:
+    rng = random.Random(cfg.seed)
+    prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model,
+                      sampling=_params(cfg, 0, []).summary(), method="red-team")
+    seed_questions = [e["question"] for t in types for e in t.examples]
+    novelty = Novelty(seed_questions, cfg.novelty_threshold, embedder)
+    topics: dict[str, list[str]] = {t.name: list(dict.fromkeys(e["topic"] for e in t.examples if e.get("topic")))
+                                    for t in types}
+    used: dict[str, int] = {t.name: 0 for t in types}
+    accepted, calls, requests = 0, 0, 0
+    limit = cfg.max_requests or 20 * max(cfg.num, 1)
+    # brainstorm topics per type until each has enough distinct ones (or stops giving new ones)
+    for qt in types:
+        tries = 0
+        while len(topics[qt.name]) < cfg.topics_per_type and tries < 3 and requests < limit:
+            tries += 1
+            calls += 1
+            requests += 1
+            comp = backend.generate([topics_prompt(qt, topics[qt.name], rng)], _params(cfg, calls, ["\n\n"]))[0]
+            items, _ = parse_numbered(comp.text, comp.finish_reason != "length")
+            known = {normalize_text(t) for t in topics[qt.name]}
+            for item in items:
+                topic = item.strip(" .;:-\"'")
+                if 0 < len(topic.split()) <= 8 and normalize_text(topic) not in known:
+                    known.add(normalize_text(topic))
+                    topics[qt.name].append(topic)
+    pairs = [(qt, topic) for i in range(cfg.topics_per_type) for qt in types
+             if i < len(topics[qt.name]) for topic in [topics[qt.name][i]]]
+    if not pairs:
+        report.extra["stopped_early"] = "no topics could be brainstormed"
+        return
+    cursor = 0
+    while accepted < cfg.num and requests < limit:
+        batch = [pairs[(cursor + i) % len(pairs)] for i in range(min(cfg.batch_size, limit - requests))]
+        cursor += len(batch)
+        requests += len(batch)
+        calls += 1
+        prompts = [questions_prompt(qt, topic, rng) for qt, topic in batch]
+        comps = backend.generate(prompts, _params(cfg, calls, ["\n"]))
+        fresh = []
+        for (qt, topic), comp in zip(batch, comps, strict=True):
+            report.read += 1
+            text = " ".join(comp.text.split())
+            meta = {"prompt": text, "question_type": qt.name, "topic": topic}
+            if comp.finish_reason == "error":
+                report.drop("backend_error")
+                yield drop(STAGE, meta, "backend_error", comp.error)
+                continue
+            problem = candidate_problem(text, cfg) if text else ("empty", "no question written")
+            if problem:
+                report.drop(problem[0])
+                yield drop(STAGE, meta, *problem)
+                continue
+            fresh.append(meta)
+        for meta, problem in zip(fresh, novelty.check([m["prompt"] for m in fresh]), strict=True):
+            if problem:
+                report.drop(problem[0])
+                yield drop(STAGE, meta, *problem)
+                continue
+            if accepted >= cfg.num:
+                report.drop("surplus_after_num")
+                continue
+            used[meta["question_type"]] += 1
+            accepted += 1
+            report.kept += 1
+            yield PromptRecord(id=stable_id(meta["prompt"]), source="red-team", provenance=[prov], **meta)
+    report.extra["requests"] = requests
+    report.extra["topics"] = sum(len(v) for v in topics.values())
+    if accepted < cfg.num:
+        report.extra["stopped_early"] = f"{accepted} of {cfg.num} after {requests} requests (--max-requests)"

@@ -1,0 +1,82 @@
+"""Stage 4, verbose cloning: re-answer each prompt with a detailed persona, keep the concise answer beside it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from pydantic import BaseModel
+
+from selfalign.backends.base import Backend, SamplingParams
+from selfalign.records import AlignedRecord, Dropped, Provenance, RefinedRecord
+from selfalign.report import Report
+from selfalign.stages.common import batched, cut_new_turn, cut_repetition, drop
+from selfalign.templates import refine_prompt
+
+STAGE = "refine"
+
+
+class RefineConfig(BaseModel):
+    persona: str = "Sage"
+    temperature: float = 0.3
+    top_p: float = 0.7
+    max_tokens: int = 512
+    repetition_penalty: float = 1.1
+    seed: int | None = None
+    batch_size: int = 16
+    min_chars: int = 128
+    max_list_items: int = 12
+
+
+_SEE_ALSO = re.compile(r"\n\s*(?:#+\s*)?(?:see also|related (?:topics|articles|links)|further reading|references)\b.*$",
+                       re.IGNORECASE | re.DOTALL)
+_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+", re.MULTILINE)
+
+
+def cap_list(text: str, max_items: int) -> str:
+    """Keep at most `max_items` list items: cut the text where the next item would start."""
+    items = list(_ITEM.finditer(text))
+    if len(items) <= max_items:
+        return text
+    return text[: items[max_items].start()].rstrip()
+
+
+def clean_verbose(text: str, max_items: int) -> str:
+    text, _ = cut_new_turn(text)
+    text, _ = cut_repetition(text)
+    text = _SEE_ALSO.sub("", text).rstrip()
+    return cap_list(text, max_items)
+
+
+def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineConfig,
+           report: Report) -> Iterator[RefinedRecord | Dropped]:
+    params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+                            repetition_penalty=config.repetition_penalty, seed=config.seed,
+                            stop=["\nUser:", "\n\nUser"])
+    prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model, sampling=params.summary())
+    for batch in batched(records, config.batch_size):
+        ready = []
+        for rec in batch:
+            report.read += 1
+            prompt = refine_prompt(rec.prompt, config.persona)
+            n = backend.count_tokens(prompt)
+            if n + params.max_tokens > backend.max_context:
+                report.drop("prompt_too_long")
+                yield drop(STAGE, rec, "prompt_too_long",
+                           f"{n} prompt tokens + {params.max_tokens} new > context {backend.max_context}")
+                continue
+            ready.append((rec, prompt))
+        if not ready:
+            continue
+        for (rec, _), comp in zip(ready, backend.generate([p for _, p in ready], params), strict=True):
+            if comp.finish_reason == "error":
+                report.drop("backend_error")
+                yield drop(STAGE, rec, "backend_error", comp.error)
+                continue
+            text = clean_verbose(comp.text.strip(), config.max_list_items)
+            if len(text) < config.min_chars:
+                report.drop("too_short")
+                yield drop(STAGE, rec, "too_short", f"{len(text)} chars < {config.min_chars}")
+                continue
+            report.kept += 1
+            yield RefinedRecord.model_validate(rec.with_stage(prov, verbose_response=text))
