@@ -196,6 +196,8 @@ def generate(
                                  "embedding cosine to the pool is at or above this.")] = 0.85,
     no_embeddings: Annotated[bool, typer.Option("--no-embeddings", help="Novelty by exact match only.")] = False,
     topics_per_type: Annotated[int, typer.Option("--topics-per-type", help="red-team: topics per question type.")] = 10,
+    max_types: Annotated[int | None, typer.Option("--max-types", help="red-team: use only this many question "
+                         "types, sampled with --seed.")] = None,
     max_requests: Annotated[int | None, typer.Option("--max-requests", help="Give up after this many requests.")] = None,
     output: Output = None, dropped: Dropped = None, report: ReportPath = None, quiet: Quiet = False,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
@@ -211,7 +213,7 @@ def generate(
     from selfalign.stages.generate import GenerateConfig, red_team, self_instruct
 
     cfg = GenerateConfig(num=num, seed=seed or 0, novelty_threshold=novelty_threshold,
-                         topics_per_type=topics_per_type, max_requests=max_requests,
+                         topics_per_type=topics_per_type, max_requests=max_requests, max_types=max_types,
                          **({"batch_size": batch_size} if batch_size else {}))
     try:
         if method is Method.self_instruct:

@@ -45,7 +45,7 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str
+    id: str = ""
     prompt: str
     source: str = "user"
     provenance: list[Provenance] = Field(default_factory=list)
@@ -58,11 +58,15 @@ class Record(BaseModel):
             if "prompt" not in data and isinstance(data.get("instruction"), str):
                 extra = data.get("input") if isinstance(data.get("input"), str) else ""
                 data = {**data, "prompt": data["instruction"] + (f"\n\n{extra}" if extra.strip() else "")}
-            if "id" not in data and isinstance(data.get("prompt"), str):
-                data = {**data, "id": stable_id(data["prompt"])}
             if isinstance(data.get("prompt"), str) and not data["prompt"].strip():
                 raise ValueError("prompt is empty")
         return data
+
+    @model_validator(mode="after")
+    def _stable_id(self) -> Record:
+        if not self.id:
+            self.id = stable_id(self.prompt)
+        return self
 
     def with_stage(self, prov: Provenance, **fields: Any) -> dict[str, Any]:
         data = self.model_dump()

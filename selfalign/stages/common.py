@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from selfalign.records import Dropped, Record
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Record)
 
 
 def batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
@@ -61,3 +62,29 @@ def cut_new_turn(text: str) -> tuple[str, bool]:
     if m is None:
         return text, False
     return text[: m.start()].rstrip(), True
+
+
+def answer_batch(stage: str, backend: Any, params: Any, batch: list[R], render: Callable[[R], str],
+                 judge: Callable[[R, Any], Any]) -> list[Any]:
+    """Render, check the context, generate and judge one batch; results in input order.
+
+    A prompt that would not fit the model's context with its new tokens is dropped as
+    `prompt_too_long` with its token count (counted by the backend's own tokenizer), never cut.
+    A backend failure becomes a `backend_error` drop.
+    """
+    results: list[Any] = []
+    ready: list[tuple[int, R, str]] = []
+    for rec in batch:
+        prompt = render(rec)
+        n = backend.count_tokens(prompt)
+        if n + params.max_tokens > backend.max_context:
+            results.append(drop(stage, rec, "prompt_too_long",
+                                f"{n} prompt tokens + {params.max_tokens} new > context {backend.max_context}"))
+        else:
+            ready.append((len(results), rec, prompt))
+            results.append(None)
+    if ready:
+        for (i, rec, _), comp in zip(ready, backend.generate([p for _, _, p in ready], params), strict=True):
+            results[i] = (drop(stage, rec, "backend_error", comp.error) if comp.finish_reason == "error"
+                          else judge(rec, comp))
+    return results

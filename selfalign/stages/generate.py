@@ -41,6 +41,7 @@ class GenerateConfig(BaseModel):
     novelty_threshold: float = 0.85  # cosine to the nearest pool item at or above which a candidate is rejected
     topics_per_type: int = 10
     max_requests: int | None = None  # give up after this many requests (default: 20 x num)
+    max_types: int | None = None  # red-team: use this many question types (sampled with the seed)
 
 
 def parse_numbered(text: str, finished: bool) -> tuple[list[str], str | None]:
@@ -118,7 +119,7 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
     limit = cfg.max_requests or 20 * max(cfg.num, 1)
     while accepted < cfg.num and requests < limit:
         prompts = []
-        for _ in range(min(cfg.batch_size, limit - requests)):
+        for _ in range(min(cfg.batch_size, limit - requests, max(1, (cfg.num - accepted + 2) // 3))):
             k_gen = min(cfg.max_generated_examples, len(generated), cfg.examples)
             shown = rng.sample(generated, k_gen) + rng.sample(seeds, min(cfg.examples - k_gen, len(seeds)))
             rng.shuffle(shown)
@@ -163,6 +164,8 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
 def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, report: Report,
              embedder: Embedder | None = None) -> Iterator[PromptRecord | Dropped]:
     rng = random.Random(cfg.seed)
+    if cfg.max_types and cfg.max_types < len(types):
+        types = rng.sample(types, cfg.max_types)
     prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model,
                       sampling=_params(cfg, 0, []).summary(), method="red-team")
     seed_questions = [e["question"] for t in types for e in t.examples]
@@ -172,14 +175,15 @@ def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, r
     used: dict[str, int] = {t.name: 0 for t in types}
     accepted, calls, requests = 0, 0, 0
     limit = cfg.max_requests or 20 * max(cfg.num, 1)
-    # brainstorm topics per type until each has enough distinct ones (or stops giving new ones)
-    for qt in types:
-        tries = 0
-        while len(topics[qt.name]) < cfg.topics_per_type and tries < 3 and requests < limit:
-            tries += 1
-            calls += 1
-            requests += 1
-            comp = backend.generate([topics_prompt(qt, topics[qt.name], rng)], _params(cfg, calls, ["\n\n"]))[0]
+    # brainstorm topics for every type at once, in rounds, until each has enough distinct ones
+    for _round in range(3):
+        short = [qt for qt in types if len(topics[qt.name]) < cfg.topics_per_type]
+        if not short:
+            break
+        calls += 1
+        params = _params(cfg, calls, ["\n\n"]).model_copy(update={"max_tokens": min(cfg.max_tokens, 128)})
+        comps = backend.generate([topics_prompt(qt, topics[qt.name], rng) for qt in short], params)
+        for qt, comp in zip(short, comps, strict=True):
             items, _ = parse_numbered(comp.text, comp.finish_reason != "length")
             known = {normalize_text(t) for t in topics[qt.name]}
             for item in items:
@@ -194,12 +198,14 @@ def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, r
         return
     cursor = 0
     while accepted < cfg.num and requests < limit:
-        batch = [pairs[(cursor + i) % len(pairs)] for i in range(min(cfg.batch_size, limit - requests))]
+        size = min(cfg.batch_size, limit - requests, 2 * (cfg.num - accepted))
+        batch = [pairs[(cursor + i) % len(pairs)] for i in range(size)]
         cursor += len(batch)
         requests += len(batch)
         calls += 1
         prompts = [questions_prompt(qt, topic, rng) for qt, topic in batch]
-        comps = backend.generate(prompts, _params(cfg, calls, ["\n"]))
+        params = _params(cfg, calls, ["\n"]).model_copy(update={"max_tokens": min(cfg.max_tokens, 96)})
+        comps = backend.generate(prompts, params)
         fresh = []
         for (qt, topic), comp in zip(batch, comps, strict=True):
             report.read += 1

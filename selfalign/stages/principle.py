@@ -15,7 +15,7 @@ from selfalign.assets import Exemplar, Principle, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, PromptRecord, Provenance
 from selfalign.report import Report
-from selfalign.stages.common import batched, cut_new_turn, cut_repetition, drop, opens_with_apology
+from selfalign.stages.common import answer_batch, batched, cut_new_turn, cut_repetition, drop, opens_with_apology
 from selfalign.templates import principle_prefix, principle_prompt, principle_turn_stops
 
 STAGE = "principle"
@@ -42,23 +42,33 @@ class PrincipleConfig(BaseModel):
 
 
 def cited_principles(thoughts: str, principles: list[Principle]) -> list[str]:
-    """Ids of the principles the thoughts name, by number ("rule 3", "3 (helpful)") or by short name."""
-    ids = {p.id for p in principles}
-    found: list[str] = []
+    """Ids of the principles the thoughts cite, in order of first mention.
 
-    def add(pid: str) -> None:
+    Forms read: `N (name)` (when number and name disagree, the name wins: models misnumber more often
+    than they misname), `principle N` / `rules N and M`, and a short name on its own.
+    """
+    ids = {p.id for p in principles}
+    by_name = {p.name.lower(): p.id for p in principles}
+    hits: list[tuple[int, str]] = []
+    spans: list[tuple[int, int]] = []
+    for m in re.finditer(r"\b(\d+)\s*\(([^)]{1,40})\)", thoughts):
+        pid = by_name.get(m.group(2).strip().lower(), m.group(1))
+        hits.append((m.start(), pid))
+        spans.append(m.span())
+    for m in re.finditer(r"\b(?:principles?|rules?)\s+((?:#?\d+(?:\s*(?:,|and|&|or)\s*)?)+)", thoughts, re.I):
+        for n in re.finditer(r"\d+", m.group(1)):
+            pos = m.start(1) + n.start()
+            if not any(a <= pos < b for a, b in spans):
+                hits.append((pos, n.group()))
+    lowered = thoughts.lower()
+    for name, pid in by_name.items():
+        for m in re.finditer(rf"\b{re.escape(name)}\b", lowered):
+            if not any(a <= m.start() < b for a, b in spans):
+                hits.append((m.start(), pid))
+    found: list[str] = []
+    for _, pid in sorted(hits):
         if pid in ids and pid not in found:
             found.append(pid)
-
-    for m in re.finditer(r"\b(\d+)\s*\(([^)]{1,40})\)", thoughts):
-        add(m.group(1))
-    for m in re.finditer(r"\b(?:principles?|rules?)\s+((?:#?\d+(?:\s*(?:,|and|&|or)\s*)?)+)", thoughts, re.I):
-        for n in re.findall(r"\d+", m.group(1)):
-            add(n)
-    lowered = thoughts.lower()
-    for p in principles:
-        if re.search(rf"\b{re.escape(p.name.lower())}\b", lowered):
-            add(p.id)
     return found
 
 
@@ -79,23 +89,10 @@ class PrincipleStage:
             e.user.strip().lower() for e in exemplars if len(e.user.strip()) > 30]
 
     def run(self, records: Iterable[PromptRecord]) -> Iterator[AlignedRecord | Dropped]:
+        """Records out in input order, each kept or dropped with a reason."""
         for batch in batched(records, self.cfg.batch_size):
-            ready: list[tuple[PromptRecord, str]] = []
-            for rec in batch:
-                self.report.read += 1
-                prompt = principle_prompt(self.prefix, rec.prompt, self.cfg.persona)
-                n = self.backend.count_tokens(prompt)
-                if n + self.params.max_tokens > self.backend.max_context:
-                    self.report.drop("prompt_too_long")
-                    yield drop(STAGE, rec, "prompt_too_long",
-                               f"{n} prompt tokens + {self.params.max_tokens} new > context {self.backend.max_context}")
-                    continue
-                ready.append((rec, prompt))
-            if not ready:
-                continue
-            completions = self.backend.generate([p for _, p in ready], self.params)
-            for (rec, _), comp in zip(ready, completions, strict=True):
-                out = self.judge(rec, comp)
+            self.report.read += len(batch)
+            for out in answer_batch(STAGE, self.backend, self.params, batch, self.render, self.judge):
                 if isinstance(out, Dropped):
                     self.report.drop(out.drop_reason)
                 else:
@@ -103,10 +100,11 @@ class PrincipleStage:
                     self.report.principles.update(out.principles)
                 yield out
 
+    def render(self, rec: PromptRecord) -> str:
+        return principle_prompt(self.prefix, rec.prompt, self.cfg.persona)
+
     def judge(self, rec: PromptRecord, comp: Completion) -> AlignedRecord | Dropped:
         """Parse one completion into thoughts and answer, apply the filters."""
-        if comp.finish_reason == "error":
-            return drop(STAGE, rec, "backend_error", comp.error)
         text = comp.text
         m = self._answer_marker.search(text)
         if m is None:
@@ -119,6 +117,9 @@ class PrincipleStage:
         if re.match(r"\s*(User|Human)\s*:", answer, re.I):
             return drop(STAGE, rec, "starts_user_turn", _clip(answer))
         answer, _ = cut_new_turn(answer)
+        again = self._answer_marker.search("\n" + answer.replace(f" {self.cfg.persona}:", f"\n{self.cfg.persona}:"))
+        if again:  # the model started another persona turn: the answer ends there
+            answer = answer[: max(0, again.start() - 1)].rstrip()
         if self.cfg.cut_repetition:
             answer, looped = cut_repetition(answer)
             if looped and len(answer) < max(self.cfg.min_chars, 1):

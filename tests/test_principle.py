@@ -1,0 +1,112 @@
+import pytest
+
+from selfalign import assets
+from selfalign.backends.base import Completion
+from selfalign.backends.scripted import ScriptedBackend
+from selfalign.records import AlignedRecord, Dropped, PromptRecord
+from selfalign.report import Report
+from selfalign.stages.principle import PrincipleConfig, PrincipleStage, cited_principles
+from selfalign.templates import principle_prefix
+
+GOOD = ("The water cycle moves water between the oceans, the air and the land. The sun warms the sea so water "
+        "evaporates, the vapour cools into clouds, and rain or snow brings it back down to rivers and lakes.")
+
+# (case name, completion text, expected drop reason or None for kept)
+CASES = [
+    ("good", f" The user asks about nature. By 2 (informative) I explain.\n\nSage: {GOOD}", None),
+    ("no_answer_marker", " I think about 2 (informative) and 8 (knowledge recitation) but never answer.",
+     "missing_answer"),
+    ("empty_thoughts", f"\n\nSage: {GOOD}", "missing_thoughts"),
+    ("empty_answer", " By 2 (informative) I explain.\n\nSage:   ", "missing_answer"),
+    ("starts_user_turn", f" By 3 (helpful).\n\nSage: User: what else? {GOOD}", "starts_user_turn"),
+    ("loop", " By 5 (reasoning).\n\nSage: Water goes up and comes down again. "
+     + "Water goes up and comes down again. " * 6, "repetition_loop"),
+    ("too_short", " By 2 (informative).\n\nSage: Water moves around.", "too_short"),
+    ("apology", f" By 1 (ethical).\n\nSage: I'm sorry, but {GOOD}", "apology_opening"),
+    ("persona_leak", f" By 2 (informative).\n\nSage: {GOOD} As Sage (internal thoughts) I note more.",
+     "persona_leak"),
+    ("exemplar_leak", " By 9 (static).\n\nSage: I'm not able to check live results: I cannot browse the internet, "
+     "and my knowledge stops at the date my training data ends, so I cannot know what happened.", "exemplar_leak"),
+]
+
+
+@pytest.fixture
+def stage():
+    be = ScriptedBackend(rules=[{"text": "unused"}])
+    return PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), Report("principle"))
+
+
+@pytest.mark.parametrize("name,text,reason", CASES, ids=[c[0] for c in CASES])
+def test_each_filter_drops_what_it_should_and_keeps_good_answers(stage, name, text, reason):
+    rec = PromptRecord.model_validate({"prompt": "How does the water cycle work?"})
+    out = stage.judge(rec, Completion(text=text))
+    if reason is None:
+        assert isinstance(out, AlignedRecord), out
+        assert out.response == GOOD and out.principles == ["2"]
+    else:
+        assert isinstance(out, Dropped) and out.drop_reason == reason, out
+
+
+def test_answer_is_cut_at_a_new_user_turn_and_kept_when_enough_is_left(stage):
+    rec = PromptRecord.model_validate({"prompt": "q"})
+    out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD}\nUser: and more?"))
+    assert isinstance(out, AlignedRecord) and out.response == GOOD
+
+
+def test_repetition_is_cut_where_it_starts(stage):
+    rec = PromptRecord.model_validate({"prompt": "q"})
+    looping = GOOD + " The sun warms the sea so water evaporates again and again." * 2
+    out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {looping}"))
+    assert isinstance(out, AlignedRecord)
+    assert out.response.count("again and again") == 1
+
+
+def test_filters_can_be_turned_off():
+    be = ScriptedBackend(rules=[{"text": "unused"}])
+    cfg = PrincipleConfig(min_chars=0, drop_apologies=False)
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), cfg, Report("principle"))
+    rec = PromptRecord.model_validate({"prompt": "q"})
+    assert isinstance(st.judge(rec, Completion(text=" By 1 (ethical).\n\nSage: Sorry, no.")), AlignedRecord)
+
+
+def test_citations_by_number_and_by_name_map_to_ids_of_the_set():
+    ps = assets.load_principles()
+    thoughts = "By 15 (step-by-step) I list steps; rules 2 and 5 apply; I stay candor-minded? I must be ethical."
+    assert cited_principles(thoughts, ps) == ["13", "2", "5", "7", "1"]
+    assert cited_principles("rule 99 and 3 (nonexistent)", ps) == ["3"]
+
+
+def test_plain_text_principle_set_end_to_end_cites_only_its_ids(tmp_path):
+    f = tmp_path / "mine.txt"
+    f.write_text("10 (kind). Be kind.\n20 (brief). Be brief.\n")
+    ps = assets.load_principles(str(f))
+    be = ScriptedBackend(rules=[{"text": f" Following 10 (kind) and rule 20, and 3 (helpful).\n\nSage: {GOOD}"}])
+    st = PrincipleStage(be, ps, assets.load_exemplars(), PrincipleConfig(), Report("principle"))
+    out = list(st.run([PromptRecord.model_validate({"prompt": "water?"})]))
+    assert isinstance(out[0], AlignedRecord) and out[0].principles == ["10", "20"]
+    assert "10 (kind). Be kind." in principle_prefix(ps, assets.load_exemplars(), "Sage")
+
+
+def test_prompt_that_overflows_the_context_is_dropped_never_cut():
+    be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}"}], max_context=1500)
+    report = Report("principle")
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), report)
+    short = PromptRecord.model_validate({"prompt": "Short question?"})
+    long = PromptRecord.model_validate({"prompt": "word " * 2000})
+    out = list(st.run([short, long]))
+    assert isinstance(out[0], AlignedRecord)
+    assert isinstance(out[1], Dropped) and out[1].drop_reason == "prompt_too_long"
+    assert "prompt tokens" in out[1].detail and out[1].id == long.id
+    assert be.prompts_seen == 1  # the long prompt never reached the model
+    assert report.kept == 1 and report.dropped["prompt_too_long"] == 1
+
+
+def test_provenance_names_backend_sampling_and_assets():
+    be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(seed=3), Report("p"))
+    rec = next(iter(st.run([PromptRecord.model_validate({"prompt": "water?"})])))
+    prov = rec.provenance[-1]
+    assert prov.stage == "principle" and prov.backend == "scripted"
+    assert prov.sampling["temperature"] == 0.5 and prov.sampling["top_p"] == 0.95
+    assert prov.sampling["max_tokens"] == 256 and prov.sampling["seed"] == 3
+    assert len(prov.assets_hash) == 16 and prov.template_version
