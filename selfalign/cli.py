@@ -111,6 +111,7 @@ class Run:
         self.progress: Any = None
         self.task: Any = None
         self.principle_names: dict[str, str] | None = None
+        self.total: int | None = None  # known target (generate --num): the bar fills as records are kept
 
     def records(self, path: str, model: type[T]) -> Iterator[T]:
         from selfalign.io import InputError, read_records
@@ -150,9 +151,11 @@ class Run:
 
                 self.progress = self.stack.enter_context(Progress(
                     SpinnerColumn(), TextColumn(f"[bold]{self.report.stage}[/]"), BarColumn(bar_width=None),
-                    TextColumn("{task.fields[kept]} kept, {task.fields[dropped]} dropped"), TimeElapsedColumn(),
+                    TextColumn("{task.fields[kept]} kept{task.fields[of]}, {task.fields[dropped]} dropped"
+                               "[dim]{task.fields[reasons]}[/]"), TimeElapsedColumn(),
                     console=console, transient=True))
-                self.task = self.progress.add_task(self.report.stage, total=None, kept=0, dropped=0)
+                self.task = self.progress.add_task(self.report.stage, total=self.total, kept=0, dropped=0,
+                                                   reasons="", of=f" of {self.total}" if self.total else "")
             try:
                 for item in results:
                     if isinstance(item, DroppedRecord):
@@ -160,8 +163,10 @@ class Run:
                     else:
                         out.write(item)
                     if self.progress is not None:
-                        self.progress.update(self.task, kept=self.report.kept,
-                                             dropped=sum(self.report.dropped.values()))
+                        top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
+                        self.progress.update(self.task, kept=self.report.kept, reasons=f" ({top})" if top else "",
+                                             dropped=sum(self.report.dropped.values()),
+                                             completed=self.report.kept if self.total else None)
             except KeyboardInterrupt:
                 interrupted = True
             except BrokenPipeError:
@@ -225,6 +230,7 @@ def generate(
     except InputError as e:
         fail(str(e), 1)
     run = Run("generate", output, dropped, report, OnError.skip, quiet)
+    run.total = num
     be = make_backend(backend, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
                       concurrency=concurrency, max_model_len=max_model_len)
     embedder = None

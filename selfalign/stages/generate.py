@@ -126,6 +126,7 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
             prompts.append(self_instruct_prompt(shown))
         requests += len(prompts)
         calls += 1
+        checks = []
         for comp in backend.generate(prompts, _params(cfg, calls, ["\n\n\n"])):
             if comp.finish_reason == "error":
                 report.drop("backend_error")
@@ -135,7 +136,6 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
                 report.read += 1
                 report.drop("unfinished_item")
                 yield drop(STAGE, {"prompt": cut}, "unfinished_item", "the completion ended mid-item")
-            checks = []
             for text in items:
                 report.read += 1
                 problem = candidate_problem(text, cfg)
@@ -144,18 +144,19 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
                     yield drop(STAGE, {"prompt": text}, *problem)
                 else:
                     checks.append(text)
-            for text, problem in zip(checks, novelty.check(checks), strict=True):
-                if problem:
-                    report.drop(problem[0])
-                    yield drop(STAGE, {"prompt": text}, *problem)
-                    continue
-                if accepted >= cfg.num:
-                    report.drop("surplus_after_num")
-                    continue
-                generated.append(text)
-                accepted += 1
-                report.kept += 1
-                yield PromptRecord(id=stable_id(text), prompt=text, source="self-instruct", provenance=[prov])
+        # the novelty check of one call's candidates is one batch of embeddings
+        for text, problem in zip(checks, novelty.check(checks), strict=True):
+            if problem:
+                report.drop(problem[0])
+                yield drop(STAGE, {"prompt": text}, *problem)
+                continue
+            if accepted >= cfg.num:
+                report.drop("surplus_after_num")
+                continue
+            generated.append(text)
+            accepted += 1
+            report.kept += 1
+            yield PromptRecord(id=stable_id(text), prompt=text, source="self-instruct", provenance=[prov])
     report.extra["requests"] = requests
     if accepted < cfg.num:
         report.extra["stopped_early"] = f"{accepted} of {cfg.num} after {requests} requests (--max-requests)"
