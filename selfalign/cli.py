@@ -266,6 +266,8 @@ def principle(
                                "(logit bias -100; transformers and vllm backends only, not openai).")] = False,
     keep_apologies: Annotated[bool, typer.Option("--keep-apologies", help="Keep answers that open with an apology.")] = False,
     keep_leaks: Annotated[bool, typer.Option("--keep-leaks", help="Keep answers that leak exemplars or persona.")] = False,
+    keep_repetition: Annotated[bool, typer.Option("--keep-repetition", help="Do not cut answers where they "
+                               "start repeating themselves.")] = False,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
     api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, tensor_parallel_size: TP = 1,
@@ -287,7 +289,7 @@ def principle(
     cfg = PrincipleConfig(persona=persona, rename=rename, temperature=temperature, top_p=top_p,
                           max_tokens=max_tokens, seed=seed, min_chars=min_chars,
                           push_down_apologies=not no_apology_bias, drop_apologies=not keep_apologies,
-                          drop_leaks=not keep_leaks, **({"batch_size": batch_size} if batch_size else {}))
+                          drop_leaks=not keep_leaks, cut_repetition=not keep_repetition, **({"batch_size": batch_size} if batch_size else {}))
     run = Run("principle", output, dropped, report, on_error, quiet)
     run.principle_names = {p.id: p.name for p in plist}
     be = make_backend(backend, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,

@@ -26,6 +26,9 @@ class Embedder:
     def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 128):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # stderr carries selfalign's own progress
 
         self.name = model or DEFAULT_EMBEDDING_MODEL
         self.st: Any = SentenceTransformer(embedding_model_path(model), device=device)

@@ -53,3 +53,26 @@ def test_messages_output_loads_in_datasets_and_trl(tmp_path):
     tok = AutoTokenizer.from_pretrained(model_dir())
     rendered = apply_chat_template(ds[0], tok)
     assert "Question number 0?" in rendered["text"] and "Answer number 0" in rendered["text"]
+
+
+def test_trl_sft_trainer_tokenizes_the_export_and_takes_a_step(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    trl = pytest.importorskip("trl")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfalign.embedded import model_dir
+
+    src = write_jsonl(tmp_path / "a.jsonl", ROWS)
+    out = tmp_path / "sft.jsonl"
+    run_cli("export", str(src), "--format", "messages", "--system", "Be helpful.", "-o", str(out), "-q")
+    ds = datasets.load_dataset("json", data_files=str(out), split="train")  # as written, id column included
+    tok = AutoTokenizer.from_pretrained(model_dir())
+    model = AutoModelForCausalLM.from_pretrained(model_dir())
+    cfg = trl.SFTConfig(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=3,
+                        report_to=[], use_cpu=True, save_strategy="no", logging_steps=1, max_length=256)
+    trainer = trl.SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
+    first = trainer.train_dataset[0]
+    text = tok.decode(first["input_ids"])
+    assert "Question number" in text and "Answer number" in text and "informative" not in text
+    result = trainer.train()
+    assert result.global_step == 1 and result.training_loss > 0
