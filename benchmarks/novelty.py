@@ -105,7 +105,7 @@ def main():
                   f"{r['rouge_s']:.0f}{' est.' if r['rouge_estimated'] else ''}", f"{r['speedup']:.0f}x",
                   str(r["compared_on"]), f"{r['embedding_recall']:.2f} / {r['embedding_false_reject']:.3f}",
                   f"{r['rouge_recall']:.2f} / {r['rouge_false_reject']:.3f}")
-    Console().print(t)
+    Console(width=150).print(t)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 

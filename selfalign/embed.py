@@ -71,3 +71,29 @@ class EmbeddingIndex:
             better = s > best
             best[better], where[better] = s[better], j[better] + start
         return best, where
+
+    def add_novel(self, vectors: np.ndarray, threshold: float) -> list[tuple[float, int] | None]:
+        """Check a block of rows in order; add the novel ones.
+
+        For each row: None if it is novel (it is then added), else (cosine, position in the index of its
+        nearest neighbour). A row is compared with the index and with the earlier novel rows of its own
+        block, so the first occurrence wins; the work is one tiled search plus one block-sized product.
+        """
+        best, where = self.nearest(vectors)
+        within = vectors @ vectors.T
+        base = self.size
+        kept: list[int] = []
+        out: list[tuple[float, int] | None] = []
+        for i in range(len(vectors)):
+            sim, of = float(best[i]), int(where[i])
+            if kept:
+                k = int(np.argmax(within[i, kept]))
+                if within[i, kept[k]] > sim:
+                    sim, of = float(within[i, kept[k]]), base + k
+            if of >= 0 and sim >= threshold:
+                out.append((sim, of))
+            else:
+                out.append(None)
+                kept.append(i)
+        self.add(vectors[kept])
+        return out

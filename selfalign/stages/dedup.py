@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import numpy as np
 from pydantic import BaseModel
 
 from selfalign.embed import Embedder, EmbeddingIndex
@@ -59,27 +58,17 @@ def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
             continue
         if index is None:
             index = EmbeddingIndex(embedder.dim)
-        vecs = embedder.encode([t for _, t, _ in fresh])
-        best, where = index.nearest(vecs)
-        within = vecs @ vecs.T  # this block against itself: one tile
-        kept = np.zeros(len(fresh), dtype=bool)
-        for i, (rec, _, key) in enumerate(fresh):
-            sim, dup_of = float(best[i]), kept_ids[where[i]] if where[i] >= 0 else None
-            earlier = np.flatnonzero(kept[:i])
-            if len(earlier):
-                j = earlier[within[i, earlier].argmax()]
-                if within[i, j] > sim:
-                    sim, dup_of = float(within[i, j]), fresh[j][0].id
-            if dup_of is not None and sim >= config.threshold:
-                exact[key] = dup_of  # later exact copies point at the record that was kept
-                report.drop("semantic_duplicate")
-                yield _dup(rec, "semantic_duplicate", dup_of, sim)
+        verdicts = index.add_novel(embedder.encode([t for _, t, _ in fresh]), config.threshold)
+        for (rec, _, key), verdict in zip(fresh, verdicts, strict=True):
+            if verdict is None:
+                kept_ids.append(rec.id)  # same order as the index rows
+                report.kept += 1
+                yield rec
                 continue
-            kept[i] = True
-            report.kept += 1
-            yield rec
-        index.add(vecs[kept])
-        kept_ids.extend(rec.id for (rec, _, _), k in zip(fresh, kept, strict=True) if k)
+            sim, row = verdict
+            exact[key] = kept_ids[row]  # later exact copies point at the record that was kept
+            report.drop("semantic_duplicate")
+            yield _dup(rec, "semantic_duplicate", kept_ids[row], sim)
 
 
 def _dup(rec: Record, reason: str, of: str, similarity: float) -> Dropped:

@@ -85,21 +85,22 @@ class Novelty:
 
     def check(self, texts: list[str]) -> list[tuple[str, str] | None]:
         """A reason per text (None: novel), accepting novel ones into the pool in order."""
-        vecs = self.embedder.encode(texts) if self.embedder is not None else None
         out: list[tuple[str, str] | None] = []
+        fresh: list[int] = []
         for i, text in enumerate(texts):
             key = normalize_text(text)
             if key in self.seen:
                 out.append(("duplicate", "equal to a pool item after normalisation"))
-                continue
-            if vecs is not None and self.index is not None:
-                best, _ = self.index.nearest(vecs[i: i + 1])
-                if best[0] >= self.threshold:
-                    out.append(("near_duplicate", f"cosine {best[0]:.3f} >= {self.threshold}"))
-                    continue
-                self.index.add(vecs[i: i + 1])
-            self.seen[key] = text
-            out.append(None)
+            else:
+                self.seen[key] = text
+                out.append(None)
+                fresh.append(i)
+        if self.index is not None and self.embedder is not None and fresh:
+            verdicts = self.index.add_novel(self.embedder.encode([texts[i] for i in fresh]), self.threshold)
+            for i, verdict in zip(fresh, verdicts, strict=True):
+                if verdict is not None:
+                    del self.seen[normalize_text(texts[i])]
+                    out[i] = ("near_duplicate", f"cosine {verdict[0]:.3f} >= {self.threshold}")
         return out
 
 
