@@ -37,7 +37,26 @@ def embedding_filter(seeds, cands, threshold):
         for i, r in enumerate(nov.check(chunk)):
             pool_sizes.append(len(nov.seen) if r is None else len(nov.seen))
             rejected.append(r is not None)
-    return time.perf_counter() - t, rejected, pool_sizes
+    return time.perf_counter() - t, rejected, pool_sizes, emb
+
+
+def sweep(emb, seeds, cands, planted, thresholds):
+    """Recall of planted near duplicates and share of other texts rejected, per threshold (embeddings reused)."""
+    from selfalign.embed import EmbeddingIndex
+
+    s_vec, c_vec = emb.encode(seeds), emb.encode(cands)
+    rows = []
+    for th in thresholds:
+        index = EmbeddingIndex(emb.dim)
+        index.add(s_vec)
+        rej = []
+        for start in range(0, len(cands), 64):
+            rej += [v is not None for v in index.add_novel(c_vec[start:start + 64], th)]
+        p = [rej[i] for i in range(len(cands)) if i in planted]
+        d = [rej[i] for i in range(len(cands)) if i not in planted]
+        rows.append({"threshold": th, "recall": round(sum(p) / max(len(p), 1), 3),
+                     "other_rejected": round(sum(d) / max(len(d), 1), 3)})
+    return rows
 
 
 def rouge_filter(seeds, cands, threshold, budget):
@@ -67,7 +86,7 @@ def run(n, args):
     texts, planted = with_planted(n + 50, share=0.1, seed=n)
     seeds, cands = texts[:50], texts[50:]
     planted = {i - 50 for i in planted if i >= 50}
-    e_time, e_rej, pool_sizes = embedding_filter(seeds, cands, args.threshold)
+    e_time, e_rej, pool_sizes, emb = embedding_filter(seeds, cands, args.threshold)
     r_time, r_rej, pairs = rouge_filter(seeds, cands, 0.7, args.rouge_budget)
     done = len(r_rej)
     full_pairs = sum(pool_sizes[:len(cands)])  # upper bound: the pool the full run compares against
@@ -78,7 +97,8 @@ def run(n, args):
         return (sum(rej[i] for i in p) / max(len(p), 1), sum(rej[i] for i in d) / max(len(d), 1))
     e_recall, e_false = catches(e_rej, done)
     r_recall, r_false = catches(r_rej, done)
-    return {"candidates": len(cands), "planted": len(planted), "embedding_s": round(e_time, 2),
+    swept = sweep(emb, seeds, cands, planted, args.sweep) if args.sweep and n == min(args.sizes) else []
+    return {"sweep": swept, "candidates": len(cands), "planted": len(planted), "embedding_s": round(e_time, 2),
             "rouge_s": round(r_total, 1), "rouge_estimated": done < len(cands), "rouge_done": done,
             "speedup": round(r_total / e_time, 1),
             "compared_on": done, "embedding_recall": round(e_recall, 3), "embedding_false_reject": round(e_false, 3),
@@ -90,6 +110,8 @@ def main():
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     ap.add_argument("--threshold", type=float, default=0.85)
     ap.add_argument("--rouge-budget", type=float, default=60.0, help="seconds of ROUGE-L before estimating")
+    ap.add_argument("--sweep", type=float, nargs="*", default=[0.75, 0.8, 0.85, 0.9, 0.95],
+                    help="thresholds to sweep on the smallest size")
     ap.add_argument("--json", default="benchmarks/out/novelty.json")
     args = ap.parse_args()
     rows = [run(n, args) for n in args.sizes]
@@ -105,7 +127,16 @@ def main():
                   f"{r['rouge_s']:.0f}{' est.' if r['rouge_estimated'] else ''}", f"{r['speedup']:.0f}x",
                   str(r["compared_on"]), f"{r['embedding_recall']:.2f} / {r['embedding_false_reject']:.3f}",
                   f"{r['rouge_recall']:.2f} / {r['rouge_false_reject']:.3f}")
-    Console(width=150).print(t)
+    console = Console(width=150)
+    console.print(t)
+    for r in rows:
+        if r["sweep"]:
+            s = Table(title=f"embedding threshold sweep ({r['candidates']} candidates, {r['planted']} planted)")
+            for col in ("cosine threshold", "planted caught", "other texts rejected"):
+                s.add_column(col, justify="right")
+            for w in r["sweep"]:
+                s.add_row(f"{w['threshold']:.2f}", f"{w['recall']:.3f}", f"{w['other_rejected']:.3f}")
+            console.print(s)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -164,6 +164,8 @@ class Run:
                         out.write(item)
                     if self.progress is not None:
                         top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
+                        asked = self.report.extra.get("requests")
+                        top = (f"{asked} requests; " if asked else "") + top
                         self.progress.update(self.task, kept=self.report.kept, reasons=f" ({top})" if top else "",
                                              dropped=sum(self.report.dropped.values()),
                                              completed=self.report.kept if self.total else None)

@@ -126,6 +126,7 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
             rng.shuffle(shown)
             prompts.append(self_instruct_prompt(shown))
         requests += len(prompts)
+        report.extra["requests"] = requests
         calls += 1
         checks = []
         for comp in backend.generate(prompts, _params(cfg, calls, ["\n\n\n"])):
@@ -204,6 +205,7 @@ def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, r
         batch = [pairs[(cursor + i) % len(pairs)] for i in range(size)]
         cursor += len(batch)
         requests += len(batch)
+        report.extra["requests"] = requests
         calls += 1
         prompts = [questions_prompt(qt, topic, rng) for qt, topic in batch]
         params = _params(cfg, calls, ["\n"]).model_copy(update={"max_tokens": min(cfg.max_tokens, 96)})
