@@ -34,7 +34,8 @@ def test_max_tokens_drops_with_a_reason_using_offline_tiktoken(tmp_path):
                    "--dropped", str(tmp_path / "d.jsonl"), "-q")
     out = jsonl(proc.stdout)
     assert len(out) == 1 and 0 < out[0]["num_tokens"] < 100
-    assert jsonl(tmp_path / "d.jsonl")[0]["drop_reason"] == "too_many_tokens"
+    d = jsonl(tmp_path / "d.jsonl")[0]
+    assert d["drop_reason"] == "too_many_tokens" and d["record"]["thoughts"] == long["thoughts"]
 
 
 def test_messages_output_loads_in_datasets_and_trl(tmp_path):

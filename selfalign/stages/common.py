@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from selfalign.records import Dropped, Record
 
 T = TypeVar("T")
@@ -19,8 +21,8 @@ def batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
         yield batch
 
 
-def drop(stage: str, record: Record | dict, reason: str, detail: str | None = None) -> Dropped:
-    data = record.model_dump(mode="json", exclude_none=True) if isinstance(record, Record) else record
+def drop(stage: str, record: BaseModel | dict, reason: str, detail: str | None = None) -> Dropped:
+    data = record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else record
     return Dropped(id=data.get("id"), stage=stage, drop_reason=reason, detail=detail, record=data)
 
 

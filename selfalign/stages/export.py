@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from selfalign.records import AlignedRecord, Dropped
+from selfalign.records import Dropped, stable_id
 from selfalign.report import Report
 from selfalign.stages.common import drop
 
@@ -20,6 +20,24 @@ class ExportConfig(BaseModel):
     system: str | None = None
     answer: str = "response"  # response | verbose_response
     max_tokens: int | None = None  # drop pairs whose prompt + answer exceed this (needs a token counter)
+
+
+class ExportInput(BaseModel):
+    """What export needs of an aligned or refined record; the other fields ride along unvalidated
+    (they are not written, but a dropped record keeps them)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = ""
+    prompt: str
+    response: str | None = None
+    verbose_response: str | None = None
+
+    @model_validator(mode="after")
+    def _id(self) -> ExportInput:
+        if not self.id:
+            self.id = stable_id(self.prompt)
+        return self
 
 
 def to_sft(prompt: str, answer: str, fmt: str, system: str | None) -> dict[str, Any]:
@@ -37,11 +55,11 @@ def to_sft(prompt: str, answer: str, fmt: str, system: str | None) -> dict[str, 
     raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
-def export(records: Iterable[AlignedRecord], config: ExportConfig, report: Report,
+def export(records: Iterable[ExportInput], config: ExportConfig, report: Report,
            count_tokens: Callable[[str], int] | None = None) -> Iterator[dict[str, Any] | Dropped]:
     for rec in records:
         report.read += 1
-        answer = getattr(rec, config.answer, None) or (rec.model_extra or {}).get(config.answer)
+        answer = getattr(rec, config.answer)
         if not isinstance(answer, str) or not answer.strip():
             report.drop(f"no_{config.answer}")
             yield drop(STAGE, rec, f"no_{config.answer}", f"record has no {config.answer!r} to export")
