@@ -9,7 +9,7 @@ SELFALIGN := $(VENV)/bin/selfalign
 TORCH_PIN := torch==2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm demo test test-vllm test-all bench clean
+.PHONY: setup setup-vllm demo test test-vllm test-all bench bench-quick bench-novelty clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,15 @@ test-vllm: setup-vllm              ## the vllm and openai backends against real 
 
 test-all: test test-vllm
 
-bench: setup
+bench: setup-vllm                  ## P1/P2/P4/P5 table + benchmarks/out/bench.json (BENCH_ARGS=--quick: ~5 min)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+bench-quick:
+	$(MAKE) bench BENCH_ARGS=--quick
+
+bench-novelty: setup               ## embeddings vs ROUGE-L novelty filter at 2k and 20k candidates
+	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
+	$(PY) benchmarks/novelty.py --sizes 2000 20000
 
 clean:
 	rm -rf $(VENV) out examples/out .pytest_cache

@@ -106,7 +106,7 @@ def p2(args) -> dict:
     be = VLLMBackend(seed=0, max_model_len=4096)
     n, mt = args.prompts, args.max_tokens
     # greedy, so both sides do exactly the same work; warm the prefix cache once first
-    _, _, _, prompts, params = stage_run(be, min(n, 4), mt, 0.0)
+    _, _, _, prompts, params = stage_run(be, n, mt, 0.0)
     sp = vllm.SamplingParams(temperature=0.0, max_tokens=mt, stop=params.stop,
                              logit_bias=be._bias(params.logit_bias))
     raw_times, stage_times, tokens = [], [], 0

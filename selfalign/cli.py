@@ -68,7 +68,7 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model folde
                                               "SmolLM2-135M-Instruct) or the served model name.")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")]
 KeyEnv = Annotated[str, typer.Option("--api-key-env", help="openai backend: environment variable holding the API key.")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Prompts per backend call.")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Prompts per backend call (default: transformers 64, vllm 256, openai 64).")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (reproducible on the same backend).")]
 Concurrency = Annotated[int, typer.Option("--concurrency", help="openai backend: requests in flight.")]
 MaxModelLen = Annotated[int | None, typer.Option("--max-model-len", help="vllm backend: context length.")]

@@ -35,6 +35,7 @@ class Backend(Protocol):
     model: str
     max_context: int
     supports_logit_bias: bool
+    chunk_size: int  # prompts a stage hands over per call: the unit of streaming and checkpointing
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` with the model's own tokenizer."""

@@ -17,6 +17,7 @@ from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
 
 class OpenAIBackend:
     name = "openai"
+    chunk_size = 64
     supports_logit_bias = False  # needs the server's token ids; not attempted over HTTP
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",

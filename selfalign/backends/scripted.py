@@ -13,6 +13,7 @@ from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
 
 class ScriptedBackend:
     name = "scripted"
+    chunk_size = 16
     supports_logit_bias = False
 
     def __init__(self, model: str | None = None, rules: list[dict[str, str]] | None = None,

@@ -54,6 +54,7 @@ def common_prefix_len(seqs: list[list[int]]) -> int:
 class TransformersBackend:
     name = "transformers"
     supports_logit_bias = True
+    chunk_size = 64  # sorted by length inside, then run `batch_size` at a time
 
     def __init__(self, model: str | None = None, batch_size: int = 16, device: str | None = None,
                  dtype: str | None = None, **_: Any):

@@ -17,6 +17,7 @@ from selfalign.embedded import resolve_model
 class VLLMBackend:
     name = "vllm"
     supports_logit_bias = True
+    chunk_size = 256  # enough for continuous batching to stay full; bounded memory
 
     def __init__(self, model: str | None = None, seed: int | None = None, max_model_len: int | None = None,
                  tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, dtype: str = "auto",

@@ -28,7 +28,7 @@ class PrincipleConfig(BaseModel):
     top_p: float = 0.95
     max_tokens: int = 256
     seed: int | None = None
-    batch_size: int = 16
+    batch_size: int | None = None  # prompts per backend call; default: the backend's chunk_size
     min_chars: int = 160  # answers shorter than this are dropped (0: off)
     push_down_apologies: bool = True  # logit bias -100 on "Sorry", where the backend supports it
     drop_apologies: bool = True
@@ -90,7 +90,7 @@ class PrincipleStage:
 
     def run(self, records: Iterable[PromptRecord]) -> Iterator[AlignedRecord | Dropped]:
         """Records out in input order, each kept or dropped with a reason."""
-        for batch in batched(records, self.cfg.batch_size):
+        for batch in batched(records, self.cfg.batch_size or getattr(self.backend, "chunk_size", 16)):
             self.report.read += len(batch)
             for out in answer_batch(STAGE, self.backend, self.params, batch, self.render, self.judge):
                 if isinstance(out, Dropped):

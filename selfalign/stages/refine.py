@@ -23,7 +23,7 @@ class RefineConfig(BaseModel):
     max_tokens: int = 512
     repetition_penalty: float = 1.1
     seed: int | None = None
-    batch_size: int = 16
+    batch_size: int | None = None  # prompts per backend call; default: the backend's chunk_size
     min_chars: int = 128
     max_list_items: int = 12
 
@@ -60,7 +60,7 @@ def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineCon
             return drop(STAGE, rec, "too_short", f"{len(text)} chars < {config.min_chars}")
         return RefinedRecord.model_validate(rec.with_stage(prov, verbose_response=text))
 
-    for batch in batched(records, config.batch_size):
+    for batch in batched(records, config.batch_size or getattr(backend, "chunk_size", 16)):
         report.read += len(batch)
         render = lambda rec: refine_prompt(rec.prompt, config.persona)  # noqa: E731
         for out in answer_batch(STAGE, backend, params, batch, render, judge):
