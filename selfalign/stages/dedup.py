@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 from pydantic import BaseModel
 
 from selfalign.embed import Embedder, EmbeddingIndex
@@ -24,6 +25,28 @@ class DedupConfig(BaseModel):
     block: int = 512
 
 
+REFERENCE_FIELDS = ("prompt", "question", "instruction", "query", "problem", "input", "text")
+
+
+def load_reference(paths: list[str]) -> list[tuple[str, str]]:
+    """(reference id, text) from evaluation-style JSONL files: the first of REFERENCE_FIELDS present.
+
+    The id is the line's own `id`, else `file:line`. A line without any of those fields is an error.
+    """
+    from selfalign.io import InputError, read_json_lines
+
+    out = []
+    for path in paths:
+        for lineno, obj in read_json_lines(path):
+            if isinstance(obj, InputError):
+                raise obj
+            text = next((obj[f] for f in REFERENCE_FIELDS if isinstance(obj.get(f), str) and obj[f].strip()), None)
+            if text is None:
+                raise InputError(path, lineno, f"no text field (one of {', '.join(REFERENCE_FIELDS)})")
+            out.append((str(obj.get("id") or f"{path}:{lineno}"), text))
+    return out
+
+
 def dedup_text(rec: Record, field: str) -> str:
     data = rec.model_dump()
     if field == "both":
@@ -35,16 +58,28 @@ def dedup_text(rec: Record, field: str) -> str:
 
 
 def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
-          embedder: Embedder | None = None) -> Iterator[Record | Dropped]:
+          embedder: Embedder | None = None, against: list[tuple[str, str]] | None = None
+          ) -> Iterator[Record | Dropped]:
+    """Drop records equal or too close to a reference set (`against`), to an earlier record, or both."""
     exact: dict[str, str] = {}
     index: EmbeddingIndex | None = None
     kept_ids: list[str] = []
+    ref_exact = {normalize_text(t): rid for rid, t in against or []}
+    ref_index: EmbeddingIndex | None = None
+    ref_ids = [rid for rid, _ in against or []]
+    if against and embedder is not None and config.threshold <= 1:
+        ref_index = EmbeddingIndex(embedder.dim)
+        ref_index.add(embedder.encode([t for _, t in against]))
     for block in batched(records, config.block):
         fresh: list[tuple[Record, str, str]] = []
         for rec in block:
             report.read += 1
             text = dedup_text(rec, config.field)
             key = normalize_text(text)
+            if key in ref_exact:
+                report.drop("contaminated")
+                yield _dup(rec, "contaminated", ref_exact[key], 1.0)
+                continue
             if key in exact:
                 report.drop("exact_duplicate")
                 yield _dup(rec, "exact_duplicate", exact[key], 1.0)
@@ -58,7 +93,17 @@ def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
             continue
         if index is None:
             index = EmbeddingIndex(embedder.dim)
-        verdicts = index.add_novel(embedder.encode([t for _, t, _ in fresh]), config.threshold)
+        vectors = embedder.encode([t for _, t, _ in fresh])
+        if ref_index is not None:
+            best, where = ref_index.nearest(vectors)
+            clean = best < config.threshold
+            for i in np.flatnonzero(~clean):
+                ref_exact[fresh[i][2]] = ref_ids[where[i]]  # later exact copies are contaminated too
+                report.drop("contaminated")
+                yield _dup(fresh[i][0], "contaminated", ref_ids[where[i]], float(best[i]))
+            fresh = [f for f, ok in zip(fresh, clean, strict=True) if ok]
+            vectors = vectors[clean]
+        verdicts = index.add_novel(vectors, config.threshold)
         for (rec, _, key), verdict in zip(fresh, verdicts, strict=True):
             if verdict is None:
                 kept_ids.append(rec.id)  # same order as the index rows
