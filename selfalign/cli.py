@@ -79,6 +79,7 @@ Quant = Annotated[str | None, typer.Option("--quantization", help="vllm backend:
 Principles = Annotated[str | None, typer.Option("--principles", help="Principle set (.md/.txt numbered list or .yaml).")]
 Exemplars = Annotated[str | None, typer.Option("--exemplars", help="Exemplars file (.yaml or .jsonl: user, thoughts, answer).")]
 Persona = Annotated[str, typer.Option("--persona", help="The assistant's internal name in the prompt.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor store completions in the cache.")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -86,15 +87,22 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def make_backend(name: BackendName, **options: Any) -> Any:
+def make_backend(name: BackendName, cache: bool = True, **options: Any) -> Any:
+    """The chosen backend, behind the completion cache unless `cache` is False."""
     from selfalign.backends import load_backend
 
     options = {k: v for k, v in options.items() if v is not None}
     with console.status(f"loading {name.value} backend ...") if console.is_terminal else ExitStack():
         try:
-            return load_backend(name.value, **options)
+            backend = load_backend(name.value, **options)
         except (RuntimeError, ValueError, OSError) as e:
             fail(str(e))
+    if not cache:
+        return backend
+    from selfalign.cache import CachedBackend, CompletionCache
+    from selfalign.embedded import cache_dir
+
+    return CachedBackend(backend, CompletionCache(cache_dir() / "completions.sqlite"))
 
 
 class Run:
@@ -113,6 +121,19 @@ class Run:
         self.principle_names: dict[str, str] | None = None
         self.total: int | None = None  # known target (generate --num): the bar fills as records are kept
         self.flush_each = True  # model stages: every record reaches the pipe at once
+        self.done: set[str] = set()
+        self.append = False
+
+    def resume(self) -> None:
+        """With -o: skip ids already in the output (or the dropped file), append the rest."""
+        from selfalign.io import done_ids
+
+        if self.output and self.output != "-":
+            self.done = done_ids(self.output) | done_ids(self.dropped_path)
+            self.append = True
+            if self.done and not self.quiet:
+                console.print(f"resuming: {len(self.done)} records already in {self.output}"
+                              f"{' or ' + self.dropped_path if self.dropped_path else ''}")
 
     def records(self, path: str, model: type[T]) -> Iterator[T]:
         from selfalign.io import InputError, read_records
@@ -128,6 +149,9 @@ class Run:
                     self._write_dropped({"stage": self.report.stage, "drop_reason": "invalid_input",
                                          "detail": str(rec), "raw": rec.raw if isinstance(rec.raw, (dict, str)) else None})
                     continue
+                if self.done and getattr(rec, "id", None) in self.done:
+                    self.report.extra["already_done"] = self.report.extra.get("already_done", 0) + 1
+                    continue
                 yield rec
         except InputError as e:
             fail(str(e), 1)
@@ -137,7 +161,7 @@ class Run:
             if not hasattr(self, "_dropped_out"):
                 from selfalign.io import Output
 
-                self._dropped_out = self.stack.enter_context(Output(self.dropped_path))
+                self._dropped_out = self.stack.enter_context(Output(self.dropped_path, append=self.append))
             self._dropped_out.write(obj)
 
     def execute(self, results: Iterable[Any]) -> None:
@@ -146,7 +170,7 @@ class Run:
 
         interrupted = False
         with self.stack:
-            out = self.stack.enter_context(Output(self.output, flush_each=self.flush_each))
+            out = self.stack.enter_context(Output(self.output, append=self.append, flush_each=self.flush_each))
             if not self.quiet:
                 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -210,7 +234,7 @@ def generate(
     output: Output = None, dropped: Dropped = None, report: ReportPath = None, quiet: Quiet = False,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
     api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
-    concurrency: Concurrency = 8, max_model_len: MaxModelLen = None,
+    concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, no_cache: NoCache = False,
 ) -> None:
     """Synthesise prompts: self-instruct from a seed pool, or topic-guided red-teaming.
 
@@ -234,7 +258,7 @@ def generate(
         fail(str(e), 1)
     run = Run("generate", output, dropped, report, OnError.skip, quiet)
     run.total = num
-    be = make_backend(backend, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
+    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
                       concurrency=concurrency, max_model_len=max_model_len)
     embedder = None
     if not no_embeddings:
@@ -275,6 +299,7 @@ def principle(
     api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, tensor_parallel_size: TP = 1,
     gpu_memory_utilization: GpuMem = 0.9, dtype: DType = None, quantization: Quant = None,
+    no_cache: NoCache = False,
 ) -> None:
     """Answer each prompt under the principle set, with internal thoughts; parse and filter.
 
@@ -294,8 +319,9 @@ def principle(
                           push_down_apologies=not no_apology_bias, drop_apologies=not keep_apologies,
                           drop_leaks=not keep_leaks, cut_repetition=not keep_repetition, **({"batch_size": batch_size} if batch_size else {}))
     run = Run("principle", output, dropped, report, on_error, quiet)
+    run.resume()
     run.principle_names = {p.id: p.name for p in plist}
-    be = make_backend(backend, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
+    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
                       concurrency=concurrency, max_model_len=max_model_len,
                       tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
                       dtype=dtype, quantization=quantization)
@@ -389,7 +415,7 @@ def refine(
     min_chars: Annotated[int, typer.Option("--min-chars", help="Drop verbose answers shorter than this.")] = 128,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
     api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
-    concurrency: Concurrency = 8, max_model_len: MaxModelLen = None,
+    concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, no_cache: NoCache = False,
 ) -> None:
     """Verbose cloning: re-answer with a detailed persona; the concise answer is kept beside it.
 
@@ -403,9 +429,40 @@ def refine(
                        repetition_penalty=repetition_penalty, seed=seed, min_chars=min_chars,
                        **({"batch_size": batch_size} if batch_size else {}))
     run = Run("refine", output, dropped, report, on_error, quiet)
-    be = make_backend(backend, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
+    run.resume()
+    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
                       concurrency=concurrency, max_model_len=max_model_len)
     run.execute(run_refine(run.records(input, AlignedRecord), be, cfg, run.report))
+
+
+cache_app = typer.Typer(help="The completion cache: show its size, or clear it.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Where the cache is and how many completions it holds.
+
+    Example: [bold]selfalign cache info[/]
+    """
+    from selfalign.cache import CompletionCache
+    from selfalign.embedded import cache_dir
+
+    s = CompletionCache(cache_dir() / "completions.sqlite").stats()
+    typer.echo(f"{s['path']}: {s['completions']} completions, {s['bytes'] / 1e6:.1f} MB")
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete every stored completion.
+
+    Example: [bold]selfalign cache clear[/]
+    """
+    from selfalign.cache import CompletionCache
+    from selfalign.embedded import cache_dir
+
+    n = CompletionCache(cache_dir() / "completions.sqlite").clear()
+    console.print(f"cleared {n} completions")
 
 
 def main() -> None:

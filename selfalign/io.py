@@ -132,6 +132,25 @@ class Output:
         self.close()
 
 
+def done_ids(path: str | None) -> set[str]:
+    """Ids already written to an output file, after repairing a torn last line left by a crash."""
+    if not path or path == "-" or not Path(path).exists():
+        return set()
+    with open(path, "rb+") as fp:
+        data = fp.read()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            fp.truncate(cut)  # the half-written record is regenerated (from the cache)
+            data = data[:cut]
+    ids = set()
+    for line in data.splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            if isinstance(obj, dict) and obj.get("id"):
+                ids.add(str(obj["id"]))
+    return ids
+
+
 def read_text(path: str | Path) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")

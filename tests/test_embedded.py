@@ -47,7 +47,7 @@ def test_stop_sequences_end_generation_early(backend):
 
 def test_principle_on_the_embedded_model_end_to_end(tmp_path):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
-    proc = run_cli("principle", str(src), "--seed", "1", "--max-tokens", "160", "--min-chars", "60",
+    proc = run_cli("principle", str(src), "--seed", "1", "--max-tokens", "160", "--min-chars", "60", "--no-cache",
                    "--dropped", str(tmp_path / "dropped.jsonl"), "--report", str(tmp_path / "report.json"))
     kept = jsonl(proc.stdout)
     dropped = jsonl(tmp_path / "dropped.jsonl") if (tmp_path / "dropped.jsonl").exists() else []

@@ -30,7 +30,7 @@ def _accounted(tmp_path, proc):
 
 def test_principle_on_vllm_backend(tmp_path):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
-    proc = run_cli("principle", str(src), "--backend", "vllm", "--seed", "1", "--max-model-len", "4096",
+    proc = run_cli("principle", str(src), "--backend", "vllm", "--seed", "1", "--max-model-len", "4096", "--no-cache",
                    "--max-tokens", "160", "--min-chars", "40", "--dropped", str(tmp_path / "dropped.jsonl"))
     kept, _ = _accounted(tmp_path, proc)
     assert kept, proc.stderr[-2000:]
@@ -96,7 +96,7 @@ def server():
 
 def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
-    proc = run_cli("principle", str(src), "--backend", "openai", "--base-url", server, "--seed", "1",
+    proc = run_cli("principle", str(src), "--backend", "openai", "--base-url", server, "--seed", "1", "--no-cache",
                    "--max-tokens", "160", "--min-chars", "40", "--concurrency", "3",
                    "--dropped", str(tmp_path / "dropped.jsonl"), env={"OPENAI_API_KEY": "sk-test-not-logged"})
     kept, dropped = _accounted(tmp_path, proc)

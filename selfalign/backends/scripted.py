@@ -2,10 +2,14 @@
 
 Each line is `{"text": "..."}`, optionally with `"match": "substring"`: a prompt gets the first rule
 whose `match` occurs in its last 400 characters, else the next unmatched rule in turn (cycling).
+A line `{"delay": SECONDS}` makes each prompt take that long; `{"log": PATH}` appends one line per
+prompt answered to PATH (tests count regenerations with it).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
@@ -28,6 +32,10 @@ class ScriptedBackend:
                 if isinstance(obj, InputError):
                     raise obj
                 rules.append(obj)
+        settings = [r for r in rules if "text" not in r]
+        rules = [r for r in rules if "text" in r]
+        self.delay = float(next((r["delay"] for r in settings if "delay" in r), 0.0))
+        self.log = next((r["log"] for r in settings if "log" in r), None)
         self.model = model or "inline"
         self.rules = rules
         self.max_context = max_context
@@ -53,6 +61,11 @@ class ScriptedBackend:
         self.prompts_seen += len(prompts)
         out = []
         for p in prompts:
+            if self.delay:
+                time.sleep(self.delay)
+            if self.log:
+                with open(self.log, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(p[-200:]) + "\n")
             text, _ = cut_at_stop(self._answer(p), params.stop)
             out.append(Completion(text=text, prompt_tokens=self.count_tokens(p),
                                   completion_tokens=len(text.split())))

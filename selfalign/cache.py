@@ -1,0 +1,81 @@
+"""Content-addressed completion cache in SQLite: a completion is never paid for twice.
+
+The key covers the backend, the model, every sampling parameter (seed included), the template version
+and the rendered prompt. Only finished completions are stored (errors are not), right after each backend
+call, so a run killed at any moment loses at most the call in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from selfalign.backends.base import Completion, SamplingParams
+from selfalign.records import TEMPLATE_VERSION
+
+
+class CompletionCache:
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.db = sqlite3.connect(str(path), timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
+
+    @staticmethod
+    def key(backend: str, model: str, params: SamplingParams, prompt: str) -> str:
+        blob = json.dumps([backend, model, params.model_dump(mode="json"), TEMPLATE_VERSION, prompt],
+                          sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def get(self, keys: list[str]) -> dict[str, Completion]:
+        found: dict[str, Completion] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self.db.execute(f"SELECT key, completion FROM completions WHERE key IN ({','.join('?' * len(chunk))})",
+                                   chunk)
+            found.update((k, Completion.model_validate_json(c)) for k, c in rows)
+        return found
+
+    def put(self, items: dict[str, Completion]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?)",
+                                [(k, c.model_dump_json()) for k, c in items.items()])
+
+    def stats(self) -> dict[str, Any]:
+        (n,) = self.db.execute("SELECT COUNT(*) FROM completions").fetchone()
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        return {"path": str(self.path), "completions": n, "bytes": size}
+
+    def clear(self) -> int:
+        with self.db:
+            (n,) = self.db.execute("SELECT COUNT(*) FROM completions").fetchone()
+            self.db.execute("DELETE FROM completions")
+        self.db.execute("VACUUM")
+        return n
+
+
+class CachedBackend:
+    """Any backend, behind the cache: only prompts without a stored completion reach it."""
+
+    def __init__(self, inner: Any, cache: CompletionCache):
+        self.inner, self.cache = inner, cache
+        self.hits = self.misses = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        keys = [self.cache.key(self.inner.name, self.inner.model, params, p) for p in prompts]
+        found = self.cache.get(keys)
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        self.hits += len(prompts) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fresh = self.inner.generate([prompts[i] for i in todo], params)
+            self.cache.put({keys[i]: c for i, c in zip(todo, fresh, strict=True) if c.finish_reason != "error"})
+            found.update({keys[i]: c for i, c in zip(todo, fresh, strict=True)})
+        return [found[k] for k in keys]

@@ -1,0 +1,100 @@
+"""Nothing lost, nothing repeated: the completion cache, resume with -o, SIGKILL and Ctrl-C."""
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from selfalign.io import done_ids
+
+from conftest import ROOT, jsonl, run_cli, write_jsonl
+
+GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
+        "far side both bulge, so most coasts see two high tides and two low tides every day.")
+
+
+def _setup(tmp_path, n=40, delay=0.05):
+    prompts = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"Question number {i} about tides?"} for i in range(n)])
+    log = tmp_path / "generated.log"
+    rules = write_jsonl(tmp_path / "rules.jsonl", [
+        {"delay": delay}, {"log": str(log)},
+        {"match": "number 7 ", "text": " By 2 (informative).\n\nSage: Too short."},  # a dropped one
+        {"text": f" By 2 (informative) I explain.\n\nSage: {GOOD}"}])
+    return prompts, rules, log
+
+
+def _cmd(prompts, rules, out, dropped):
+    return [sys.executable, "-m", "selfalign", "principle", str(prompts), "--backend", "scripted", "--model",
+            str(rules), "--batch-size", "4", "-o", str(out), "--dropped", str(dropped), "-q"]
+
+
+def test_sigkill_at_random_moments_then_resume_gives_each_id_once(tmp_path):
+    prompts, rules, log = _setup(tmp_path, n=80, delay=0.08)
+    env = {**os.environ, "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    ref_env = {**os.environ, "SELFALIGN_CACHE_DIR": str(tmp_path / "ref-cache")}
+    subprocess.run(_cmd(prompts, rules, tmp_path / "ref.jsonl", tmp_path / "ref-d.jsonl"), env=ref_env, check=True,
+                   cwd=ROOT)
+    ref_kept = [r["id"] for r in jsonl(tmp_path / "ref.jsonl")]
+    ref_dropped = [r["id"] for r in jsonl(tmp_path / "ref-d.jsonl")]
+    log.unlink()
+
+    out, dropped = tmp_path / "out.jsonl", tmp_path / "d.jsonl"
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(12):
+        proc = subprocess.Popen(_cmd(prompts, rules, out, dropped), env=env, cwd=ROOT)
+        time.sleep(rng.uniform(0.4, 1.4))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 10
+    subprocess.run(_cmd(prompts, rules, out, dropped), env=env, check=True, cwd=ROOT)
+
+    kept = [r["id"] for r in jsonl(out)]
+    gone = [r["id"] for r in jsonl(dropped)]
+    assert len(kept) == len(set(kept)) and len(gone) == len(set(gone)) and not set(kept) & set(gone)
+    assert sorted(kept) == sorted(ref_kept) and sorted(gone) == sorted(ref_dropped)
+    counts = collections.Counter(log.read_text().splitlines())
+    assert len(counts) == 80  # every prompt generated at least once
+    regenerated = sum(c - 1 for c in counts.values())
+    assert regenerated <= kills * 4, f"{regenerated} regenerations for {kills} kills of batch 4"
+
+
+def test_rerun_pays_nothing_and_resume_skips_what_is_written(tmp_path):
+    prompts, rules, log = _setup(tmp_path, n=8, delay=0)
+    env = {"SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    first = run_cli("principle", str(prompts), "--backend", "scripted", "--model", str(rules), env=env)
+    assert len(log.read_text().splitlines()) == 8
+    second = run_cli("principle", str(prompts), "--backend", "scripted", "--model", str(rules), env=env)
+    assert second.stdout == first.stdout and len(log.read_text().splitlines()) == 8  # all from the cache
+    run_cli("principle", str(prompts), "--backend", "scripted", "--model", str(rules), "--no-cache", "-q", env=env)
+    assert len(log.read_text().splitlines()) == 16
+    info = run_cli("cache", "info", env=env).stdout
+    assert "8 completions" in info
+    run_cli("cache", "clear", env=env)
+    assert "0 completions" in run_cli("cache", "info", env=env).stdout
+
+
+def test_torn_last_line_is_repaired(tmp_path):
+    f = tmp_path / "out.jsonl"
+    f.write_text('{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "y"}\n{"id": "c", "pro')
+    assert done_ids(str(f)) == {"a", "b"}
+    assert f.read_text().endswith('"y"}\n')
+
+
+def test_ctrl_c_writes_what_is_finished_and_exits_130(tmp_path):
+    prompts, rules, _ = _setup(tmp_path, n=40, delay=0.05)
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(_cmd(prompts, rules, out, tmp_path / "d.jsonl")[:-1], cwd=ROOT, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")})
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "kept" in err
+    rows = jsonl(out)  # every line is whole
+    assert 0 < len(rows) < 40
