@@ -57,7 +57,7 @@ def stage_run(backend, n, max_tokens, temperature):
 
     recs = [PromptRecord.model_validate({"prompt": q}) for q in (QUESTIONS * 8)[:n]]
     counting = Counting(backend)
-    cfg = PrincipleConfig(max_tokens=max_tokens, temperature=temperature, seed=0, batch_size=16)
+    cfg = PrincipleConfig(max_tokens=max_tokens, temperature=temperature, seed=0)  # backend chunk size
     stage = PrincipleStage(counting, assets.load_principles(), assets.load_exemplars(), cfg, Report("principle"))
     prompts = [stage.render(r) for r in recs]
     t = time.perf_counter()

@@ -62,15 +62,21 @@ Output = Annotated[str | None, typer.Option("-o", "--output", help="Write JSONL 
 Dropped = Annotated[str | None, typer.Option("--dropped", help="Write dropped records, each with its reason, here.")]
 ReportPath = Annotated[str | None, typer.Option("--report", help="Write the run summary as JSON here.")]
 OnErr = Annotated[OnError, typer.Option("--on-error", help="A bad input line: set it aside and go on, or stop.")]
+Quarantine = Annotated[str | None, typer.Option("--quarantine", help="Write bad input lines here (file, line, "
+                                                "problem, raw text); default: into --dropped.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
 BackendOpt = Annotated[BackendName, typer.Option("--backend", "-b", help="Inference backend.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model folder (default: the embedded "
                                               "SmolLM2-135M-Instruct) or the served model name.")]
 BaseUrl = Annotated[str | None, typer.Option("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")]
 KeyEnv = Annotated[str, typer.Option("--api-key-env", help="openai backend: environment variable holding the API key.")]
+KeyFile = Annotated[str | None, typer.Option("--api-key-file", help="openai backend: read the API key from this file.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Prompts per backend call (default: transformers 64, vllm 256, openai 64).")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (reproducible on the same backend).")]
 Concurrency = Annotated[int, typer.Option("--concurrency", help="openai backend: requests in flight.")]
+Retries = Annotated[int, typer.Option("--max-retries", help="openai backend: retries of 429, 5xx, timeouts and "
+                                      "resets (exponential backoff with jitter, Retry-After honoured).")]
+Timeout = Annotated[float, typer.Option("--request-timeout", help="openai backend: seconds per request.")]
 MaxModelLen = Annotated[int | None, typer.Option("--max-model-len", help="vllm backend: context length.")]
 TP = Annotated[int, typer.Option("--tensor-parallel-size", help="vllm backend: GPUs per model.")]
 GpuMem = Annotated[float, typer.Option("--gpu-memory-utilization", help="vllm backend: GPU memory fraction.")]
@@ -123,6 +129,8 @@ class Run:
         self.flush_each = True  # model stages: every record reaches the pipe at once
         self.done: set[str] = set()
         self.append = False
+        self.quarantine: str | None = None
+        self._quarantine_out: Any = None
 
     def resume(self) -> None:
         """With -o: skip ids already in the output (or the dropped file), append the rest."""
@@ -146,8 +154,17 @@ class Run:
                     console.print(f"[yellow]skipped[/] {rec}", highlight=False, soft_wrap=True)
                     self.report.read += 1
                     self.report.drop("invalid_input")
-                    self._write_dropped({"stage": self.report.stage, "drop_reason": "invalid_input",
-                                         "detail": str(rec), "raw": rec.raw if isinstance(rec.raw, (dict, str)) else None})
+                    raw = rec.raw.decode("utf-8", "replace") if isinstance(rec.raw, bytes) else rec.raw
+                    bad = {"stage": self.report.stage, "drop_reason": "invalid_input", "detail": str(rec),
+                           "file": rec.path, "line": rec.lineno, "raw": raw if isinstance(raw, (dict, str)) else None}
+                    if self.quarantine:
+                        if self._quarantine_out is None:
+                            from selfalign.io import Output
+
+                            self._quarantine_out = self.stack.enter_context(Output(self.quarantine, append=True))
+                        self._quarantine_out.write(bad)
+                    else:
+                        self._write_dropped(bad)
                     continue
                 if self.done and getattr(rec, "id", None) in self.done:
                     self.report.extra["already_done"] = self.report.extra.get("already_done", 0) + 1
@@ -169,6 +186,7 @@ class Run:
         from selfalign.records import Dropped as DroppedRecord
 
         interrupted = False
+        crashed = None
         with self.stack:
             out = self.stack.enter_context(Output(self.output, append=self.append, flush_each=self.flush_each))
             if not self.quiet:
@@ -196,6 +214,10 @@ class Run:
                                              completed=self.report.kept if self.total else None)
             except KeyboardInterrupt:
                 interrupted = True
+            except (typer.Exit, SystemExit):
+                raise
+            except Exception as e:  # a backend that died mid-run: what is written stays, a re-run resumes
+                crashed = f"{type(e).__name__}: {e}".splitlines()[0][:300]
             except BrokenPipeError:
                 sys.stderr.close()
                 raise typer.Exit(141) from None
@@ -203,6 +225,9 @@ class Run:
         if interrupted:
             console.print("[yellow]interrupted:[/] finished records were written")
             raise typer.Exit(130)
+        if crashed:
+            resume = f"; run the same command again to resume into {self.output}" if self.output else ""
+            fail(f"the run stopped: {crashed}. Finished records were written{resume}.", 1)
 
     def finish(self) -> None:
         self.report.write_json(self.report_path)
@@ -233,7 +258,7 @@ def generate(
     max_requests: Annotated[int | None, typer.Option("--max-requests", help="Give up after this many requests.")] = None,
     output: Output = None, dropped: Dropped = None, report: ReportPath = None, quiet: Quiet = False,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
-    api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
+    api_key_env: KeyEnv = "OPENAI_API_KEY", api_key_file: KeyFile = None, batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, no_cache: NoCache = False,
 ) -> None:
     """Synthesise prompts: self-instruct from a seed pool, or topic-guided red-teaming.
@@ -258,7 +283,7 @@ def generate(
         fail(str(e), 1)
     run = Run("generate", output, dropped, report, OnError.skip, quiet)
     run.total = num
-    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
+    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
                       concurrency=concurrency, max_model_len=max_model_len)
     embedder = None
     if not no_embeddings:
@@ -282,7 +307,7 @@ def generate(
 @app.command()
 def principle(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quiet: Quiet = False,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
     principles: Principles = None, exemplars: Exemplars = None, persona: Persona = "Sage",
     rename: Annotated[str | None, typer.Option("--rename", help="Replace the persona's name in answers.")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.5,
@@ -296,10 +321,10 @@ def principle(
     keep_repetition: Annotated[bool, typer.Option("--keep-repetition", help="Do not cut answers where they "
                                "start repeating themselves.")] = False,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
-    api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
+    api_key_env: KeyEnv = "OPENAI_API_KEY", api_key_file: KeyFile = None, batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, tensor_parallel_size: TP = 1,
     gpu_memory_utilization: GpuMem = 0.9, dtype: DType = None, quantization: Quant = None,
-    no_cache: NoCache = False,
+    no_cache: NoCache = False, max_retries: Retries = 4, request_timeout: Timeout = 120.0,
 ) -> None:
     """Answer each prompt under the principle set, with internal thoughts; parse and filter.
 
@@ -319,11 +344,12 @@ def principle(
                           push_down_apologies=not no_apology_bias, drop_apologies=not keep_apologies,
                           drop_leaks=not keep_leaks, cut_repetition=not keep_repetition, **({"batch_size": batch_size} if batch_size else {}))
     run = Run("principle", output, dropped, report, on_error, quiet)
+    run.quarantine = quarantine
     run.resume()
     run.principle_names = {p.id: p.name for p in plist}
-    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
-                      concurrency=concurrency, max_model_len=max_model_len,
-                      tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
+                      concurrency=concurrency, max_model_len=max_model_len, max_retries=max_retries,
+                      timeout=request_timeout, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
                       dtype=dtype, quantization=quantization)
     stage = PrincipleStage(be, plist, elist, cfg, run.report)
     run.execute(stage.run(run.records(input, PromptRecord)))
@@ -332,7 +358,7 @@ def principle(
 @app.command()
 def dedup(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quiet: Quiet = False,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
     field: Annotated[Field, typer.Option("--field", help="Compare prompts, responses, or both.")] = Field.prompt,
     threshold: Annotated[float, typer.Option("--threshold", help="Cosine at or above which records are "
                          "near duplicates (above 1: exact only).")] = 0.92,
@@ -357,6 +383,7 @@ def dedup(
     except InputError as e:
         fail(str(e), 1)
     run = Run("dedup", output, dropped, report, on_error, quiet)
+    run.quarantine = quarantine
     embedder = None
     if threshold <= 1:
         from selfalign.embed import Embedder
@@ -374,7 +401,7 @@ def dedup(
 @app.command()
 def export(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quiet: Quiet = False,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
     format: Annotated[Format, typer.Option("--format", "-f", help="SFT layout.")] = Format.messages,
     system: Annotated[str | None, typer.Option("--system", help="A short system prompt to add.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Export the refined verbose answer.")] = False,
@@ -400,6 +427,7 @@ def export(
     cfg = ExportConfig(format=format.value, system=system, max_tokens=max_tokens,
                        answer="verbose_response" if verbose else "response")
     run = Run("export", output, dropped, report, on_error, quiet)
+    run.quarantine = quarantine
     run.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
     run.execute(run_export(run.records(input, ExportInput), cfg, run.report, counter))
 
@@ -407,14 +435,14 @@ def export(
 @app.command()
 def refine(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quiet: Quiet = False, persona: Persona = "Sage",
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, persona: Persona = "Sage",
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.3,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.7,
     max_tokens: Annotated[int, typer.Option(help="New tokens per answer.")] = 512,
     repetition_penalty: Annotated[float, typer.Option(help="Repetition penalty.")] = 1.1,
     min_chars: Annotated[int, typer.Option("--min-chars", help="Drop verbose answers shorter than this.")] = 128,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
-    api_key_env: KeyEnv = "OPENAI_API_KEY", batch_size: BatchSize = None, seed: Seed = None,
+    api_key_env: KeyEnv = "OPENAI_API_KEY", api_key_file: KeyFile = None, batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, no_cache: NoCache = False,
 ) -> None:
     """Verbose cloning: re-answer with a detailed persona; the concise answer is kept beside it.
@@ -429,8 +457,9 @@ def refine(
                        repetition_penalty=repetition_penalty, seed=seed, min_chars=min_chars,
                        **({"batch_size": batch_size} if batch_size else {}))
     run = Run("refine", output, dropped, report, on_error, quiet)
+    run.quarantine = quarantine
     run.resume()
-    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, seed=seed,
+    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
                       concurrency=concurrency, max_model_len=max_model_len)
     run.execute(run_refine(run.records(input, AlignedRecord), be, cfg, run.report))
 

@@ -40,7 +40,7 @@ def _open_binary(path: str) -> IO[bytes]:
 
 
 def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputError]]:
-    """Yield (line number, object) for each non-empty line; a bad line yields an InputError instead.
+    """Yield (line number, object) for each line; a bad line (empty ones too) yields an InputError instead.
 
     Bad lines never stop the reading: the caller decides to skip or fail.
     """
@@ -61,13 +61,15 @@ def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputErro
         reader = jsonlines.Reader(lines())
         while True:
             try:
-                obj = reader.read(type=dict, skip_empty=True)
+                obj = reader.read(type=dict)
             except EOFError:
                 return
             except jsonlines.InvalidLineError as e:
                 problem = str(e).rsplit(" (line ", 1)[0].removeprefix("line ")
                 if problem == "does not match requested type":
                     problem = "is not a JSON object"
+                elif not (e.line.strip() if isinstance(e.line, (str, bytes)) else True):
+                    problem = "empty line"
                 yield e.lineno, InputError(name, e.lineno, problem, e.line)
                 continue
             yield where[0], obj

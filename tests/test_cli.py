@@ -80,3 +80,38 @@ def test_bad_principle_file_stops_before_any_work(tmp_path, script):
 def test_python_dash_m_works():
     proc = subprocess.run([sys.executable, "-m", "selfalign", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and "generate" in proc.stdout
+
+
+def test_each_kind_of_bad_line_gets_one_clear_line_and_no_good_record_is_lost(tmp_path, script):
+    rules = script([{"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    src = tmp_path / "in.jsonl"
+    big = json.dumps({"prompt": "big " * 2_600_000})  # a 10 MB line: valid, so it is read (and judged)
+    src.write_bytes(b"\n".join([
+        b'{"prompt": "Why are there tides?"}',   # 1 good
+        b'{"prompt": ',                           # 2 malformed JSON
+        b'{"prompt": ["a list"]}',                # 3 wrong type
+        b'{"text": "no prompt field"}',           # 4 missing field
+        b'',                                      # 5 empty line
+        b'{"prompt": "caf\xe9"}',                 # 6 not UTF-8 (latin-1 byte)
+        big.encode(),                             # 7 10 MB
+        b'{"prompt": "What is a neap tide?"}',    # 8 good
+    ]) + b"\n")
+    proc = run_cli("principle", str(src), "--backend", "scripted", "--model", rules, "--no-cache",
+                   "--quarantine", str(tmp_path / "q.jsonl"), "--dropped", str(tmp_path / "d.jsonl"))
+    kept = [r["prompt"] for r in jsonl(proc.stdout)]
+    assert kept == ["Why are there tides?", "What is a neap tide?"]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("skipped")]
+    expect = {2: "contains invalid json", 3: "prompt: Input should be a valid string", 4: "prompt: Field required",
+              5: "empty line", 6: "is not valid utf-8"}
+    assert len(lines) == len(expect)
+    for (n, problem), line in zip(expect.items(), lines, strict=True):
+        assert f"{src}:{n}: {problem}" in line
+    q = jsonl(tmp_path / "q.jsonl")
+    assert [x["line"] for x in q] == [2, 3, 4, 5, 6] and all(x["file"] == str(src) for x in q)
+    d = jsonl(tmp_path / "d.jsonl")
+    assert [x["drop_reason"] for x in d] == ["prompt_too_long"]  # the 10 MB prompt: judged, not cut
+
+
+def test_unknown_option_value_is_one_clear_error(tmp_path):
+    proc = run_cli("export", "--format", "csv", stdin="", check=False)
+    assert proc.returncode == 2 and "Invalid value for '--format'" in proc.stderr and "csv" in proc.stderr

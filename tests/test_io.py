@@ -12,7 +12,8 @@ def test_bad_lines_are_reported_with_file_and_line_and_the_rest_is_read(tmp_path
     good = [r.prompt for _, r in got if not isinstance(r, InputError)]
     errors = {n: str(r) for n, r in got if isinstance(r, InputError)}
     assert good == ["first", "last"]
-    assert set(errors) == {3, 4, 5, 6, 7}
+    assert set(errors) == {2, 3, 4, 5, 6, 7}
+    assert errors[2] == f"{path}:2: empty line"
     assert errors[3].startswith(f"{path}:3: contains invalid json")
     assert errors[4] == f"{path}:4: is not a JSON object"
     assert "utf-8" in errors[5]

@@ -98,3 +98,22 @@ def test_ctrl_c_writes_what_is_finished_and_exits_130(tmp_path):
     assert "interrupted" in err and "kept" in err
     rows = jsonl(out)  # every line is whole
     assert 0 < len(rows) < 40
+
+
+def test_backend_dying_mid_run_ends_clearly_and_the_output_resumes(tmp_path):
+    prompts, _, _ = _setup(tmp_path, n=12, delay=0)
+    crash = write_jsonl(tmp_path / "crash.jsonl", [{"crash_after": 8},
+                                                   {"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    out = tmp_path / "out.jsonl"
+    env = {"SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    proc = run_cli("principle", str(prompts), "--backend", "scripted", "--model", str(crash), "--batch-size", "4",
+                   "-o", str(out), env=env, check=False)
+    assert proc.returncode == 1
+    assert "the run stopped: RuntimeError: scripted engine crash" in proc.stderr and "again to resume" in proc.stderr
+    assert len(jsonl(out)) == 8  # two whole batches were written before the crash
+    fine = write_jsonl(tmp_path / "fine.jsonl", [{"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    again = run_cli("principle", str(prompts), "--backend", "scripted", "--model", str(fine), "--batch-size", "4",
+                    "-o", str(out), env=env)
+    assert "resuming: 8 records" in again.stderr
+    ids = [r["id"] for r in jsonl(out)]
+    assert len(ids) == len(set(ids)) == 12  # each prompt exactly once

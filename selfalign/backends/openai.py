@@ -21,6 +21,7 @@ class OpenAIBackend:
     supports_logit_bias = False  # needs the server's token ids; not attempted over HTTP
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 api_key_file: str | None = None,
                  concurrency: int = 8, max_retries: int = 4, timeout: float = 120.0,
                  max_context: int | None = None, **_: Any):
         import httpx
@@ -28,7 +29,13 @@ class OpenAIBackend:
 
         self._openai = openai
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1"
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
+        key = os.environ.get(api_key_env)
+        if api_key_file:
+            try:
+                key = open(api_key_file, encoding="utf-8").read().strip()  # noqa: SIM115
+            except OSError as e:
+                raise RuntimeError(f"cannot read the API key file {api_key_file}: {e.strerror}") from None
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=key or "EMPTY",
                                     max_retries=max_retries, timeout=timeout)
         self._http = httpx.Client(timeout=timeout)
         self.concurrency = max(1, concurrency)

@@ -3,7 +3,8 @@
 Each line is `{"text": "..."}`, optionally with `"match": "substring"`: a prompt gets the first rule
 whose `match` occurs in its last 400 characters, else the next unmatched rule in turn (cycling).
 A line `{"delay": SECONDS}` makes each prompt take that long; `{"log": PATH}` appends one line per
-prompt answered to PATH (tests count regenerations with it).
+prompt answered to PATH (tests count regenerations with it); `{"crash_after": N}` makes the backend die
+(raise) once it has answered N prompts, as an engine crash would.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ScriptedBackend:
         rules = [r for r in rules if "text" in r]
         self.delay = float(next((r["delay"] for r in settings if "delay" in r), 0.0))
         self.log = next((r["log"] for r in settings if "log" in r), None)
+        self.crash_after = next((int(r["crash_after"]) for r in settings if "crash_after" in r), None)
         self.model = model or "inline"
         self.rules = rules
         self.max_context = max_context
@@ -57,6 +59,8 @@ class ScriptedBackend:
         return text
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        if self.crash_after is not None and self.prompts_seen >= self.crash_after:
+            raise RuntimeError("scripted engine crash (crash_after)")
         self.calls += 1
         self.prompts_seen += len(prompts)
         out = []
