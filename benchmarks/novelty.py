@@ -33,9 +33,8 @@ def embedding_filter(seeds, cands, threshold):
     rejected = []
     pool_sizes = []
     for start in range(0, len(cands), 64):
-        chunk = cands[start:start + 64]
-        for i, r in enumerate(nov.check(chunk)):
-            pool_sizes.append(len(nov.seen) if r is None else len(nov.seen))
+        for r in nov.check(cands[start:start + 64]):
+            pool_sizes.append(len(nov.seen))  # the pool a ROUGE-L run would compare this candidate against
             rejected.append(r is not None)
     return time.perf_counter() - t, rejected, pool_sizes, emb
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import re
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -76,7 +75,7 @@ def load_principles(path: str | None = None) -> list[Principle]:
                 raise InputError(path, None, f"principle {i}: {e.errors()[0]['msg']}") from None
     else:
         out = []
-        for lineno, line in enumerate(read_text(path).splitlines(), 1):
+        for line in read_text(path).splitlines():
             m = _PRINCIPLE_LINE.match(line)
             if m:
                 out.append(Principle(id=m.group(1), name=m.group(2).strip(), text=m.group(3)))
@@ -170,4 +169,4 @@ def assets_hash(*objs: Any) -> str:
 
 
 __all__ = ["Principle", "Exemplar", "QuestionType", "load_principles", "load_exemplars", "load_seeds",
-           "load_question_types", "assets_hash", "default_path", "Path"]
+           "load_question_types", "assets_hash", "default_path"]

