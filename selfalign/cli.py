@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -458,6 +459,52 @@ def refine(
     be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
                       concurrency=concurrency, max_model_len=max_model_len)
     run.execute(run_refine(run.records(input, AlignedRecord), be, cfg, run.report))
+
+
+class ReportFormat(str, Enum):
+    html = "html"
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def report(
+    files: Annotated[list[str], typer.Argument(help="Outputs of any stage (JSONL: prompts, aligned, refined, "
+                                               "dropped, exported) and the JSON written by --report.")],
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Where to write (html: default "
+                                               "report.html; json: default stdout).")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="html page, text tables, or json.")]
+    = ReportFormat.html,
+) -> None:
+    """See the dataset: counts through the pipeline, drops by reason with examples, principle citations,
+    lengths, question-type coverage and searchable samples, in one offline HTML page.
+
+    Example: [bold]selfalign report out/*.jsonl out/*.json -o report.html[/]
+    """
+    import json as _json
+
+    from selfalign.io import InputError
+    from selfalign.report_view import Summary, print_text, render_html
+
+    summary = Summary()
+    try:
+        for f in files:
+            summary.add_file(f)
+    except InputError as e:
+        fail(str(e), 1)
+    if format is ReportFormat.text:
+        print_text(summary.as_dict(), Console(width=None if sys.stdout.isatty() else 120))
+    elif format is ReportFormat.json:
+        text = _json.dumps(summary.as_dict(), indent=2) + "\n"
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    else:
+        path = Path(output or "report.html")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_html(summary), encoding="utf-8")
+        console.print(f"report: {path}")
 
 
 cache_app = typer.Typer(help="The completion cache: show its size, or clear it.", no_args_is_help=True)

@@ -1,0 +1,238 @@
+"""`selfalign report`: one view of a dataset across stages, as a self-contained HTML page, text or JSON.
+
+Counts stream over every line; examples and lengths come from fixed-size reservoir samples, so memory
+stays bounded on million-record files. Charts are plotly figures with plotly.js inlined (works offline).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from selfalign.io import InputError, read_json_lines
+
+SAMPLE = 200  # example records kept per kind
+LENGTHS = 5000  # texts kept per length distribution
+
+
+class Reservoir:
+    def __init__(self, size: int, rng: random.Random):
+        self.size, self.rng, self.items, self.seen = size, rng, [], 0
+
+    def add(self, item: Any) -> None:
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append(item)
+        else:
+            j = self.rng.randrange(self.seen)
+            if j < self.size:
+                self.items[j] = item
+
+
+def kind_of(obj: dict[str, Any]) -> str:
+    if "drop_reason" in obj:
+        return "dropped"
+    if "messages" in obj or "conversations" in obj or ("instruction" in obj and "output" in obj):
+        return "exported"
+    if "verbose_response" in obj:
+        return "refined"
+    if "response" in obj and "thoughts" in obj:
+        return "aligned"
+    if "prompt" in obj:
+        return "prompts"
+    return "other"
+
+
+class Summary:
+    def __init__(self, seed: int = 0):
+        rng = random.Random(seed)
+        self.files: list[str] = []
+        self.counts: Counter[str] = Counter()
+        self.drops: dict[str, Counter[str]] = defaultdict(Counter)
+        self.drop_examples: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        self.principles: Counter[str] = Counter()
+        self.principles_by_type: dict[str, Counter[str]] = defaultdict(Counter)
+        self.question_types: dict[str, Counter[str]] = defaultdict(Counter)
+        self.topics: dict[str, Counter[str]] = defaultdict(Counter)
+        self.sources: dict[str, Counter[str]] = defaultdict(Counter)
+        self.lengths: dict[tuple[str, str], Reservoir] = {}
+        self.rng = rng
+        self.samples: dict[str, Reservoir] = {}
+        self.stage_reports: list[dict[str, Any]] = []
+        self.bad_lines = 0
+
+    def add_file(self, path: str) -> None:
+        self.files.append(path)
+        if path.endswith(".json"):
+            try:
+                data = json.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise InputError(path, None, f"not a JSON report: {e}") from None
+            if isinstance(data, dict) and "stage" in data:
+                self.stage_reports.append(data)
+                return
+            raise InputError(path, None, "a .json file must be a selfalign --report (it has no 'stage')")
+        for _lineno, obj in read_json_lines(path):
+            if isinstance(obj, InputError):
+                self.bad_lines += 1
+                continue
+            self.add(obj)
+
+    def add(self, obj: dict[str, Any]) -> None:
+        kind = kind_of(obj)
+        self.counts[kind] += 1
+        if kind == "dropped":
+            stage, reason = str(obj.get("stage", "?")), str(obj["drop_reason"])
+            self.drops[stage][reason] += 1
+            ex = self.drop_examples[(stage, reason)]
+            if len(ex) < 3:
+                rec = obj.get("record") or {}
+                ex.append({"prompt": str(rec.get("prompt", ""))[:300], "detail": str(obj.get("detail") or "")[:300]})
+            return
+        if kind not in ("prompts", "aligned", "refined"):
+            return
+        # the same prompt passes through several files: counts per kind, the earliest kind given wins
+        qt = obj.get("question_type")
+        if qt:
+            self.question_types[kind][str(qt)] += 1
+            self.topics[kind][f"{qt}: {obj.get('topic', '')}"] += 1
+        self.sources[kind][str(obj.get("source", "unknown"))] += 1
+        for field in ("prompt", "response", "verbose_response"):
+            if isinstance(obj.get(field), str):
+                if (field, kind) not in self.lengths:
+                    self.lengths[(field, kind)] = Reservoir(LENGTHS, self.rng)
+                self.lengths[(field, kind)].add(obj[field])
+        if kind == "aligned":
+            for pid in obj.get("principles") or []:
+                self.principles[str(pid)] += 1
+                self.principles_by_type[str(qt or "self-instruct / other")][str(pid)] += 1
+        if kind in ("aligned", "refined"):
+            self.samples.setdefault(kind, Reservoir(SAMPLE, self.rng)).add(
+                {k: obj.get(k) for k in ("id", "prompt", "thoughts", "response", "principles")})
+
+    @staticmethod
+    def _first(per_kind: dict[str, Any]) -> Any:
+        return next((per_kind[k] for k in ("prompts", "aligned", "refined") if k in per_kind), Counter())
+
+    def token_lengths(self) -> dict[str, list[int]]:
+        from selfalign.tokens import token_counter
+
+        count = token_counter("tiktoken:o200k_base")
+        out = {}
+        for field in ("prompt", "response", "verbose_response"):
+            res = self._first({kind: r for (f, kind), r in self.lengths.items() if f == field})
+            if isinstance(res, Reservoir) and res.items:
+                out[field] = [count(t) for t in res.items]
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        lengths = self.token_lengths()
+        return {
+            "files": self.files, "records": dict(self.counts), "bad_lines": self.bad_lines,
+            "pipeline": {k: self.counts.get(k, 0) for k in ("prompts", "aligned", "refined", "exported")},
+            "dropped": {s: dict(c.most_common()) for s, c in self.drops.items()},
+            "drop_examples": {f"{s}/{r}": ex for (s, r), ex in self.drop_examples.items()},
+            "principles_cited": dict(self.principles.most_common()),
+            "principles_by_question_type": {t: dict(c.most_common()) for t, c in self.principles_by_type.items()},
+            "question_types": dict(self._first(self.question_types).most_common()),
+            "topics": len(self._first(self.topics)), "sources": dict(self._first(self.sources).most_common()),
+            "token_lengths": {k: {"n": len(v), "median": sorted(v)[len(v) // 2], "max": max(v)}
+                              for k, v in lengths.items()},
+            "stage_reports": self.stage_reports,
+        }
+
+
+def print_text(summary: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    t = Table(title="selfalign report: pipeline", title_justify="left")
+    t.add_column("stage")
+    t.add_column("records", justify="right")
+    for k, v in summary["pipeline"].items():
+        t.add_row(k, str(v))
+    for stage, reasons in summary["dropped"].items():
+        for reason, n in reasons.items():
+            t.add_row(f"[yellow]{stage} dropped: {reason}[/]", str(n))
+    console.print(t)
+    for title, data in (("principles cited", summary["principles_cited"]), ("question types", summary["question_types"]),
+                        ("sources", summary["sources"])):
+        if data:
+            u = Table(title=title, title_justify="left")
+            u.add_column("")
+            u.add_column("records", justify="right")
+            for k, v in data.items():
+                u.add_row(k, str(v))
+            console.print(u)
+    if summary["token_lengths"]:
+        u = Table(title="lengths (tokens, o200k_base)", title_justify="left")
+        for col in ("text", "sampled", "median", "max"):
+            u.add_column(col)
+        for k, v in summary["token_lengths"].items():
+            u.add_row(k, str(v["n"]), str(v["median"]), str(v["max"]))
+        console.print(u)
+
+
+def render_html(s: Summary) -> str:
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    summary = s.as_dict()
+    lengths = s.token_lengths()  # the same samples as the summary's figures
+    figs: list[tuple[str, Any]] = []
+    pipe = summary["pipeline"]
+    figs.append(("Records through the pipeline", go.Figure(go.Bar(x=list(pipe), y=list(pipe.values())))))
+    if summary["dropped"]:
+        fig = go.Figure()
+        for stage, reasons in summary["dropped"].items():
+            fig.add_bar(name=stage, x=list(reasons), y=list(reasons.values()))
+        figs.append(("Drops by reason", fig))
+    if summary["principles_cited"]:
+        fig = go.Figure()
+        for qt, c in summary["principles_by_question_type"].items():
+            fig.add_bar(name=qt, x=list(c), y=list(c.values()))
+        fig.update_layout(barmode="stack", xaxis_title="principle id")
+        figs.append(("Principles cited, by question type", fig))
+    if lengths:
+        fig = go.Figure()
+        for k, v in lengths.items():
+            fig.add_histogram(x=v, name=k, opacity=0.6)
+        fig.update_layout(barmode="overlay", xaxis_title="tokens")
+        figs.append(("Length distributions", fig))
+    if summary["question_types"]:
+        qt = summary["question_types"]
+        figs.append(("Red-teaming question types", go.Figure(go.Bar(x=list(qt), y=list(qt.values())))))
+    if summary["sources"]:
+        src = summary["sources"]
+        figs.append(("Seed vs generated (source)", go.Figure(go.Pie(labels=list(src), values=list(src.values())))))
+    parts = []
+    for i, (title, fig) in enumerate(figs):
+        fig.update_layout(title=title, height=360, margin={"t": 50, "b": 40, "l": 40, "r": 20})
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"chart{i}"))
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r.get('prompt') or ''))}</td><td>{html.escape(str(r.get('thoughts') or ''))}</td>"
+        f"<td>{html.escape(str(r.get('response') or ''))}</td><td>{html.escape(', '.join(map(str, r.get('principles') or [])))}</td></tr>"
+        for r in s._first(s.samples).items) if s.samples else ""
+    examples = "".join(
+        f"<li><b>{html.escape(k)}</b>: " + "; ".join(html.escape(e['prompt'][:120] + (' - ' + e['detail'][:120] if e['detail'] else ''))
+                                                     for e in ex) + "</li>"
+        for k, ex in summary["drop_examples"].items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>selfalign report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;width:100%}}
+td,th{{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}} .charts{{display:grid;grid-template-columns:1fr 1fr;gap:1em}}</style>
+</head><body><h1>selfalign report</h1><p>{html.escape(', '.join(summary['files']))}</p>
+<div class="charts">{''.join(f'<div class="chart">{p}</div>' for p in parts)}</div>
+<h2>Drop reasons, with examples</h2><ul id="drop-examples">{examples or '<li>none</li>'}</ul>
+<h2>Sample records</h2><input id="search" placeholder="search prompts, thoughts, answers" size="60">
+<table id="samples"><thead><tr><th>prompt</th><th>internal thoughts</th><th>answer</th><th>principles</th></tr></thead>
+<tbody>{rows}</tbody></table>
+<script>document.getElementById('search').addEventListener('input', function(e) {{
+  var q = e.target.value.toLowerCase();
+  document.querySelectorAll('#samples tbody tr').forEach(function(r) {{
+    r.style.display = r.textContent.toLowerCase().includes(q) ? '' : 'none'; }});
+}});</script>
+<script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>
+</body></html>"""
