@@ -28,9 +28,9 @@ def load_backend(name: str, **options: Any) -> Backend:
             from selfalign.backends.openai import OpenAIBackend as cls
         else:
             from selfalign.backends.scripted import ScriptedBackend as cls
+        return cls(**options)  # some backends import their libraries here
     except ImportError as e:
         raise RuntimeError(f"backend {name!r} needs {e.name}: {_INSTALL.get(name, '')}") from None
-    return cls(**options)
 
 
 __all__ = ["Backend", "Completion", "SamplingParams", "load_backend", "NAMES"]
