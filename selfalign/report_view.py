@@ -220,11 +220,18 @@ def render_html(s: Summary) -> str:
         f"<li><b>{html.escape(k)}</b>: " + "; ".join(html.escape(e['prompt'][:120] + (' - ' + e['detail'][:120] if e['detail'] else ''))
                                                      for e in ex) + "</li>"
         for k, ex in summary["drop_examples"].items())
+    stage_rows = "".join(
+        f"<tr><td>{html.escape(str(r.get('stage')))}</td><td>{r.get('read', '')}</td><td>{r.get('kept', '')}</td>"
+        f"<td>{html.escape(', '.join(f'{k} {v}' for k, v in (r.get('dropped') or {}).items()))}</td></tr>"
+        for r in summary["stage_reports"])
+    stages = (f"<h2>Stage reports</h2><table id='stages'><thead><tr><th>stage</th><th>read</th><th>kept</th>"
+              f"<th>dropped by reason</th></tr></thead><tbody>{stage_rows}</tbody></table>") if stage_rows else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>selfalign report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;width:100%}}
 td,th{{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}} .charts{{display:grid;grid-template-columns:1fr 1fr;gap:1em}}</style>
 </head><body><h1>selfalign report</h1><p>{html.escape(', '.join(summary['files']))}</p>
 <div class="charts">{''.join(f'<div class="chart">{p}</div>' for p in parts)}</div>
+{stages}
 <h2>Drop reasons, with examples</h2><ul id="drop-examples">{examples or '<li>none</li>'}</ul>
 <h2>Sample records</h2><input id="search" placeholder="search prompts, thoughts, answers" size="60">
 <table id="samples"><thead><tr><th>prompt</th><th>internal thoughts</th><th>answer</th><th>principles</th></tr></thead>

@@ -57,6 +57,7 @@ def test_html_page_draws_its_charts_in_headless_chromium(dataset, tmp_path):
     dom = subprocess.run([browser, *flags, "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=180)
     assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "<td>principle</td><td>6</td><td>4</td>" in html  # the stage report's counts
     charts = html.count('class="chart"')
     assert charts >= 5
     assert dom.stdout.count('class="main-svg"') >= charts  # plotly drew an SVG in every chart
