@@ -86,6 +86,20 @@ Quant = Annotated[str | None, typer.Option("--quantization", help="vllm backend:
 Principles = Annotated[str | None, typer.Option("--principles", help="Principle set (.md/.txt numbered list or .yaml).")]
 Exemplars = Annotated[str | None, typer.Option("--exemplars", help="Exemplars file (.yaml or .jsonl: user, thoughts, answer).")]
 Persona = Annotated[str, typer.Option("--persona", help="The assistant's internal name in the prompt.")]
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise typer.BadParameter("expected I/N, e.g. 0/4") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise typer.BadParameter(f"{value}: need 0 <= I < N")
+    return index, count
+
+
+Shard = Annotated[str | None, typer.Option("--shard", help="Process only shard I of N (e.g. 0/4): a split by a "
+                                           "hash of the record id, so N processes cover the input exactly once.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor store completions in the cache.")]
 
 
@@ -131,6 +145,7 @@ class Run:
         self.done: set[str] = set()
         self.append = False
         self.quarantine: str | None = None
+        self.shard: tuple[int, int] | None = None
         self._quarantine_out: Any = None
 
     def resume(self) -> None:
@@ -146,6 +161,7 @@ class Run:
 
     def records(self, path: str, model: type[T]) -> Iterator[T]:
         from selfalign.io import InputError, read_records
+        from selfalign.records import in_shard
 
         try:
             for _lineno, rec in read_records(path, model):
@@ -166,6 +182,8 @@ class Run:
                         self._quarantine_out.write(bad)
                     else:
                         self._write_dropped(bad)
+                    continue
+                if self.shard and not in_shard(str(getattr(rec, "id", "")), self.shard):
                     continue
                 if self.done and getattr(rec, "id", None) in self.done:
                     self.report.extra["already_done"] = self.report.extra.get("already_done", 0) + 1
@@ -304,7 +322,7 @@ def generate(
 @app.command()
 def principle(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, shard: Shard = None,
     principles: Principles = None, exemplars: Exemplars = None, persona: Persona = "Sage",
     rename: Annotated[str | None, typer.Option("--rename", help="Replace the persona's name in answers.")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.5,
@@ -342,6 +360,7 @@ def principle(
                           drop_leaks=not keep_leaks, cut_repetition=not keep_repetition, **({"batch_size": batch_size} if batch_size else {}))
     run = Run("principle", output, dropped, report, on_error, quiet)
     run.quarantine = quarantine
+    run.shard = _parse_shard(shard)
     run.resume()
     run.principle_names = {p.id: p.name for p in plist}
     be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
@@ -398,7 +417,7 @@ def dedup(
 @app.command()
 def export(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, shard: Shard = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="SFT layout.")] = Format.messages,
     system: Annotated[str | None, typer.Option("--system", help="A short system prompt to add.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Export the refined verbose answer.")] = False,
@@ -425,6 +444,7 @@ def export(
                        answer="verbose_response" if verbose else "response")
     run = Run("export", output, dropped, report, on_error, quiet)
     run.quarantine = quarantine
+    run.shard = _parse_shard(shard)
     run.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
     run.execute(run_export(run.records(input, ExportInput), cfg, run.report, counter))
 
@@ -432,7 +452,7 @@ def export(
 @app.command()
 def refine(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, persona: Persona = "Sage",
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, shard: Shard = None, persona: Persona = "Sage",
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.3,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.7,
     max_tokens: Annotated[int, typer.Option(help="New tokens per answer.")] = 512,
@@ -455,6 +475,7 @@ def refine(
                        **({"batch_size": batch_size} if batch_size else {}))
     run = Run("refine", output, dropped, report, on_error, quiet)
     run.quarantine = quarantine
+    run.shard = _parse_shard(shard)
     run.resume()
     be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
                       concurrency=concurrency, max_model_len=max_model_len)

@@ -25,6 +25,14 @@ def stable_id(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
+def in_shard(record_id: str, shard: tuple[int, int] | None) -> bool:
+    """Deterministic split by a hash of the id: shards 0..N-1 together cover every id exactly once."""
+    if shard is None:
+        return True
+    index, count = shard
+    return int(hashlib.sha256(record_id.encode()).hexdigest()[:12], 16) % count == index
+
+
 def content_hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
 

@@ -115,3 +115,23 @@ def test_each_kind_of_bad_line_gets_one_clear_line_and_no_good_record_is_lost(tm
 def test_unknown_option_value_is_one_clear_error(tmp_path):
     proc = run_cli("export", "--format", "csv", stdin="", check=False)
     assert proc.returncode == 2 and "Invalid value for '--format'" in proc.stderr and "csv" in proc.stderr
+
+
+def test_shards_cover_the_input_exactly_once(tmp_path, script):
+    rules = script([{"match": "number 3 ", "text": " By 2 (informative).\n\nSage: Short."},
+                    {"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"Question number {i} ?"} for i in range(30)])
+    be = ["--backend", "scripted", "--model", rules, "--no-cache", "-q"]
+    whole = {r["id"] for r in jsonl(run_cli("principle", str(src), *be).stdout)}
+    parts = []
+    for i in range(3):
+        out = run_cli("principle", str(src), *be, "--shard", f"{i}/3", "--dropped", str(tmp_path / f"d{i}.jsonl"))
+        parts.append([r["id"] for r in jsonl(out.stdout)] + [d["id"] for d in jsonl(tmp_path / f"d{i}.jsonl")]
+                     if (tmp_path / f"d{i}.jsonl").exists() else [r["id"] for r in jsonl(out.stdout)])
+    every = [i for p in parts for i in p]
+    assert len(every) == len(set(every)) == 30  # no overlap, nothing missing (kept or dropped)
+    kept = {r for p in parts for r in p} - {d["id"] for i in range(3) if (tmp_path / f"d{i}.jsonl").exists()
+                                            for d in jsonl(tmp_path / f"d{i}.jsonl")}
+    assert kept == whole and all(parts)
+    bad = run_cli("principle", str(src), *be, "--shard", "3/3", check=False)
+    assert bad.returncode == 2 and "0 <= I < N" in bad.stderr
