@@ -33,10 +33,6 @@ def in_shard(record_id: str, shard: tuple[int, int] | None) -> bool:
     return int(hashlib.sha256(record_id.encode()).hexdigest()[:12], 16) % count == index
 
 
-def content_hash(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
-
-
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="allow")
 

@@ -110,3 +110,11 @@ def test_provenance_names_backend_sampling_and_assets():
     assert prov.sampling["temperature"] == 0.5 and prov.sampling["top_p"] == 0.95
     assert prov.sampling["max_tokens"] == 256 and prov.sampling["seed"] == 3
     assert len(prov.assets_hash) == 16 and prov.template_version
+
+
+def test_answer_ends_where_the_persona_starts_another_turn(stage):
+    rec = PromptRecord.model_validate({"prompt": "q"})
+    out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD} Sage: The user asks again."))
+    assert isinstance(out, AlignedRecord) and out.response == GOOD
+    out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD}\nSage: more"))
+    assert isinstance(out, AlignedRecord) and out.response == GOOD

@@ -175,7 +175,6 @@ def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, r
     novelty = Novelty(seed_questions, cfg.novelty_threshold, embedder)
     topics: dict[str, list[str]] = {t.name: list(dict.fromkeys(e["topic"] for e in t.examples if e.get("topic")))
                                     for t in types}
-    used: dict[str, int] = {t.name: 0 for t in types}
     accepted, calls, requests = 0, 0, 0
     limit = cfg.max_requests or 20 * max(cfg.num, 1)
     # brainstorm topics for every type at once, in rounds, until each has enough distinct ones
@@ -233,7 +232,6 @@ def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, r
             if accepted >= cfg.num:
                 report.drop("surplus_after_num")
                 continue
-            used[meta["question_type"]] += 1
             accepted += 1
             report.kept += 1
             yield PromptRecord(id=stable_id(meta["prompt"]), source="red-team", provenance=[prov], **meta)

@@ -85,6 +85,7 @@ class PrincipleStage:
                                      sampling=self.params.summary(),
                                      assets_hash=assets_hash(principles, exemplars, config.persona))
         self._answer_marker = re.compile(rf"\n\s*{re.escape(config.persona)}\s*:")
+        self._next_turn = re.compile(rf"(?:^|\s){re.escape(config.persona)}\s*:")
         self._leaks = [e.answer.strip()[:60].lower() for e in exemplars] + [
             e.user.strip().lower() for e in exemplars if len(e.user.strip()) > 30]
 
@@ -117,9 +118,9 @@ class PrincipleStage:
         if re.match(r"\s*(User|Human)\s*:", answer, re.I):
             return drop(STAGE, rec, "starts_user_turn", _clip(answer))
         answer, _ = cut_new_turn(answer)
-        again = self._answer_marker.search("\n" + answer.replace(f" {self.cfg.persona}:", f"\n{self.cfg.persona}:"))
+        again = self._next_turn.search(answer)
         if again:  # the model started another persona turn: the answer ends there
-            answer = answer[: max(0, again.start() - 1)].rstrip()
+            answer = answer[: again.start()].rstrip()
         if self.cfg.cut_repetition:
             answer, looped = cut_repetition(answer)
             if looped and len(answer) < max(self.cfg.min_chars, 1):
