@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from enum import Enum
@@ -146,7 +147,7 @@ class Run:
         self.append = False
         self.quarantine: str | None = None
         self.shard: tuple[int, int] | None = None
-        self._quarantine_out: Any = None
+        self._side: dict[str, Any] = {}
 
     def resume(self) -> None:
         """With -o: skip ids already in the output (or the dropped file), append the rest."""
@@ -175,11 +176,7 @@ class Run:
                     bad = {"stage": self.report.stage, "drop_reason": "invalid_input", "detail": str(rec),
                            "file": rec.path, "line": rec.lineno, "raw": raw if isinstance(raw, (dict, str)) else None}
                     if self.quarantine:
-                        if self._quarantine_out is None:
-                            from selfalign.io import Output
-
-                            self._quarantine_out = self.stack.enter_context(Output(self.quarantine, append=True))
-                        self._quarantine_out.write(bad)
+                        self._side_output(self.quarantine, append=True).write(bad)
                     else:
                         self._write_dropped(bad)
                     continue
@@ -192,13 +189,17 @@ class Run:
         except InputError as e:
             fail(str(e), 1)
 
+    def _side_output(self, path: str, append: bool) -> Any:
+        """The writer for a side file (dropped, quarantine), opened on first use."""
+        if path not in self._side:
+            from selfalign.io import Output
+
+            self._side[path] = self.stack.enter_context(Output(path, append=append))
+        return self._side[path]
+
     def _write_dropped(self, obj: Any) -> None:
         if self.dropped_path:
-            if not hasattr(self, "_dropped_out"):
-                from selfalign.io import Output
-
-                self._dropped_out = self.stack.enter_context(Output(self.dropped_path, append=self.append))
-            self._dropped_out.write(obj)
+            self._side_output(self.dropped_path, append=self.append).write(obj)
 
     def execute(self, results: Iterable[Any]) -> None:
         from selfalign.io import Output
@@ -206,6 +207,7 @@ class Run:
 
         interrupted = False
         crashed = None
+        shown = 0.0
         with self.stack:
             out = self.stack.enter_context(Output(self.output, append=self.append, flush_each=self.flush_each))
             if not self.quiet:
@@ -224,7 +226,9 @@ class Run:
                         self._write_dropped(item)
                     else:
                         out.write(item)
-                    if self.progress is not None:
+                    now = time.monotonic()
+                    if self.progress is not None and now - shown >= 0.1:
+                        shown = now
                         top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
                         asked = self.report.extra.get("requests")
                         top = (f"{asked} requests; " if asked else "") + top
@@ -235,11 +239,11 @@ class Run:
                 interrupted = True
             except (typer.Exit, SystemExit):
                 raise
-            except Exception as e:  # a backend that died mid-run: what is written stays, a re-run resumes
-                crashed = f"{type(e).__name__}: {e}".splitlines()[0][:300]
             except BrokenPipeError:
                 sys.stderr.close()
                 raise typer.Exit(141) from None
+            except Exception as e:  # a backend that died mid-run: what is written stays, a re-run resumes
+                crashed = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         self.finish()
         if interrupted:
             console.print("[yellow]interrupted:[/] finished records were written")
