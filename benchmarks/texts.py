@@ -52,9 +52,24 @@ def real_sentences(n: int) -> list[str]:
     raise RuntimeError(f"only {len(out)} docstring sentences found, wanted {n}")
 
 
-def near_duplicate(text: str, rng: random.Random) -> str:
+LEAD_INS = ["In short,", "Basically,", "Put simply,", "Note that", "In other words,", "Simply put,"]
+
+
+def near_duplicate(text: str, rng: random.Random, rewrites: bool = False) -> str:
+    """An edit of `text`; with `rewrites`, also paraphrase-like ones (clauses swapped, a lead-in, two edits)."""
     words = text.rstrip(".").split()
-    kind = rng.randrange(4)
+    kind = rng.randrange(7 if rewrites else 4)
+    if kind == 4:  # swap the two halves around the first comma or "and"
+        body = text.rstrip(".")
+        for sep in (", ", " and "):
+            if sep in body:
+                a, b = body.split(sep, 1)
+                return f"{b[0].upper()}{b[1:]}{sep}{a[0].lower()}{a[1:]}."
+        kind = 5
+    if kind == 5:  # a lead-in phrase
+        return f"{rng.choice(LEAD_INS)} {words[0].lower() if words[0][1:].islower() else words[0]} {' '.join(words[1:])}."
+    if kind == 6:  # two edits
+        return near_duplicate(near_duplicate(text, rng), rng)
     if kind == 0:  # swap up to two words for synonyms
         spots = [i for i, w in enumerate(words) if w in SYNONYMS]
         for i in rng.sample(spots, min(2, len(spots))):
@@ -69,10 +84,13 @@ def near_duplicate(text: str, rng: random.Random) -> str:
         i = rng.randrange(len(words))
         w = words[i]
         words[i] = w[:-1] if len(w) > 3 else w + "s"
-    return " ".join(words) + "."
+    out = " ".join(words) + "."
+    if out == text:  # no synonym to swap and too short to drop a word: add a clause instead
+        out = " ".join(words + ["as", "well"]) + "."
+    return out
 
 
-def with_planted(n: int, share: float, seed: int = 0) -> tuple[list[str], set[int]]:
+def with_planted(n: int, share: float, seed: int = 0, rewrites: bool = False) -> tuple[list[str], set[int]]:
     """n texts of which about `share` are near duplicates of an earlier one; returns their positions."""
     rng = random.Random(seed)
     base = real_sentences(n)
@@ -83,7 +101,7 @@ def with_planted(n: int, share: float, seed: int = 0) -> tuple[list[str], set[in
     while len(texts) < n:
         if texts and rng.random() < share:
             planted.add(len(texts))
-            texts.append(near_duplicate(rng.choice(texts[max(0, len(texts) - 2000):]), rng))
+            texts.append(near_duplicate(rng.choice(texts[max(0, len(texts) - 2000):]), rng, rewrites))
         else:
             texts.append(next(src))
     return texts, planted

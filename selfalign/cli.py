@@ -46,6 +46,12 @@ class Method(str, Enum):
     both = "both"
 
 
+class Search(str, Enum):
+    auto = "auto"
+    all_pairs = "all-pairs"
+    cluster = "cluster"
+
+
 class Format(str, Enum):
     messages = "messages"
     sharegpt = "sharegpt"
@@ -148,6 +154,7 @@ class Run:
         self.quarantine: str | None = None
         self.shard: tuple[int, int] | None = None
         self._side: dict[str, Any] = {}
+        self._phases: dict[str, Any] = {}
 
     def resume(self) -> None:
         """With -o: skip ids already in the output (or the dropped file), append the rest."""
@@ -214,12 +221,10 @@ class Run:
                 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
                 self.progress = self.stack.enter_context(Progress(
-                    SpinnerColumn(), TextColumn(f"[bold]{self.report.stage}[/]"), BarColumn(bar_width=None),
-                    TextColumn("{task.fields[kept]} kept{task.fields[of]}, {task.fields[dropped]} dropped"
-                               "[dim]{task.fields[reasons]}[/]"), TimeElapsedColumn(),
-                    console=console, transient=True))
-                self.task = self.progress.add_task(self.report.stage, total=self.total, kept=0, dropped=0,
-                                                   reasons="", of=f" of {self.total}" if self.total else "")
+                    SpinnerColumn(), TextColumn("[bold]{task.description}[/]"), BarColumn(bar_width=None),
+                    TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=True))
+                self.task = self.progress.add_task(self.report.stage, total=self.total,
+                                                   stats=f"0 kept{f' of {self.total}' if self.total else ''}")
             try:
                 for item in results:
                     if isinstance(item, DroppedRecord):
@@ -232,9 +237,10 @@ class Run:
                         top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
                         asked = self.report.extra.get("requests")
                         top = (f"{asked} requests; " if asked else "") + top
-                        self.progress.update(self.task, kept=self.report.kept, reasons=f" ({top})" if top else "",
-                                             dropped=sum(self.report.dropped.values()),
-                                             completed=self.report.kept if self.total else None)
+                        of = f" of {self.total}" if self.total else ""
+                        stats = (f"{self.report.kept} kept{of}, {sum(self.report.dropped.values())} dropped"
+                                 + (f"[dim] ({top})[/]" if top else ""))
+                        self.progress.update(self.task, stats=stats, completed=self.report.kept if self.total else None)
             except KeyboardInterrupt:
                 interrupted = True
             except (typer.Exit, SystemExit):
@@ -251,6 +257,15 @@ class Run:
         if crashed:
             resume = f"; run the same command again to resume into {self.output}" if self.output else ""
             fail(f"the run stopped: {crashed}. Finished records were written{resume}.", 1)
+
+    def phase(self, name: str, done: int, total: int | None) -> None:
+        """A step inside the stage with its own bar (dedup: embedding, then search)."""
+        if self.progress is None:
+            return
+        if name not in self._phases:
+            self._phases[name] = self.progress.add_task(f"  {name}", total=total, stats="")
+        unit = f"{done:,}" + (f" of {total:,}" if total else "") + " records"
+        self.progress.update(self._phases[name], completed=done, total=total, stats=unit)
 
     def finish(self) -> None:
         self.report.write_json(self.report_path)
@@ -387,6 +402,11 @@ def dedup(
     against: Annotated[list[str] | None, typer.Option("--against", help="Reference JSONL (e.g. an evaluation "
                        "set; repeatable): drop records equal or too close to any of its items.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or store embeddings in the cache.")] = False,
+    search: Annotated[Search, typer.Option("--search", help="Near-pair search: every pair (exact, quadratic), "
+                      "inside k-means clusters (SemDeDup-style, near linear), or auto: clusters past --cluster-above.")] = Search.auto,
+    cluster_above: Annotated[int, typer.Option("--cluster-above", help="auto: cluster when more texts than this "
+                             "need a search (measured: benchmarks/dedup.py).")] = 20_000,
+    cluster_size: Annotated[int, typer.Option("--cluster-size", help="Texts per k-means cluster on average.")] = 1000,
 ) -> None:
     """Remove exact (normalised) and near-duplicate records; the first occurrence is kept.
 
@@ -412,8 +432,17 @@ def dedup(
             embedder = Embedder(embedding_model, cache=None if no_cache else cache_dir() / "embeddings.sqlite")
         except (RuntimeError, OSError) as e:
             fail(str(e))
-    cfg = DedupConfig(field=field.value, threshold=threshold)
-    run.execute(run_dedup(run.records(input, Record), cfg, run.report, embedder, reference))
+    cfg = DedupConfig(field=field.value, threshold=threshold, search=search.value,
+                      cluster_above=cluster_above, cluster_size=cluster_size)
+    lines = None
+    if input != "-" and Path(input).is_file():  # a cheap count, so the embedding bar has an end
+        with open(input, "rb") as f:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+    def progress(phase: str, done: int, total: int | None) -> None:
+        run.phase(phase, done, total if total is not None else lines)
+
+    run.execute(run_dedup(run.records(input, Record), cfg, run.report, embedder, reference, progress))
     if embedder is not None and embedder.cache is not None and not quiet:
         console.print(f"embeddings: {embedder.cache.hits} from cache, {embedder.cache.misses} computed")
 

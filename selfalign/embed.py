@@ -111,6 +111,9 @@ class EmbeddingIndex:
         self._data[self.size: need] = vectors
         self.size = need
 
+    def matrix(self) -> np.ndarray:
+        return self._data[: self.size]
+
     def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each query: (best cosine, index of that neighbour), -1 where the index is empty."""
         best = np.full(len(queries), -1.0, dtype=np.float32)

@@ -77,3 +77,110 @@ def test_embeddings_are_cached_by_text_so_a_grown_file_embeds_only_what_is_new(t
     out2 = run_cli("dedup", str(grown), env=env)
     assert "4 from cache, 2 computed" in out2.stderr
     assert jsonl(out2.stdout)[:len(jsonl(out1.stdout))] == jsonl(out1.stdout)
+
+
+# ---- the search: all pairs, clusters, first-kept resolution ----------------------------------------
+def unit_rows(n, dim=24, dups=0.3, seed=0):
+    """Random unit vectors, a share of them noisy copies of an earlier row."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n):
+        if rows and rng.random() < dups:
+            rows.append(rows[rng.integers(len(rows))] + 0.08 * rng.normal(size=dim))
+        else:
+            rows.append(rng.normal(size=dim))
+    v = np.array(rows, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def naive_first_kept(v, threshold):
+    kept, dup_of = [], []
+    for j in range(len(v)):
+        sims = [(float(v[i] @ v[j]), i) for i in kept]
+        best = max(sims, default=(-1.0, -1))
+        if best[0] >= threshold:
+            dup_of.append(best[1])
+        else:
+            dup_of.append(-1)
+            kept.append(j)
+    return dup_of
+
+
+def test_all_pairs_search_matches_a_naive_sequential_pass():
+    from selfalign.similarity import brute_pairs, first_kept
+
+    v = unit_rows(700)
+    i, j, s = brute_pairs(v, 0.9, block=64, tile=100)  # tiles that cut through blocks
+    import numpy as np
+
+    assert (i < j).all() and np.allclose(s, (v[i] * v[j]).sum(1), atol=1e-5) and (s >= 0.9).all()
+    full = {(a, b) for a in range(len(v)) for b in range(a + 1, len(v)) if v[a] @ v[b] >= 0.9}
+    assert set(zip(i.tolist(), j.tolist())) == full
+    dup_of, _ = first_kept(len(v), (i, j, s))
+    assert dup_of.tolist() == naive_first_kept(v, 0.9)
+    assert 100 < (dup_of >= 0).sum() < 350  # the fixture has duplicates to find, and keeps the rest
+
+
+def test_clusters_find_a_subset_of_the_pairs_and_with_probes_nearly_all():
+    from selfalign.similarity import brute_pairs, cluster_pairs
+
+    v = unit_rows(2000, seed=1)
+    full = set(zip(*[x.tolist() for x in brute_pairs(v, 0.9)[:2]]))
+    one = set(zip(*[x.tolist() for x in cluster_pairs(v, 0.9, clusters=20, probes=1)[:2]]))
+    two = set(zip(*[x.tolist() for x in cluster_pairs(v, 0.9, clusters=20, probes=2)[:2]]))
+    assert one <= full and two <= full
+    assert len(two) >= len(one) and len(two) >= 0.97 * len(full)
+
+
+def test_first_kept_skips_rows_that_are_gone_already():
+    import numpy as np
+
+    from selfalign.similarity import first_kept
+
+    pairs = (np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([0.95, 0.93, 0.97], dtype=np.float32))
+    assert first_kept(3, pairs)[0].tolist() == [-1, 0, 0]
+    # row 0 contaminated (not eligible): it can't make 1 go, so 1 is kept and 2 goes as a copy of 1
+    assert first_kept(3, pairs, np.array([False, True, True]))[0].tolist() == [-1, -1, 1]
+
+
+DUPES = ["How can I improve my sleep quality?", "Write a limerick about a frog.",
+         "What can I do to improve the quality of my sleep?", "Explain how vaccines train the immune system.",
+         "Give me ways to sleep better and improve my sleep quality.", "How do vaccines teach the immune system?",
+         "Write a short limerick about a frog.", "Name three uses of baking soda.", "What is a black hole?",
+         "Explain what a black hole is.", "Translate 'good morning' into French.", "List three uses of baking soda."]
+
+
+def test_cluster_search_keeps_the_same_records_as_all_pairs(embedder):
+    rs = recs(*DUPES)
+    a = list(dedup(rs, DedupConfig(threshold=0.8, search="all-pairs"), Report("dedup"), embedder))
+    report = Report("dedup")
+    b = list(dedup(rs, DedupConfig(threshold=0.8, search="cluster", cluster_size=3, probes=3), report, embedder))
+    assert report.extra["search"].startswith("4 clusters")
+    assert [(r.id, getattr(r, "duplicate_of", None)) for r in a] == [(r.id, getattr(r, "duplicate_of", None)) for r in b]
+    assert 0 < sum(isinstance(r, Dropped) for r in a) < len(DUPES) - 3
+
+
+def test_exact_copies_follow_the_record_they_copy(embedder):
+    rs = recs("How can I improve my sleep quality?", "What can I do to improve the quality of my sleep?",
+              "what can i do to improve the quality of my sleep", "Name three prime numbers.",
+              "Tell me about the French revolution.", "tell me about the french revolution!")
+    against = [("eval-1", "Tell me about the French Revolution, please.")]
+    out = {r.id: r for r in dedup(rs, DedupConfig(threshold=0.8), Report("dedup"), embedder, against)}
+    assert out["r1"].drop_reason == "semantic_duplicate" and out["r1"].duplicate_of == "r0"
+    # r2 is an exact copy of r1, which went: it points at the record that was kept
+    assert out["r2"].drop_reason == "exact_duplicate" and out["r2"].duplicate_of == "r0"
+    assert out["r4"].drop_reason == "contaminated" and out["r5"].drop_reason == "contaminated"
+    assert out["r5"].duplicate_of == "eval-1"
+    assert not isinstance(out["r3"], Dropped) and not isinstance(out["r0"], Dropped)
+
+
+def test_cli_cluster_search_is_reported(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": t} for t in DUPES])
+    env = {"SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    a = run_cli("dedup", str(src), "--threshold", "0.8", "-q", env=env)
+    b = run_cli("dedup", str(src), "--threshold", "0.8", "--search", "cluster", "--cluster-size", "4",
+                "--report", str(tmp_path / "r.json"), "-q", env=env)
+    assert jsonl(a.stdout) == jsonl(b.stdout) and len(jsonl(a.stdout)) < len(DUPES)
+    assert "clusters" in __import__("json").loads((tmp_path / "r.json").read_text())["search"]

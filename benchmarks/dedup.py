@@ -1,0 +1,242 @@
+"""`selfalign dedup` at scale: total time vs embedding alone, memory, the all-pairs/cluster switch point,
+planted recall and precision per threshold, and ROUGE-L pairwise dedup for comparison. One run, side by side.
+
+Texts: real docstring sentences of the installed packages, 10% of them planted near duplicates of an
+earlier one (edits and paraphrase-like rewrites: benchmarks/texts.py). Nothing is downloaded.
+
+    python benchmarks/dedup.py                       # 10k, 50k, 100k (~25 min on 2 cores)
+    python benchmarks/dedup.py --sizes 2000 10000    # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from texts import with_planted  # noqa: E402
+
+SELFALIGN = [sys.executable, "-m", "selfalign"]
+
+
+def run_dedup(path: Path, env: dict, *extra: str) -> dict:
+    """`selfalign dedup` in a child process: wall seconds, peak RSS (MiB) and its --report."""
+    report = path.with_suffix(".report.json")
+    t = time.perf_counter()
+    proc = subprocess.Popen([*SELFALIGN, "dedup", str(path), "-o", str(path.with_suffix(".out.jsonl")),
+                             "--dropped", str(path.with_suffix(".dropped.jsonl")), "--report", str(report), "-q", *extra],
+                            env={**os.environ, **env}, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if status != 0:
+        raise SystemExit(f"selfalign dedup failed on {path}: {proc.stderr.read().decode()[-2000:]}")
+    return {"wall_s": round(wall, 2), "peak_mib": round(usage.ru_maxrss / 1024, 1), "report": json.loads(report.read_text())}
+
+
+def embed_alone(texts: list[str]) -> float:
+    """Seconds to embed the texts dedup embeds (distinct after normalisation), model loaded, no cache."""
+    from selfalign.embed import Embedder
+    from selfalign.records import normalize_text
+
+    unique = list({normalize_text(t): t for t in texts}.values())
+    emb = Embedder()
+    emb.encode(["warm up"])
+    t = time.perf_counter()
+    for start in range(0, len(unique), 1024):
+        emb.encode(unique[start:start + 1024])
+    return time.perf_counter() - t
+
+
+def word_edits(a: str, b: str) -> int:
+    """Words inserted, deleted or replaced to turn a into b (after normalisation)."""
+    import difflib
+
+    from selfalign.records import normalize_text
+
+    ops = difflib.SequenceMatcher(None, normalize_text(a).split(), normalize_text(b).split()).get_opcodes()
+    return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in ops if tag != "equal")
+
+
+def quality(vectors: np.ndarray, planted: set[int], thresholds: list[float], texts: list[str]) -> list[dict]:
+    """Planted near duplicates caught (recall) and share of drops that are planted (precision), all pairs.
+
+    `precision_edit` also counts as right a drop of an unplanted text that is within 2 word edits of the
+    text it was matched with: the corpus has such pairs of its own ("Get the X." / "Set the X."), which
+    are near duplicates by the planted edits' own definition, whatever they mean.
+    """
+    from selfalign.similarity import brute_pairs, first_kept
+
+    i, j, s = brute_pairs(vectors, min(thresholds))
+    truth = np.zeros(len(vectors), dtype=bool)
+    truth[list(planted)] = True
+    rows = []
+    for th in thresholds:
+        keep = s >= th
+        dup_of, _ = first_kept(len(vectors), (i[keep], j[keep], s[keep]))
+        dropped = dup_of >= 0
+        tp = int((dropped & truth).sum())
+        close = sum(word_edits(texts[int(dup_of[k])], texts[k]) <= 2 for k in np.flatnonzero(dropped & ~truth))
+        rows.append({"threshold": th, "recall": round(tp / max(truth.sum(), 1), 3),
+                     "precision": round(tp / max(dropped.sum(), 1), 3),
+                     "precision_edit": round((tp + close) / max(dropped.sum(), 1), 3), "dropped": int(dropped.sum())})
+    return rows
+
+
+def switch_point(vectors: np.ndarray, sizes: list[int], threshold: float, cluster_size: int, probes: int) -> list[dict]:
+    """Search seconds, all pairs vs clusters, on prefixes; and the drops the clusters miss."""
+    from selfalign.similarity import brute_pairs, cluster_pairs, first_kept
+
+    rows = []
+    for n in sizes:
+        v = vectors[:n]
+        t = time.perf_counter()
+        full = first_kept(n, brute_pairs(v, threshold))[0] >= 0
+        t_all = time.perf_counter() - t
+        t = time.perf_counter()
+        clus = first_kept(n, cluster_pairs(v, threshold, max(2, n // cluster_size), probes))[0] >= 0
+        t_clu = time.perf_counter() - t
+        rows.append({"n": n, "all_pairs_s": round(t_all, 2), "cluster_s": round(t_clu, 2),
+                     "drops_all_pairs": int(full.sum()), "drops_missed_by_clusters": int((full & ~clus).sum()),
+                     "extra_drops_by_clusters": int((clus & ~full).sum())})
+    return rows
+
+
+def rouge_dedup(texts: list[str], threshold: float, budget: float) -> dict:
+    """The ROUGE-L pairwise filter (each text against every kept one) for `budget` s, then extrapolated."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    kept: list[str] = []
+    pairs = 0
+    t = time.perf_counter()
+    done = 0
+    for text in texts:
+        if time.perf_counter() - t > budget:
+            break
+        dup = False
+        for k in kept:
+            pairs += 1
+            if scorer.score(text, k)["rougeL"].fmeasure > threshold:
+                dup = True
+                break
+        if not dup:
+            kept.append(text)
+        done += 1
+    spent = time.perf_counter() - t
+    # every text is compared with (about) every kept one: ~ n^2/2 pairs with ~10% dropped
+    full = len(texts) * (len(texts) - 1) / 2 * 0.9
+    est = spent if done == len(texts) else spent / max(pairs, 1) * full
+    return {"texts": len(texts), "done": done, "seconds": round(est, 1), "estimated": done < len(texts)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
+    ap.add_argument("--switch-sizes", type=int, nargs="*", default=[2_000, 5_000, 10_000, 20_000, 50_000, 100_000])
+    ap.add_argument("--quality-size", type=int, default=20_000)
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.80, 0.85, 0.88, 0.90, 0.92, 0.95])
+    ap.add_argument("--rouge-size", type=int, default=20_000)
+    ap.add_argument("--rouge-budget", type=float, default=60.0)
+    ap.add_argument("--threshold", type=float, default=0.92)
+    ap.add_argument("--json", default="benchmarks/out/dedup.json")
+    args = ap.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True, width=150)
+    biggest = max(args.sizes)
+    texts, planted = with_planted(biggest, share=0.1, seed=7, rewrites=True)
+    work = Path(tempfile.mkdtemp(prefix="selfalign-dedup-bench-"))
+    env = {"SELFALIGN_CACHE_DIR": str(work / "cache")}
+    files = {}
+    for n in sorted(args.sizes):
+        files[n] = work / f"texts-{n}.jsonl"
+        files[n].write_text("".join(json.dumps({"id": f"t{i}", "prompt": t}) + "\n" for i, t in enumerate(texts[:n])))
+    result: dict = {"texts": biggest, "planted": len(planted)}
+
+    console.print(f"[bold]1.[/] {biggest:,} texts: embedding alone, then the whole `selfalign dedup` (empty cache)")
+    emb_s = embed_alone(texts)
+    cold = run_dedup(files[biggest], env)
+    result["embedding_alone_s"] = round(emb_s, 1)
+    result["dedup_total_s"] = cold["wall_s"]
+    result["total_over_embedding"] = round(cold["wall_s"] / emb_s, 3)
+    result["cold_report"] = cold["report"]
+
+    console.print("[bold]2.[/] peak memory per size (embeddings from the cache, so the search and records dominate)")
+    mem = []
+    for n in sorted(args.sizes):
+        r = run_dedup(files[n], env)
+        mem.append({"n": n, "wall_s": r["wall_s"], "peak_mib": r["peak_mib"], "search": r["report"].get("search")})
+    result["memory"] = mem
+
+    from selfalign.embed import Embedder
+
+    emb = Embedder(cache=work / "cache" / "embeddings.sqlite")
+    vectors = emb.encode(texts)
+    console.print("[bold]3.[/] switch point: all pairs vs k-means clusters")
+    result["switch"] = switch_point(vectors, [n for n in args.switch_sizes if n <= biggest], args.threshold, 1000, 2)
+    console.print("[bold]4.[/] planted near duplicates: recall and precision per threshold")
+    q = min(args.quality_size, biggest)
+    result["quality"] = quality(vectors[:q], {p for p in planted if p < q}, args.thresholds, texts[:q])
+    result["quality_texts"], result["quality_planted"] = q, sum(p < q for p in planted)
+    console.print(f"[bold]5.[/] ROUGE-L pairwise dedup on {min(args.rouge_size, biggest):,} texts ({args.rouge_budget:.0f} s, then extrapolated)")
+    r_texts = texts[:min(args.rouge_size, biggest)]
+    from selfalign.similarity import brute_pairs, first_kept
+
+    t = time.perf_counter()
+    emb2 = Embedder()
+    emb2.encode(["warm up"])
+    t = time.perf_counter()
+    v = np.concatenate([emb2.encode(r_texts[s:s + 1024]) for s in range(0, len(r_texts), 1024)])
+    first_kept(len(v), brute_pairs(v, args.threshold))
+    ours = time.perf_counter() - t
+    rouge = rouge_dedup(r_texts, 0.7, args.rouge_budget)
+    result["rouge"] = {**rouge, "selfalign_s": round(ours, 1), "speedup": round(rouge["seconds"] / ours, 1)}
+
+    out = Console(width=150)
+    t1 = Table(title=f"dedup of {biggest:,} texts ({len(planted):,} planted near duplicates)")
+    for col in ("embedding alone s", "selfalign dedup s", "total / embedding", "search"):
+        t1.add_column(col, justify="right")
+    t1.add_row(f"{emb_s:.1f}", f"{cold['wall_s']:.1f}", f"{result['total_over_embedding']:.3f}", str(cold["report"].get("search")))
+    out.print(t1)
+    t2 = Table(title="peak memory (whole process, embedding model included)")
+    for col in ("texts", "peak MiB", "MiB per 10k texts over the previous size", "search"):
+        t2.add_column(col, justify="right")
+    prev = None
+    for m in mem:
+        slope = "" if prev is None else f"{(m['peak_mib'] - prev['peak_mib']) / (m['n'] - prev['n']) * 10_000:.1f}"
+        t2.add_row(f"{m['n']:,}", f"{m['peak_mib']:.0f}", slope, str(m["search"]))
+        prev = m
+    out.print(t2)
+    t3 = Table(title=f"search only (threshold {args.threshold}): all pairs vs clusters of ~1000, 2 probes")
+    for col in ("texts", "all pairs s", "clusters s", "ratio", "drops (all pairs)", "missed by clusters", "extra"):
+        t3.add_column(col, justify="right")
+    for s in result["switch"]:
+        t3.add_row(f"{s['n']:,}", f"{s['all_pairs_s']:.2f}", f"{s['cluster_s']:.2f}",
+                   f"{s['all_pairs_s'] / max(s['cluster_s'], 1e-9):.1f}x", str(s["drops_all_pairs"]),
+                   str(s["drops_missed_by_clusters"]), str(s["extra_drops_by_clusters"]))
+    out.print(t3)
+    t4 = Table(title=f"planted near duplicates ({result['quality_texts']:,} texts, {result['quality_planted']:,} planted)")
+    for col in ("cosine threshold", "recall", "precision (planted only)", "precision (planted or <= 2 word edits)", "dropped"):
+        t4.add_column(col, justify="right")
+    for row in result["quality"]:
+        t4.add_row(f"{row['threshold']:.2f}", f"{row['recall']:.3f}", f"{row['precision']:.3f}",
+                   f"{row['precision_edit']:.3f}", str(row["dropped"]))
+    out.print(t4)
+    r = result["rouge"]
+    out.print(f"ROUGE-L > 0.7 pairwise on {r['texts']:,} texts: {r['seconds']:.0f} s{' (est.)' if r['estimated'] else ''} "
+              f"vs selfalign embed + search {r['selfalign_s']:.1f} s: {r['speedup']:.0f}x")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
