@@ -56,7 +56,7 @@ class EmbeddingCache:
 class Embedder:
     """Normalised float32 embeddings, so a dot product is the cosine similarity."""
 
-    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 128,
+    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 32,
                  cache: str | os.PathLike | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
@@ -66,7 +66,7 @@ class Embedder:
 
         self.name = model or DEFAULT_EMBEDDING_MODEL
         self.st: Any = SentenceTransformer(embedding_model_path(model), device=device)
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # 32: 250 texts/s on 2 CPU cores vs 235 at 64 and 190 at 128 (less padding)
         dim = getattr(self.st, "get_embedding_dimension", None) or self.st.get_sentence_embedding_dimension
         self.dim = int(dim())
         self.cache = EmbeddingCache(cache, embedding_model_path(model)) if cache else None
