@@ -8,6 +8,7 @@ kept. Memory: the embeddings (N x dim float32) plus one tile of similarities, ne
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 
@@ -68,6 +69,11 @@ def dedup_text(rec: Record, field: str) -> str:
     return value
 
 
+def text_key(text: str) -> bytes:
+    """16 bytes standing for the normalised text: exact-duplicate memory does not grow with text length."""
+    return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).digest()
+
+
 def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
           embedder: Embedder | None = None, against: list[tuple[str, str]] | None = None,
           progress: PhaseProgress | None = None) -> Iterator[Record | Dropped]:
@@ -84,11 +90,11 @@ def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
 
 
 def _exact_only(records: Iterable[Record], field: str, report: Report, against: list[tuple[str, str]]) -> Iterator[Record | Dropped]:
-    ref_exact = {normalize_text(t): rid for rid, t in against}
-    exact: dict[str, str] = {}
+    ref_exact = {text_key(t): rid for rid, t in against}
+    exact: dict[bytes, str] = {}
     for rec in records:
         report.read += 1
-        key = normalize_text(dedup_text(rec, field))
+        key = text_key(dedup_text(rec, field))
         if key in ref_exact:
             report.drop("contaminated")
             yield _dup(rec, "contaminated", ref_exact[key], 1.0)
@@ -108,7 +114,7 @@ class _Semantic:
                  progress: PhaseProgress | None):
         self.config, self.report, self.embedder = config, report, embedder
         self.progress = progress or (lambda phase, done, total: None)
-        self.ref_exact = {normalize_text(t): rid for rid, t in against}
+        self.ref_exact = {text_key(t): rid for rid, t in against}
         self.ref_ids = [rid for rid, _ in against]
         self.ref_index: EmbeddingIndex | None = None
         if against:
@@ -138,7 +144,7 @@ class _Semantic:
                     yield _dup(rec, reason, of, score)
 
     def _read(self, records: Iterable[Record], spool) -> None:
-        first: dict[str, int] = {}
+        first: dict[bytes, int] = {}
         pending: list[tuple[int, str]] = []
         for pos, rec in enumerate(records):
             self.report.read += 1
@@ -146,7 +152,7 @@ class _Semantic:
             self.ids.append(rec.id)
             self.kinds.append(type(rec))
             text = dedup_text(rec, self.config.field)
-            key = normalize_text(text)
+            key = text_key(text)
             if key in self.ref_exact:
                 self.fate[pos] = ("contaminated", self.ref_exact[key], 1.0)
             elif key in first:
