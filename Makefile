@@ -9,7 +9,7 @@ SELFALIGN := $(VENV)/bin/selfalign
 TORCH_PIN := torch==2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm demo test test-vllm test-all bench bench-quick bench-novelty clean
+.PHONY: setup setup-vllm demo test test-vllm test-all bench bench-quick bench-novelty bench-dedup clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-quick:
 bench-novelty: setup               ## embeddings vs ROUGE-L novelty filter at 2k and 20k candidates
 	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
 	$(PY) benchmarks/novelty.py --sizes 2000 20000
+
+bench-dedup: setup                 ## dedup at 10k/50k/100k texts, switch point, recall/precision, vs ROUGE-L (~30 min; DEDUP_ARGS="--sizes 2000 10000" for ~3 min)
+	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
+	$(PY) benchmarks/dedup.py $(DEDUP_ARGS)
 
 clean:
 	rm -rf $(VENV) out examples/out .pytest_cache
