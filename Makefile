@@ -9,7 +9,7 @@ SELFALIGN := $(VENV)/bin/selfalign
 TORCH_PIN := torch==2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm demo test test-vllm test-all bench bench-quick bench-novelty bench-dedup clean
+.PHONY: setup setup-vllm demo test test-vllm test-all bench bench-quick bench-novelty bench-dedup bench-ray clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ bench-novelty: setup               ## embeddings vs ROUGE-L novelty filter at 2k
 bench-dedup: setup                 ## dedup at 10k/50k/100k texts, switch point, recall/precision, vs ROUGE-L (~30 min; DEDUP_ARGS="--sizes 2000 10000" for ~3 min)
 	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
 	$(PY) benchmarks/dedup.py $(DEDUP_ARGS)
+
+bench-ray: setup                   ## principle locally vs local Ray with 1 and 2 actors, as ratios (~5 min; RAY_BENCH_ARGS)
+	$(PY) benchmarks/ray_bench.py $(RAY_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) out examples/out .pytest_cache

@@ -3,6 +3,11 @@
 The key covers the backend, the model, every sampling parameter (seed included), the template version
 and the rendered prompt. Only finished completions are stored (errors are not), right after each backend
 call, so a run killed at any moment loses at most the call in flight.
+
+Several processes may share one cache file (Ray actors on one node): WAL mode lets readers run beside the
+one writer, and a writer waits up to 60 s for the lock (sqlite's busy timeout) instead of failing. One
+connection may be used from several threads (Ray calls an actor's methods from its own threads), one at a
+time.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +27,8 @@ class CompletionCache:
     def __init__(self, path: str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
-        self.db = sqlite3.connect(str(path), timeout=60)
+        self.db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        self._lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
 
@@ -35,13 +42,14 @@ class CompletionCache:
         found: dict[str, Completion] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            rows = self.db.execute(f"SELECT key, completion FROM completions WHERE key IN ({','.join('?' * len(chunk))})",
-                                   chunk)
+            with self._lock:
+                rows = self.db.execute(f"SELECT key, completion FROM completions WHERE key IN "
+                                       f"({','.join('?' * len(chunk))})", chunk).fetchall()
             found.update((k, Completion.model_validate_json(c)) for k, c in rows)
         return found
 
     def put(self, items: dict[str, Completion]) -> None:
-        with self.db:
+        with self._lock, self.db:
             self.db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?)",
                                 [(k, c.model_dump_json()) for k, c in items.items()])
 

@@ -110,8 +110,58 @@ Shard = Annotated[str | None, typer.Option("--shard", help="Process only shard I
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor store completions in the cache.")]
 
 
+class ExecutorName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+ExecutorOpt = Annotated[ExecutorName, typer.Option("--executor", help="local: this process; ray: a pool of Ray "
+                        "actors, each holding one backend (needs pip install 'selfalign[ray]').")]
+RayAddress = Annotated[str | None, typer.Option("--ray-address", help="ray: the cluster to join (e.g. auto, "
+                       "ray://head:10001); default: $RAY_ADDRESS, else start a local instance.")]
+RayActors = Annotated[int, typer.Option("--ray-actors", help="ray: actors in the pool, each with its own backend.")]
+RayCpus = Annotated[float, typer.Option("--ray-cpus-per-actor", help="ray: CPUs each actor reserves (fractional "
+                    "by default, so a small machine does not deadlock; whole CPUs also set its torch threads).")]
+RayGpus = Annotated[float, typer.Option("--ray-gpus-per-actor", help="ray: GPUs each actor reserves (vllm: 1, "
+                    "or K with --tensor-parallel-size K).")]
+
+
+def _ray_executor(executor: ExecutorName, address: str | None, actors: int, cpus: float, gpus: float) -> Any:
+    """The Ray executor for `--executor ray` (not started yet), or None; a missing extra fails here."""
+    if executor is not ExecutorName.ray:
+        return None
+    from selfalign.ray_executor import RayExecutor, RayOptions
+
+    try:
+        return RayExecutor(RayOptions(address=address, actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus))
+    except (RuntimeError, ValueError) as e:
+        fail(str(e))
+
+
+def _start_ray(rx: Any, run: Run) -> None:
+    """Start (or join) Ray until the run's outputs are closed."""
+    with console.status("starting Ray ...") if console.is_terminal else ExitStack():
+        try:
+            rx.start()
+        except RuntimeError as e:
+            fail(str(e))
+    run.stack.callback(rx.shutdown)
+    run.report.extra.update(rx.summary())
+
+
+def _ray_backend(rx: Any, name: BackendName, cache: bool, options: dict[str, Any]) -> Any:
+    """generate on Ray: a backend whose calls are split over the actor pool."""
+    with console.status(f"starting {rx.opts.actors} {name.value} actors ...") if console.is_terminal else ExitStack():
+        try:
+            return rx.backend(name.value, options, cache)
+        except RuntimeError as e:
+            fail(str(e))
+
+
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # messages are plain text: "pip install 'selfalign[ray]'" keeps its brackets
+
+    console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -294,6 +344,8 @@ def generate(
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
     api_key_env: KeyEnv = "OPENAI_API_KEY", api_key_file: KeyFile = None, batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, no_cache: NoCache = False,
+    executor: ExecutorOpt = ExecutorName.local, ray_address: RayAddress = None, ray_actors: RayActors = 1,
+    ray_cpus_per_actor: RayCpus = 0.5, ray_gpus_per_actor: RayGpus = 0.0,
 ) -> None:
     """Synthesise prompts: self-instruct from a seed pool, or topic-guided red-teaming.
 
@@ -303,6 +355,7 @@ def generate(
     from selfalign.io import InputError
     from selfalign.stages.generate import GenerateConfig, red_team, self_instruct
 
+    rx = _ray_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
     cfg = GenerateConfig(num=num, seed=seed or 0, novelty_threshold=novelty_threshold,
                          topics_per_type=topics_per_type, max_requests=max_requests, max_types=max_types,
                          **({"batch_size": batch_size} if batch_size else {}))
@@ -317,8 +370,11 @@ def generate(
         fail(str(e), 1)
     run = Run("generate", output, dropped, report, OnError.skip, quiet)
     run.total = num
-    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
-                      concurrency=concurrency, max_model_len=max_model_len)
+    if rx:
+        _start_ray(rx, run)
+    opts = dict(model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
+                concurrency=concurrency, max_model_len=max_model_len)
+    be = _ray_backend(rx, backend, not no_cache, opts) if rx else make_backend(backend, cache=not no_cache, **opts)
     embedder = None
     if not no_embeddings:
         from selfalign.embed import Embedder
@@ -359,6 +415,8 @@ def principle(
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, tensor_parallel_size: TP = 1,
     gpu_memory_utilization: GpuMem = 0.9, dtype: DType = None, quantization: Quant = None,
     no_cache: NoCache = False, max_retries: Retries = 4, request_timeout: Timeout = 120.0,
+    executor: ExecutorOpt = ExecutorName.local, ray_address: RayAddress = None, ray_actors: RayActors = 1,
+    ray_cpus_per_actor: RayCpus = 0.5, ray_gpus_per_actor: RayGpus = 0.0,
 ) -> None:
     """Answer each prompt under the principle set, with internal thoughts; parse and filter.
 
@@ -369,6 +427,7 @@ def principle(
     from selfalign.records import PromptRecord
     from selfalign.stages.principle import PrincipleConfig, PrincipleStage
 
+    rx = _ray_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
     try:
         plist, elist = assets.load_principles(principles), assets.load_exemplars(exemplars)
     except InputError as e:
@@ -382,10 +441,16 @@ def principle(
     run.shard = _parse_shard(shard)
     run.resume()
     run.principle_names = {p.id: p.name for p in plist}
-    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
-                      concurrency=concurrency, max_model_len=max_model_len, max_retries=max_retries,
-                      timeout=request_timeout, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-                      dtype=dtype, quantization=quantization)
+    opts = dict(model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
+                concurrency=concurrency, max_model_len=max_model_len, max_retries=max_retries,
+                timeout=request_timeout, tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                dtype=dtype, quantization=quantization)
+    if rx:
+        _start_ray(rx, run)
+        run.execute(rx.map_stage("principle", run.records(input, PromptRecord), run.report, backend.value, opts,
+                                 not no_cache, {"principles": plist, "exemplars": elist, "config": cfg}, batch_size))
+        return
+    be = make_backend(backend, cache=not no_cache, **opts)
     stage = PrincipleStage(be, plist, elist, cfg, run.report)
     run.execute(stage.run(run.records(input, PromptRecord)))
 
@@ -495,6 +560,8 @@ def refine(
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
     api_key_env: KeyEnv = "OPENAI_API_KEY", api_key_file: KeyFile = None, batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, no_cache: NoCache = False,
+    executor: ExecutorOpt = ExecutorName.local, ray_address: RayAddress = None, ray_actors: RayActors = 1,
+    ray_cpus_per_actor: RayCpus = 0.5, ray_gpus_per_actor: RayGpus = 0.0,
 ) -> None:
     """Verbose cloning: re-answer with a detailed persona; the concise answer is kept beside it.
 
@@ -504,6 +571,7 @@ def refine(
     from selfalign.stages.refine import RefineConfig
     from selfalign.stages.refine import refine as run_refine
 
+    rx = _ray_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
     cfg = RefineConfig(persona=persona, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                        repetition_penalty=repetition_penalty, seed=seed, min_chars=min_chars,
                        **({"batch_size": batch_size} if batch_size else {}))
@@ -511,8 +579,14 @@ def refine(
     run.quarantine = quarantine
     run.shard = _parse_shard(shard)
     run.resume()
-    be = make_backend(backend, cache=not no_cache, model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
-                      concurrency=concurrency, max_model_len=max_model_len)
+    opts = dict(model=model, base_url=base_url, api_key_env=api_key_env, api_key_file=api_key_file, seed=seed,
+                concurrency=concurrency, max_model_len=max_model_len)
+    if rx:
+        _start_ray(rx, run)
+        run.execute(rx.map_stage("refine", run.records(input, AlignedRecord), run.report, backend.value, opts,
+                                 not no_cache, {"config": cfg}, batch_size))
+        return
+    be = make_backend(backend, cache=not no_cache, **opts)
     run.execute(run_refine(run.records(input, AlignedRecord), be, cfg, run.report))
 
 

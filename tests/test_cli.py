@@ -12,7 +12,7 @@ def test_help_is_fast_and_does_not_import_torch():
     code = ("import sys; from typer.testing import CliRunner; from selfalign.cli import app; "
             "r = CliRunner().invoke(app, ['--help']); "
             "assert r.exit_code == 0 and 'principle' in r.output; "
-            "heavy = [m for m in ('torch', 'transformers', 'vllm', 'sentence_transformers') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'transformers', 'vllm', 'sentence_transformers', 'ray') if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

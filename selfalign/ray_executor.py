@@ -1,0 +1,451 @@
+"""`--executor ray`: the same stages, answered by a pool of Ray actors that each hold one backend.
+
+`principle` and `refine` are a map over records: the driver (the CLI) still reads the input, reports bad
+lines, applies --shard and skips the ids already written (resume); the remaining records, in chunks of
+the stage's batch size, become a Ray dataset mapped by an actor pool (`map_batches` with a callable class
+that builds the backend, behind the completion cache, and the stage once). Results stream back to the
+driver, which writes and counts them as they arrive, so a killed run resumes by id like a local one.
+
+`generate` is iterative (the self-instruct pool grows with every accepted prompt), so it is not a map:
+`RayBackend` is a backend whose `generate` splits each call's prompts over a pool of backend actors.
+
+Ray is an optional extra (`pip install 'selfalign[ray]'`) imported only here, only when asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+INSTALL = "--executor ray needs Ray: pip install 'selfalign[ray]'"
+STAGES = ("principle", "refine")
+
+
+def require_ray() -> Any:
+    """The `ray` module, or a RuntimeError that says exactly what to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the [data] extra (pyarrow, pandas) is needed too
+    except ImportError:
+        raise RuntimeError(INSTALL) from None
+    return ray
+
+
+@dataclass
+class RayOptions:
+    address: str | None = None  # None: $RAY_ADDRESS if set, else start a local instance
+    actors: int = 1
+    cpus_per_actor: float = 0.5  # fractional by default: a 2-core machine must not deadlock
+    gpus_per_actor: float = 0.0  # 1 per vLLM actor (K with --tensor-parallel-size K)
+
+    def check(self) -> None:
+        if self.actors < 1:
+            raise ValueError("--ray-actors must be at least 1")
+        if self.cpus_per_actor < 0 or self.gpus_per_actor < 0:
+            raise ValueError("--ray-cpus-per-actor and --ray-gpus-per-actor cannot be negative")
+        if self.cpus_per_actor == 0 and self.gpus_per_actor == 0:
+            raise ValueError("an actor needs some CPU or GPU: set --ray-cpus-per-actor or --ray-gpus-per-actor")
+
+
+# ---- the driver ----------------------------------------------------------------------------------
+class _StdoutGuard:
+    """sys.stdout while Ray runs: the main thread's writes (the JSONL) go to stdout, any other thread's to
+    stderr. Ray prints raylet error messages and worker logs to sys.stdout from background threads, and
+    users pipe stdout into files."""
+
+    def __init__(self, real: Any, other: Any):
+        self.real, self.other = real, other
+
+    def write(self, text: str) -> int:
+        target = self.real if threading.current_thread() is threading.main_thread() else self.other
+        return target.write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+        self.other.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class RayExecutor:
+    """A Ray session for one command: `with RayExecutor(opts) as rx: ...` starts or joins Ray, and leaves it."""
+
+    def __init__(self, options: RayOptions):
+        options.check()
+        self.opts = options
+        self.ray = require_ray()
+        self.local = False
+        self.started_s = 0.0  # seconds ray.init took
+        self._saved_stdout: Any = None
+
+    # -- session ---------------------------------------------------------------------------------
+    def __enter__(self) -> RayExecutor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def start(self) -> None:
+        ray = self.ray
+        self._saved_stdout = sys.stdout
+        sys.stdout = _StdoutGuard(sys.stdout, sys.stderr)
+        address = self.opts.address or os.environ.get("RAY_ADDRESS") or None
+        # The driver's C++ core worker logs to stderr, and Ray Data's actor pools make it log an error-level
+        # line on every actor start (ray-project/ray#53727, harmless). Only fatal ones are kept; the line
+        # saying so is printed while stderr is set aside (ray.init's own failures still raise below).
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+        common = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        t = time.perf_counter()
+        try:
+            if address:
+                _reachable(address)
+            with _stderr_set_aside():
+                if address:
+                    ray.init(address=address, **common)
+                else:
+                    self.local = True
+                    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+                    ray.init(address="local", num_cpus=os.cpu_count() or 1, **common)
+        except Exception as e:  # noqa: BLE001 - a wrong address, a cluster that is down: one clear line
+            self.shutdown()
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray instance"
+            raise RuntimeError(f"cannot {where}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        self.started_s = time.perf_counter() - t
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # stderr belongs to selfalign's own progress and summary
+        ctx.print_on_execution_start = False
+        for handler in logging.getLogger("ray.data").handlers:
+            if not isinstance(handler, logging.FileHandler) and type(handler).__name__ != "SessionFileHandler":
+                handler.setLevel(logging.ERROR)
+        self._check_resources()
+
+    def summary(self) -> dict[str, Any]:
+        """For the run's report: where it ran, and what starting Ray cost."""
+        where = "local instance" if self.local else "cluster"
+        actors = f"{self.opts.actors} actor{'s' if self.opts.actors != 1 else ''}"
+        return {"executor": f"ray {where}, {actors}", "ray_start_s": round(self.started_s, 2)}
+
+    def shutdown(self) -> None:
+        if self.ray.is_initialized():
+            self.ray.shutdown()
+        if self._saved_stdout is not None:
+            sys.stdout = self._saved_stdout
+            self._saved_stdout = None
+
+    def _check_resources(self) -> None:
+        """An actor the cluster can never place would wait forever: say so instead."""
+        have = self.ray.cluster_resources()
+        cpus, gpus = float(have.get("CPU", 0)), float(have.get("GPU", 0))
+        o = self.opts
+        where = "this machine's local Ray instance" if self.local else "the Ray cluster"
+        if o.gpus_per_actor > gpus or o.cpus_per_actor > cpus:
+            message = (f"{where} has {cpus:g} CPUs and {gpus:g} GPUs; an actor asks for {o.cpus_per_actor:g} CPUs "
+                       f"and {o.gpus_per_actor:g} GPUs (--ray-cpus-per-actor, --ray-gpus-per-actor)")
+            if self.local:
+                raise RuntimeError(message)
+            _warn(message + ": waiting for the cluster to grow")
+        elif o.actors * o.cpus_per_actor > cpus or o.actors * o.gpus_per_actor > gpus:
+            _warn(f"{where} has {cpus:g} CPUs and {gpus:g} GPUs: not all {o.actors} actors "
+                  f"({o.cpus_per_actor:g} CPUs, {o.gpus_per_actor:g} GPUs each) fit at once")
+
+    def _actor_threads(self) -> int | None:
+        """Torch threads per CPU actor: its whole CPUs, or the local cores shared among the actors."""
+        if self.opts.gpus_per_actor:
+            return None
+        if self.opts.cpus_per_actor >= 1:
+            return int(self.opts.cpus_per_actor)
+        return max(1, (os.cpu_count() or 1) // self.opts.actors) if self.local else 1
+
+    def _cache_dir(self) -> str | None:
+        # an explicit cache folder (shared storage) follows the job; otherwise each node uses its own
+        return os.environ.get("SELFALIGN_CACHE_DIR") or None
+
+    # -- principle / refine: a dataset map over an actor pool -----------------------------------
+    def map_stage(self, stage: str, records: Iterable[Any], report: Any, backend: str, options: dict[str, Any],
+                  cache: bool, stage_args: dict[str, Any], batch_size: int | None) -> Iterator[Any]:
+        """Run `stage` over `records` on the actor pool; yield kept records (dicts) and `Dropped` ones.
+
+        The report is kept here, on the driver, from what comes back: `read` counts the records sent,
+        each of which comes back exactly once (kept, or dropped with its reason).
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage {stage!r} does not run as a Ray map")
+        ray = self.ray
+        from selfalign.records import Dropped
+
+        records = list(records)  # reads the input on the driver: bad lines, --shard and resume happen here
+        if not records:
+            return
+        size = batch_size or min(chunk_size(backend), math.ceil(len(records) / self.opts.actors))
+        rows = [{"seq": start, "lines": "\n".join(r.model_dump_json() for r in records[start:start + size])}
+                for start in range(0, len(records), size)]
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))  # one chunk a block: it streams back alone
+        remote_args: dict[str, Any] = {"num_cpus": self.opts.cpus_per_actor}
+        if self.opts.gpus_per_actor:
+            remote_args["num_gpus"] = self.opts.gpus_per_actor
+        out = ds.map_batches(
+            StageWorker, batch_size=1, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=min(self.opts.actors, len(rows))),
+            fn_constructor_kwargs=dict(stage=stage, backend=backend, options=options, cache=cache,
+                                       cache_dir=self._cache_dir(), stage_args=stage_args,
+                                       threads=self._actor_threads()),
+            **remote_args)
+        seen: set[int] = set()
+        for row in _plain_errors(ray, out.iter_rows()):
+            kind, seq = str(row["kind"]), int(row["seq"])
+            if kind == "error":
+                raise RuntimeError(str(row["json"]))
+            if seq in seen:  # a chunk retried after an actor died: its records were already written
+                continue
+            seen.add(seq)
+            report.read += 1
+            obj = json.loads(str(row["json"]))
+            if kind == "dropped":
+                item = Dropped.model_validate(obj)
+                report.drop(item.drop_reason)
+                yield item
+            else:
+                report.kept += 1
+                report.principles.update(obj.get("principles") or [])
+                yield obj
+        if len(seen) != len(records):
+            raise RuntimeError(f"{len(records) - len(seen)} of {len(records)} records did not come back from the "
+                               "Ray actors")
+
+    # -- generate: a backend whose calls are split over actors ----------------------------------
+    def backend(self, backend: str, options: dict[str, Any], cache: bool) -> RayBackend:
+        return RayBackend(self, backend, options, cache)
+
+
+def _reachable(address: str, timeout: float = 10.0) -> None:
+    """Ray retries an unreachable cluster address forever: try its host:port once, briefly, first."""
+    import socket
+
+    hostport = address.removeprefix("ray://").rstrip("/")
+    if hostport in ("auto", "local") or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({e.strerror or type(e).__name__})") from None
+
+
+@contextlib.contextmanager
+def _stderr_set_aside() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for a moment (C++ code writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _plain_errors(ray: Any, rows: Iterator[Any]) -> Iterator[Any]:
+    """Ray's own failures (an actor killed by the OOM killer, a lost node) as one line, not a remote traceback."""
+    try:
+        yield from rows
+    except ray.exceptions.RayError as e:
+        raise RuntimeError(f"a Ray actor failed: {_remote_error(e)}") from None
+
+
+def _remote_error(e: BaseException) -> str:
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(cause, type(e)):
+        return _error(cause)
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    # a remote traceback ends with "SomeError: message"; otherwise Ray's first line says what happened
+    last = next((ln for ln in reversed(lines) if ln.split(":", 1)[0].isidentifier() and ":" in ln), None)
+    return (last or (lines[0] if lines else type(e).__name__))[:300]
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def chunk_size(backend: str) -> int:
+    """The backend's own prompts per call, without building it (the classes import their libraries lazily)."""
+    if backend == "transformers":
+        from selfalign.backends.transformers import TransformersBackend as cls
+    elif backend == "vllm":
+        from selfalign.backends.vllm import VLLMBackend as cls
+    elif backend == "openai":
+        from selfalign.backends.openai import OpenAIBackend as cls
+    else:
+        from selfalign.backends.scripted import ScriptedBackend as cls
+    return int(cls.chunk_size)
+
+
+# ---- the actors ----------------------------------------------------------------------------------
+def build_backend(backend: str, options: dict[str, Any], cache: bool) -> Any:
+    """What `make_backend` builds on the driver, built inside an actor: the backend behind the cache."""
+    from selfalign.backends import load_backend
+
+    be = load_backend(backend, **{k: v for k, v in options.items() if v is not None})
+    if not cache:
+        return be
+    from selfalign.cache import CachedBackend, CompletionCache
+    from selfalign.embedded import cache_dir
+
+    return CachedBackend(be, CompletionCache(cache_dir() / "completions.sqlite"))
+
+
+def _actor_setup(backend: str, cache_dir: str | None, threads: int | None) -> None:
+    if cache_dir:
+        os.environ["SELFALIGN_CACHE_DIR"] = cache_dir
+    if threads and backend == "transformers":
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0][:300]
+
+
+class StageWorker:
+    """One actor of the pool: one backend and one stage, built once; each call answers one chunk.
+
+    Errors do not escape as Ray tracebacks: they come back as one row the driver turns into a clear
+    message (a backend that cannot start, or one that dies mid-run).
+    """
+
+    def __init__(self, stage: str, backend: str, options: dict[str, Any], cache: bool, cache_dir: str | None,
+                 stage_args: dict[str, Any], threads: int | None):
+        self.error: str | None = None
+        try:
+            _actor_setup(backend, cache_dir, threads)
+            from selfalign.report import Report
+
+            self.backend = build_backend(backend, options, cache)
+            if stage == "principle":
+                from selfalign.records import PromptRecord
+                from selfalign.stages.principle import PrincipleStage
+
+                runner = PrincipleStage(self.backend, stage_args["principles"], stage_args["exemplars"],
+                                        stage_args["config"], Report(stage))
+                self.model, self.run = PromptRecord, runner.run
+            else:
+                from selfalign.records import AlignedRecord
+                from selfalign.stages.refine import refine
+
+                cfg = stage_args["config"]
+                self.model = AlignedRecord
+                self.run = lambda recs: refine(recs, self.backend, cfg, Report(stage))
+        except Exception as e:  # noqa: BLE001 - reported through the rows, see the class docstring
+            self.error = f"the {backend} backend did not start in a Ray actor: {_error(e)}"
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        from selfalign.records import Dropped
+
+        out: dict[str, list[Any]] = {"seq": [], "kind": [], "json": []}
+        for start, lines in zip(batch["seq"], batch["lines"], strict=True):
+            if self.error is None:
+                try:
+                    records = [self.model.model_validate_json(line) for line in str(lines).split("\n")]
+                    for i, item in enumerate(self.run(records)):
+                        out["seq"].append(int(start) + i)
+                        out["kind"].append("dropped" if isinstance(item, Dropped) else "kept")
+                        out["json"].append(item.model_dump_json(exclude_none=True))
+                    continue
+                except Exception as e:  # noqa: BLE001 - the backend died: the chunk in flight is lost, as locally
+                    self.error = f"in a Ray actor: {_error(e)}"
+            return {"seq": [int(start)], "kind": ["error"], "json": [self.error]}
+        return out
+
+
+class BackendWorker:
+    """A Ray actor holding one backend (behind the cache), for `RayBackend`."""
+
+    def __init__(self, backend: str, options: dict[str, Any], cache: bool, cache_dir: str | None,
+                 threads: int | None):
+        self.error: str | None = None
+        try:
+            _actor_setup(backend, cache_dir, threads)
+            self.backend = build_backend(backend, options, cache)
+        except Exception as e:  # noqa: BLE001 - returned by info(), raised on the driver
+            self.error = f"the {backend} backend did not start in a Ray actor: {_error(e)}"
+
+    def info(self) -> dict[str, Any]:
+        if self.error:
+            return {"error": self.error}
+        b = self.backend
+        return {"name": b.name, "model": b.model, "max_context": b.max_context,
+                "supports_logit_bias": b.supports_logit_bias, "chunk_size": b.chunk_size}
+
+    def generate(self, prompts: list[str], params: Any) -> list[Any]:
+        return self.backend.generate(prompts, params)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [self.backend.count_tokens(t) for t in texts]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class RayBackend:
+    """The backend protocol over a pool of `BackendWorker` actors: each call's prompts are split into
+    contiguous parts, one per actor, and the completions come back in order."""
+
+    def __init__(self, executor: RayExecutor, backend: str, options: dict[str, Any], cache: bool):
+        ray = self._ray = executor.ray
+        o = executor.opts
+        actor = ray.remote(num_cpus=o.cpus_per_actor, num_gpus=o.gpus_per_actor or None)(BackendWorker)
+        self.actors = [actor.remote(backend, options, cache, executor._cache_dir(), executor._actor_threads())
+                       for _ in range(o.actors)]
+        infos = ray.get([a.info.remote() for a in self.actors])
+        errors = [i["error"] for i in infos if "error" in i]
+        if errors:
+            self.close()
+            raise RuntimeError(errors[0])
+        info = infos[0]
+        self.name, self.model, self.max_context = info["name"], info["model"], int(info["max_context"])
+        self.supports_logit_bias, self.chunk_size = bool(info["supports_logit_bias"]), int(info["chunk_size"])
+        self.calls = 0
+
+    def count_tokens(self, text: str) -> int:
+        return int(self._ray.get(self.actors[0].count_tokens.remote([text]))[0])
+
+    def generate(self, prompts: list[str], params: Any) -> list[Any]:
+        if not prompts:
+            return []
+        self.calls += 1
+        n = min(len(self.actors), len(prompts))
+        size = math.ceil(len(prompts) / n)
+        # rotate which actor starts, so calls smaller than the pool still spread over every actor
+        first = self.calls % len(self.actors)
+        refs = [self.actors[(first + i) % len(self.actors)].generate.remote(prompts[s:s + size], params)
+                for i, s in enumerate(range(0, len(prompts), size))]
+        parts, failed = [], None
+        for ref in refs:  # every part is fetched, so no failure is left unread (Ray would log it at exit)
+            try:
+                parts.append(self._ray.get(ref))
+            except self._ray.exceptions.RayError as e:  # the backend died in its actor: one line, as locally
+                failed = failed or e
+        if failed is not None:
+            raise RuntimeError(f"in a Ray actor: {_remote_error(failed)}")
+        return [c for part in parts for c in part]
+
+    def close(self) -> None:
+        for a in self.actors:
+            self._ray.kill(a)
+        self.actors = []

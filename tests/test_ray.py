@@ -1,0 +1,248 @@
+"""`--executor ray`: every input id comes back exactly once (kept, or dropped with a reason), the cache and
+resume keep their promises, and a machine without Ray is told what to install.
+
+Ray comes with the dev extra (`make test`). Each CLI run is its own process, as a user's would be. The
+tests that show the user's path start a local Ray instance themselves (~4 s each on 2 cores); the others
+join one instance shared by this module.
+"""
+
+import collections
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, jsonl, run_cli, write_jsonl
+
+GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
+        "far side both bulge, so most coasts see two high tides and two low tides every day.")
+INSTALL = "--executor ray needs Ray: pip install 'selfalign[ray]'"
+
+
+def _principle_setup(tmp_path, n=40):
+    prompts = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"Question number {i} about tides?"} for i in range(n)])
+    log = tmp_path / "answered.log"
+    rules = write_jsonl(tmp_path / "rules.jsonl", [
+        {"log": str(log)},
+        {"match": "number 7 ", "text": " By 2 (informative).\n\nSage: Too short."},           # too_short
+        {"match": "number 13 ", "text": " I answer at once with no thoughts"},                # missing_answer
+        {"match": "number 21 ", "text": " By 2 (informative).\n\nSage: Sorry, " + GOOD},      # apology_opening
+        {"match": "number 3", "text": " By 8 (knowledge recitation) I recall facts.\n\nSage: " + GOOD},  # 3, 30-39
+        {"text": f" By 2 (informative) I explain.\n\nSage: {GOOD}"}])
+    return prompts, rules, log
+
+
+def _ids(path):
+    return [r["id"] for r in jsonl(path)] if path.exists() else []
+
+
+def _log_counts(log):
+    return collections.Counter(log.read_text().splitlines()) if log.exists() else collections.Counter()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One running Ray instance (like a `ray start --head`), joined with --ray-address by several tests."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # Ray 2.5x+ secures a new instance with a token
+    head = subprocess.Popen(
+        [sys.executable, "-c", "import logging, sys, ray; ray.init(num_cpus=2, include_dashboard=False, "
+         "logging_level=logging.ERROR); print(ray.get_runtime_context().gcs_address, flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    address = head.stdout.readline().strip()
+    assert address, "the shared Ray instance did not start"
+    yield {"args": ["--executor", "ray", "--ray-address", address], "env": {"RAY_AUTH_MODE": "token"}}
+    head.stdin.close()  # the head process leaves: ray.shutdown() at its exit stops the instance
+    head.wait(timeout=60)
+
+
+def test_principle_on_a_local_ray_instance_gives_every_id_once_and_resumes(tmp_path):
+    """The issue's must-show: a local instance, two actors; a first run on half the input, then the whole
+    input into the same -o; every id once, kept as in a local run, each prompt answered exactly once."""
+    prompts, rules, log = _principle_setup(tmp_path)
+    be = ["--backend", "scripted", "--model", str(rules), "--no-cache"]  # no cache: resume alone must skip
+    local = run_cli("principle", str(prompts), *be, "-q", "--dropped", str(tmp_path / "local-d.jsonl"))
+    local_kept = {r["id"]: r for r in jsonl(local.stdout)}
+    local_dropped = {d["id"]: d["drop_reason"] for d in jsonl(tmp_path / "local-d.jsonl")}
+    assert len(local_kept) == 37 and sorted(local_dropped.values()) == ["apology_opening", "missing_answer", "too_short"]
+    log.unlink()
+
+    out, dropped = tmp_path / "out.jsonl", tmp_path / "dropped.jsonl"
+    half = write_jsonl(tmp_path / "half.jsonl", jsonl(prompts)[:20])
+    ray = ["--executor", "ray", "--ray-actors", "2", "-o", str(out), "--dropped", str(dropped)]
+    t = time.perf_counter()
+    first = run_cli("principle", str(half), *be, *ray, "--report", str(tmp_path / "r1.json"))
+    took = time.perf_counter() - t
+    assert first.stdout == ""  # the records went to -o; nothing of Ray's reached stdout
+    assert len(_ids(out)) + len(_ids(dropped)) == 20
+    second = run_cli("principle", str(prompts), *be, *ray, "--report", str(tmp_path / "r2.json"))
+    assert "resuming: 20 records" in second.stderr and second.stdout == ""
+
+    kept, gone = _ids(out), _ids(dropped)
+    assert len(kept) + len(gone) == len(set(kept) | set(gone)) == 40  # every id exactly once, kept or dropped
+    assert set(kept) == set(local_kept) and {d["id"]: d["drop_reason"] for d in jsonl(dropped)} == local_dropped
+    assert all(d["detail"] for d in jsonl(dropped))
+    assert {r["id"]: r for r in jsonl(out)} == local_kept  # the same records, field for field
+    counts = _log_counts(log)
+    assert len(counts) == 40 and set(counts.values()) == {1}  # each prompt answered once over both runs
+
+    import json
+    r2 = json.loads((tmp_path / "r2.json").read_text())
+    assert r2["read"] == 20 and r2["already_done"] == 20 and r2["kept"] + r2["dropped_total"] == 20
+    assert r2["executor"] == "ray local instance, 2 actors"
+    cited = collections.Counter(p for r in jsonl(out) for p in r["principles"])
+    r1 = json.loads((tmp_path / "r1.json").read_text())
+    assert collections.Counter(r1["principles_cited"]) + collections.Counter(r2["principles_cited"]) == cited
+    assert set(cited) == {"2", "8"}
+
+    third = run_cli("principle", str(prompts), *be, *ray)  # all done: nothing is answered or written again
+    assert "resuming: 40 records" in third.stderr
+    assert len(_ids(out)) + len(_ids(dropped)) == 40 and sum(_log_counts(log).values()) == 40
+    print(f"first ray run (20 prompts, local start, 2 actors): {took:.1f} s")
+
+
+def test_actors_share_the_completion_cache_and_stdout_stays_jsonl(tmp_path, cluster):
+    prompts, rules, log = _principle_setup(tmp_path, n=24)
+    env = {**cluster["env"], "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["principle", str(prompts), "--backend", "scripted", "--model", str(rules), *cluster["args"],
+            "--ray-actors", "2", "--batch-size", "3", "--dropped", str(tmp_path / "d.jsonl")]
+    first = run_cli(*args, env=env)
+    assert sum(_log_counts(log).values()) == 24
+    second = run_cli(*args[:-2], "--dropped", str(tmp_path / "d2.jsonl"), env=env)
+    assert sum(_log_counts(log).values()) == 24  # every completion came from the cache, written by two actors
+    rows = jsonl(first.stdout)  # every stdout line is a record
+    assert len(rows) == 21 and sorted(first.stdout.splitlines()) == sorted(second.stdout.splitlines())
+    assert "ray cluster, 2 actors" in first.stderr
+
+
+def test_refine_on_ray_gives_every_id_once(tmp_path, cluster):
+    aligned = [{"prompt": f"Question number {i} about tides?", "thoughts": "By 2.", "response": GOOD}
+               for i in range(12)]
+    src = write_jsonl(tmp_path / "aligned.jsonl", aligned)
+    rules = write_jsonl(tmp_path / "rules.jsonl", [{"match": "number 5 ", "text": "Too short."},
+                                                  {"text": f" {GOOD} It is a steady rhythm sailors have used."}])
+    be = ["--backend", "scripted", "--model", str(rules), "--no-cache"]
+    local = jsonl(run_cli("refine", str(src), *be, "-q").stdout)
+    proc = run_cli("refine", str(src), *be, *cluster["args"], "--ray-actors", "2", "--dropped",
+                   str(tmp_path / "d.jsonl"), env=cluster["env"])
+    kept, gone = jsonl(proc.stdout), jsonl(tmp_path / "d.jsonl")
+    assert len(kept) + len(gone) == len({r["id"] for r in kept} | {d["id"] for d in gone}) == 12
+    assert [d["drop_reason"] for d in gone] == ["too_short"]
+    assert sorted(kept, key=lambda r: r["id"]) == sorted(local, key=lambda r: r["id"])
+    assert all(r["verbose_response"].startswith(GOOD) and r["response"] == GOOD for r in kept)
+
+
+def test_generate_on_ray_splits_calls_over_actors_and_gives_num_records(tmp_path, cluster):
+    topics = ["rivers", "bread", "gardens", "planets", "bridges", "violins", "glaciers", "markets", "orchards",
+              "lighthouses", "volcanoes", "libraries", "kites", "canals", "deserts", "bees", "clocks", "ferries"]
+    rules = write_jsonl(tmp_path / "rules.jsonl", [{"log": str(tmp_path / "log")}] + [
+        {"text": f" Explain three facts about {a}.\n8. Describe a day among {b} for a child.\n"
+                 f"9. Compare {c} with {a} in one short paragraph."}
+        for a, b, c in zip(topics, topics[6:] + topics[:6], topics[12:] + topics[:12], strict=True)])
+    proc = run_cli("generate", "--num", "12", "--no-embeddings", "--no-cache", "--max-requests", "60", "--backend",
+                   "scripted", "--model", str(rules), *cluster["args"], "--ray-actors", "2",
+                   "--report", str(tmp_path / "r.json"), env=cluster["env"])
+    rows = jsonl(proc.stdout)
+    assert len(rows) == 12 and len({r["id"] for r in rows}) == 12
+    assert all(r["source"] == "self-instruct" and r["provenance"][-1]["backend"] == "scripted" for r in rows)
+    import json
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["kept"] == 12 and report["requests"] == len((tmp_path / "log").read_text().splitlines())
+
+
+def test_a_backend_dying_on_an_actor_ends_clearly_and_the_output_resumes(tmp_path, cluster):
+    prompts, _, _ = _principle_setup(tmp_path, n=12)
+    crash = write_jsonl(tmp_path / "crash.jsonl", [{"crash_after": 8}, {"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    out = tmp_path / "out.jsonl"
+    args = ["principle", str(prompts), "--backend", "scripted", "--batch-size", "4", "--no-cache", "-o", str(out),
+            *cluster["args"]]
+    proc = run_cli(*args, "--model", str(crash), env=cluster["env"], check=False)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "scripted engine crash" in errors[0] and "again to resume" in errors[0]
+    assert 0 < len(_ids(out)) <= 8  # only whole batches answered before the crash
+    fine = write_jsonl(tmp_path / "fine.jsonl", [{"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    run_cli(*args, "--model", str(fine), env=cluster["env"])
+    ids = _ids(out)
+    assert len(ids) == len(set(ids)) == 12
+
+    bad = run_cli("principle", str(prompts), "--backend", "scripted", *cluster["args"], env=cluster["env"],
+                  check=False)  # no --model: the backend cannot start on the actor
+    assert bad.returncode != 0 and bad.stdout == ""
+    assert "the scripted backend did not start in a Ray actor: ValueError: the scripted backend needs --model" in bad.stderr
+
+
+def test_sigkill_mid_run_then_resume_gives_each_id_once(tmp_path, cluster):
+    prompts = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"Question number {i} about tides?"} for i in range(60)])
+    rules = write_jsonl(tmp_path / "rules.jsonl", [{"delay": 0.05}, {"log": str(tmp_path / "log")},
+                                                  {"match": "number 7 ", "text": " By 2.\n\nSage: Too short."},
+                                                  {"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    out, dropped = tmp_path / "out.jsonl", tmp_path / "d.jsonl"
+    cmd = [sys.executable, "-m", "selfalign", "principle", str(prompts), "--backend", "scripted", "--model", str(rules),
+           "--batch-size", "4", "-o", str(out), "--dropped", str(dropped), "-q", *cluster["args"], "--ray-actors", "2"]
+    env = {**os.environ, **cluster["env"], "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and len(_ids(out)) < 12 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    written = len(_ids(out)) + len(_ids(dropped))
+    assert 0 < written < 60, "the kill should land mid-run"
+    again = subprocess.run(cmd[:-1] + ["2"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    kept, gone = _ids(out), _ids(dropped)
+    assert len(kept) + len(gone) == len(set(kept) | set(gone)) == 60 and len(gone) == 1
+    counts = _log_counts(tmp_path / "log")
+    # answered twice: at most the chunk each actor was answering when the kill came (the rest is cached)
+    assert len(counts) == 60 and sum(counts.values()) - 60 <= 2 * 4, counts.most_common(3)
+
+
+def test_without_ray_the_error_says_what_to_install(tmp_path, script):
+    stub = tmp_path / "stub" / "ray"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n")
+    rules = script([{"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    env = {"PYTHONPATH": str(tmp_path / "stub")}
+    for cmd in (["principle"], ["refine"], ["generate", "--num", "1"]):
+        proc = run_cli(*cmd, "--backend", "scripted", "--model", rules, "--executor", "ray", stdin='{"prompt": "q"}\n',
+                       env=env, check=False)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.strip() == f"error: {INSTALL}"
+    # the local executor does not need it
+    assert run_cli("principle", "--backend", "scripted", "--model", rules, "-q", stdin='{"prompt": "q"}\n', env=env).stdout
+
+
+def test_resources_a_local_instance_cannot_give_are_an_error_not_a_hang(tmp_path, script):
+    rules = script([{"text": "x"}])
+    proc = run_cli("principle", "--backend", "scripted", "--model", rules, "--executor", "ray",
+                   "--ray-gpus-per-actor", "1", stdin='{"prompt": "q"}\n', check=False, timeout=120)
+    assert proc.returncode == 2 and "0 GPUs; an actor asks for 0.5 CPUs and 1 GPUs" in proc.stderr
+    proc = run_cli("principle", "--backend", "scripted", "--model", rules, "--executor", "ray",
+                   "--ray-address", "127.0.0.1:9", stdin='{"prompt": "q"}\n', check=False, timeout=120)
+    assert proc.returncode == 2 and "cannot join the Ray cluster at 127.0.0.1:9" in proc.stderr
+
+
+@pytest.mark.slow
+def test_principle_on_ray_with_the_embedded_model(tmp_path):
+    src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "How do vaccines protect people from disease?"},
+                                                   {"prompt": "What are good habits for saving money?"}])
+    proc = run_cli("principle", str(src), "--executor", "ray", "--ray-actors", "1", "--seed", "1",
+                   "--max-tokens", "24", "--min-chars", "20", "--no-cache", "--dropped", str(tmp_path / "d.jsonl"))
+    kept, gone = jsonl(proc.stdout), jsonl(tmp_path / "d.jsonl") if (tmp_path / "d.jsonl").exists() else []
+    from selfalign.records import stable_id
+    expected = sorted(stable_id(r["prompt"]) for r in jsonl(src))
+    assert sorted([r["id"] for r in kept] + [d["id"] for d in gone]) == expected  # each once, kept or dropped
+    assert all(d["drop_reason"] and d["stage"] == "principle" for d in gone)
+    for rec in kept:
+        prov = rec["provenance"][-1]
+        assert prov["backend"] == "transformers" and prov["model"].endswith("smollm2-135m-instruct")
+        assert prov["sampling"]["seed"] == 1 and prov["sampling"]["max_tokens"] == 24
+
+
+def test_ray_is_not_imported_until_asked_for():
+    code = ("import sys; from typer.testing import CliRunner; from selfalign.cli import app; "
+            "[CliRunner().invoke(app, [c, '--help']) for c in ('generate', 'principle', 'refine')]; "
+            "print('ray' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "False"
