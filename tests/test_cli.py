@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, jsonl, run_cli, write_jsonl
 
 GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
@@ -117,20 +119,21 @@ def test_unknown_option_value_is_one_clear_error(tmp_path):
     assert proc.returncode == 2 and "Invalid value for '--format'" in proc.stderr and "csv" in proc.stderr
 
 
-def test_shards_cover_the_input_exactly_once(tmp_path, script):
+@pytest.mark.parametrize("n", [2, 3])
+def test_shards_cover_the_input_exactly_once(tmp_path, script, n):
     rules = script([{"match": "number 3 ", "text": " By 2 (informative).\n\nSage: Short."},
                     {"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
     src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"Question number {i} ?"} for i in range(30)])
     be = ["--backend", "scripted", "--model", rules, "--no-cache", "-q"]
     whole = {r["id"] for r in jsonl(run_cli("principle", str(src), *be).stdout)}
     parts = []
-    for i in range(3):
-        out = run_cli("principle", str(src), *be, "--shard", f"{i}/3", "--dropped", str(tmp_path / f"d{i}.jsonl"))
+    for i in range(n):
+        out = run_cli("principle", str(src), *be, "--shard", f"{i}/{n}", "--dropped", str(tmp_path / f"d{i}.jsonl"))
         parts.append([r["id"] for r in jsonl(out.stdout)] + [d["id"] for d in jsonl(tmp_path / f"d{i}.jsonl")]
                      if (tmp_path / f"d{i}.jsonl").exists() else [r["id"] for r in jsonl(out.stdout)])
     every = [i for p in parts for i in p]
     assert len(every) == len(set(every)) == 30  # no overlap, nothing missing (kept or dropped)
-    kept = {r for p in parts for r in p} - {d["id"] for i in range(3) if (tmp_path / f"d{i}.jsonl").exists()
+    kept = {r for p in parts for r in p} - {d["id"] for i in range(n) if (tmp_path / f"d{i}.jsonl").exists()
                                             for d in jsonl(tmp_path / f"d{i}.jsonl")}
     assert kept == whole and all(parts)
     bad = run_cli("principle", str(src), *be, "--shard", "3/3", check=False)
