@@ -116,27 +116,14 @@ def switch_point(vectors: np.ndarray, sizes: list[int], threshold: float, cluste
 
 
 def rouge_dedup(texts: list[str], threshold: float, budget: float) -> dict:
-    """The ROUGE-L pairwise filter (each text against every kept one) for `budget` s, then extrapolated."""
-    from rouge_score import rouge_scorer
+    """The ROUGE-L pairwise filter (each text against every kept one) for `budget` s, then extrapolated.
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    kept: list[str] = []
-    pairs = 0
-    t = time.perf_counter()
-    done = 0
-    for text in texts:
-        if time.perf_counter() - t > budget:
-            break
-        dup = False
-        for k in kept:
-            pairs += 1
-            if scorer.score(text, k)["rougeL"].fmeasure > threshold:
-                dup = True
-                break
-        if not dup:
-            kept.append(text)
-        done += 1
-    spent = time.perf_counter() - t
+    It is novelty.py's ROUGE-L filter with an empty seed pool.
+    """
+    from novelty import rouge_filter
+
+    spent, rejected, pairs = rouge_filter([], texts, threshold, budget)
+    done = len(rejected)
     # every text is compared with (about) every kept one: ~ n^2/2 pairs with ~10% dropped
     full = len(texts) * (len(texts) - 1) / 2 * 0.9
     est = spent if done == len(texts) else spent / max(pairs, 1) * full
