@@ -21,7 +21,7 @@ from selfalign.report import Report
 from selfalign.stages.common import drop
 
 STAGE = "dedup"
-# Above this many texts to search, clustering beats comparing every pair (benchmarks/dedup.py --switch).
+# auto: every pair up to this many texts, clusters past it (measured by benchmarks/dedup.py: README, Dedup at scale).
 CLUSTER_ABOVE = 20_000
 
 PhaseProgress = Callable[[str, int, int | None], None]  # (phase, records done, records in all or None)
