@@ -66,6 +66,22 @@ class CompletionCache:
         return n
 
 
+def default_cache() -> CompletionCache:
+    """The completion cache under the selfalign cache folder (`SELFALIGN_CACHE_DIR`)."""
+    from selfalign.embedded import cache_dir
+
+    return CompletionCache(cache_dir() / "completions.sqlite")
+
+
+def open_backend(name: str, cache: bool = True, **options: Any) -> Any:
+    """The backend called `name` (options set to None are left out), behind the completion cache unless
+    `cache` is False. The CLI builds it so; so does each Ray actor."""
+    from selfalign.backends import load_backend
+
+    backend = load_backend(name, **{k: v for k, v in options.items() if v is not None})
+    return CachedBackend(backend, default_cache()) if cache else backend
+
+
 class CachedBackend:
     """Any backend, behind the cache: only prompts without a stored completion reach it."""
 

@@ -167,20 +167,13 @@ def fail(message: str, code: int = 2) -> None:
 
 def make_backend(name: BackendName, cache: bool = True, **options: Any) -> Any:
     """The chosen backend, behind the completion cache unless `cache` is False."""
-    from selfalign.backends import load_backend
+    from selfalign.cache import open_backend
 
-    options = {k: v for k, v in options.items() if v is not None}
     with console.status(f"loading {name.value} backend ...") if console.is_terminal else ExitStack():
         try:
-            backend = load_backend(name.value, **options)
+            return open_backend(name.value, cache, **options)
         except (RuntimeError, ValueError, OSError) as e:
             fail(str(e))
-    if not cache:
-        return backend
-    from selfalign.cache import CachedBackend, CompletionCache
-    from selfalign.embedded import cache_dir
-
-    return CachedBackend(backend, CompletionCache(cache_dir() / "completions.sqlite"))
 
 
 class Run:
@@ -646,10 +639,9 @@ def cache_info() -> None:
 
     Example: [bold]selfalign cache info[/]
     """
-    from selfalign.cache import CompletionCache
-    from selfalign.embedded import cache_dir
+    from selfalign.cache import default_cache
 
-    s = CompletionCache(cache_dir() / "completions.sqlite").stats()
+    s = default_cache().stats()
     typer.echo(f"{s['path']}: {s['completions']} completions, {s['bytes'] / 1e6:.1f} MB")
 
 
@@ -659,10 +651,9 @@ def cache_clear() -> None:
 
     Example: [bold]selfalign cache clear[/]
     """
-    from selfalign.cache import CompletionCache
-    from selfalign.embedded import cache_dir
+    from selfalign.cache import default_cache
 
-    n = CompletionCache(cache_dir() / "completions.sqlite").clear()
+    n = default_cache().clear()
     console.print(f"cleared {n} completions")
 
 

@@ -283,30 +283,18 @@ def _warn(message: str) -> None:
 
 
 def chunk_size(backend: str) -> int:
-    """The backend's own prompts per call, without building it (the classes import their libraries lazily)."""
-    if backend == "transformers":
-        from selfalign.backends.transformers import TransformersBackend as cls
-    elif backend == "vllm":
-        from selfalign.backends.vllm import VLLMBackend as cls
-    elif backend == "openai":
-        from selfalign.backends.openai import OpenAIBackend as cls
-    else:
-        from selfalign.backends.scripted import ScriptedBackend as cls
-    return int(cls.chunk_size)
+    """The backend's own prompts per call, without building it."""
+    from selfalign.backends import backend_class
+
+    return int(backend_class(backend).chunk_size)
 
 
 # ---- the actors ----------------------------------------------------------------------------------
 def build_backend(backend: str, options: dict[str, Any], cache: bool) -> Any:
     """What `make_backend` builds on the driver, built inside an actor: the backend behind the cache."""
-    from selfalign.backends import load_backend
+    from selfalign.cache import open_backend
 
-    be = load_backend(backend, **{k: v for k, v in options.items() if v is not None})
-    if not cache:
-        return be
-    from selfalign.cache import CachedBackend, CompletionCache
-    from selfalign.embedded import cache_dir
-
-    return CachedBackend(be, CompletionCache(cache_dir() / "completions.sqlite"))
+    return open_backend(backend, cache, **options)
 
 
 def _actor_setup(backend: str, cache_dir: str | None, threads: int | None) -> None:

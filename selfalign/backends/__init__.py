@@ -15,22 +15,28 @@ _INSTALL = {
 }
 
 
-def load_backend(name: str, **options: Any) -> Backend:
-    """Build the backend called `name`; a missing extra fails with the exact install command."""
+def backend_class(name: str) -> type:
+    """The class of the backend called `name`, not built (its module imports its libraries lazily)."""
     if name not in NAMES:
         raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(NAMES)}")
+    if name == "transformers":
+        from selfalign.backends.transformers import TransformersBackend as cls
+    elif name == "vllm":
+        from selfalign.backends.vllm import VLLMBackend as cls
+    elif name == "openai":
+        from selfalign.backends.openai import OpenAIBackend as cls
+    else:
+        from selfalign.backends.scripted import ScriptedBackend as cls
+    return cls
+
+
+def load_backend(name: str, **options: Any) -> Backend:
+    """Build the backend called `name`; a missing extra fails with the exact install command."""
+    cls = backend_class(name)
     try:
-        if name == "transformers":
-            from selfalign.backends.transformers import TransformersBackend as cls
-        elif name == "vllm":
-            from selfalign.backends.vllm import VLLMBackend as cls
-        elif name == "openai":
-            from selfalign.backends.openai import OpenAIBackend as cls
-        else:
-            from selfalign.backends.scripted import ScriptedBackend as cls
         return cls(**options)  # some backends import their libraries here
     except ImportError as e:
         raise RuntimeError(f"backend {name!r} needs {e.name}: {_INSTALL.get(name, '')}") from None
 
 
-__all__ = ["Backend", "Completion", "SamplingParams", "load_backend", "NAMES"]
+__all__ = ["Backend", "Completion", "SamplingParams", "backend_class", "load_backend", "NAMES"]
