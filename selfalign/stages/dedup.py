@@ -62,10 +62,10 @@ def load_reference(paths: list[str]) -> list[tuple[str, str]]:
 
 
 def dedup_text(rec: Record, field: str) -> str:
-    data = rec.model_dump()
+    # attributes, not model_dump(): the semantic pass already serialises each record once, for the spool
     if field == "both":
-        return f"{data.get('prompt', '')}\n{data.get('response', '')}"
-    value = data.get(field)
+        return f"{getattr(rec, 'prompt', '')}\n{getattr(rec, 'response', '')}"
+    value = getattr(rec, field, None)
     if not isinstance(value, str):
         raise ValueError(f"record {rec.id} has no text field {field!r}")
     return value
