@@ -4,33 +4,28 @@ The key covers the backend, the model, every sampling parameter (seed included),
 and the rendered prompt. Only finished completions are stored (errors are not), right after each backend
 call, so a run killed at any moment loses at most the call in flight.
 
-Several processes may share one cache file (Ray actors on one node): WAL mode lets readers run beside the
-one writer, and a writer waits up to 60 s for the lock (sqlite's busy timeout) instead of failing. One
-connection may be used from several threads (Ray calls an actor's methods from its own threads), one at a
-time.
+Several processes may share one cache file (Ray actors on one node): see `sqlite_store`. One connection
+may be used from several threads (Ray calls an actor's methods from its own threads), one at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
 from selfalign.backends.base import Completion, SamplingParams
 from selfalign.records import TEMPLATE_VERSION
+from selfalign.sqlite_store import connect, select_in
 
 
 class CompletionCache:
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
-        self.db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+        self.db = connect(path, "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
         self._lock = threading.Lock()
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
 
     @staticmethod
     def key(backend: str, model: str, params: SamplingParams, prompt: str) -> str:
@@ -39,14 +34,9 @@ class CompletionCache:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, keys: list[str]) -> dict[str, Completion]:
-        found: dict[str, Completion] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            with self._lock:
-                rows = self.db.execute(f"SELECT key, completion FROM completions WHERE key IN "
-                                       f"({','.join('?' * len(chunk))})", chunk).fetchall()
-            found.update((k, Completion.model_validate_json(c)) for k, c in rows)
-        return found
+        with self._lock:
+            rows = list(select_in(self.db, "SELECT key, completion FROM completions WHERE key IN ({})", keys))
+        return {k: Completion.model_validate_json(c) for k, c in rows}
 
     def put(self, items: dict[str, Completion]) -> None:
         with self._lock, self.db:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,11 +25,9 @@ class EmbeddingCache:
     """Embeddings by model and text hash in SQLite, so a re-run (or a grown file) embeds only what is new."""
 
     def __init__(self, path: str | os.PathLike, model: str):
-        import sqlite3
+        from selfalign.sqlite_store import connect
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path))
-        self.db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
+        self.db = connect(path, "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
         self.model = model
         self.hits = self.misses = 0
 
@@ -39,13 +36,10 @@ class EmbeddingCache:
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            rows = self.db.execute(f"SELECT key, vec FROM embeddings WHERE model = ? AND key IN ({','.join('?' * len(chunk))})",
-                                   [self.model, *chunk])
-            found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
-        return found
+        from selfalign.sqlite_store import select_in
+
+        rows = select_in(self.db, "SELECT key, vec FROM embeddings WHERE model = ? AND key IN ({})", keys, self.model)
+        return {k: np.frombuffer(v, dtype=np.float32) for k, v in rows}
 
     def put(self, items: dict[str, np.ndarray]) -> None:
         with self.db:

@@ -117,3 +117,28 @@ def test_backend_dying_mid_run_ends_clearly_and_the_output_resumes(tmp_path):
     assert "resuming: 8 records" in again.stderr
     ids = [r["id"] for r in jsonl(out)]
     assert len(ids) == len(set(ids)) == 12  # each prompt exactly once
+
+
+OPEN_AT_ONCE = r'''
+import sys, time
+from selfalign.cache import CompletionCache
+from selfalign.embed import EmbeddingCache
+t0, folder, n = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for i in range(n):
+    time.sleep(max(0.0, t0 + 0.1 * i - time.time()))
+    try:
+        (CompletionCache if i % 2 else EmbeddingCache)(f"{folder}/{i}.sqlite", *([] if i % 2 else ["m"]))
+    except Exception as e:
+        print(i, repr(e), flush=True)
+'''
+
+
+def test_many_processes_opening_a_new_cache_at_once_all_get_it(tmp_path):
+    """Ray actors start together and open the same new cache file: none of them may fail with "database is
+    locked" (CI saw it once in ~200 opens before the setup was retried; this runs 480 opens of 60 files)."""
+    t0 = time.time() + 3  # every process has imported selfalign by then; each file is opened on one tick
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(t0), str(tmp_path), "60"], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    failures = [line for p in procs for line in p.communicate(timeout=120)[0].splitlines()]
+    assert failures == []
+    assert len(list(tmp_path.glob("*.sqlite"))) == 60
