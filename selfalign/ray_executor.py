@@ -22,11 +22,16 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 INSTALL = "--executor ray needs Ray: pip install 'selfalign[ray]'"
+# An actor whose process dies (OOM killer, a segfault in the engine) is restarted and its chunk retried this
+# many times; past that the run ends with one clear line. Ray Data's default is to restart forever, which
+# turns a backend that always kills its process into a run that never ends.
+ACTOR_RESTARTS = 2
 STAGES = ("principle", "refine")
 
 
@@ -60,14 +65,18 @@ class RayOptions:
 class _StdoutGuard:
     """sys.stdout while Ray runs: the main thread's writes (the JSONL) go to stdout, any other thread's to
     stderr. Ray prints raylet error messages and worker logs to sys.stdout from background threads, and
-    users pipe stdout into files."""
+    users pipe stdout into files. Those messages can run to a thousand characters a line (a dead worker's
+    advice on the OOM killer): each line is kept to its first sentence; the whole text is in Ray's logs."""
 
     def __init__(self, real: Any, other: Any):
         self.real, self.other = real, other
+        self.closing = False  # ray.shutdown() flushes its held-back messages from the main thread
 
     def write(self, text: str) -> int:
-        target = self.real if threading.current_thread() is threading.main_thread() else self.other
-        return target.write(text)
+        if threading.current_thread() is threading.main_thread() and not self.closing:
+            return self.real.write(text)
+        self.other.write("\n".join(_first_sentence(line) for line in text.split("\n")))
+        return len(text)
 
     def flush(self) -> None:
         self.real.flush()
@@ -75,6 +84,13 @@ class _StdoutGuard:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+def _first_sentence(line: str, longest: int = 240) -> str:
+    if len(line) <= longest:
+        return line
+    end = line.find(". ", 40, longest)
+    return (line[:end + 1] if end > 0 else line[:longest] + " ...") + " (more in Ray's logs)"
 
 
 class RayExecutor:
@@ -129,7 +145,9 @@ class RayExecutor:
         ctx.print_on_execution_start = False
         for handler in logging.getLogger("ray.data").handlers:
             if not isinstance(handler, logging.FileHandler) and type(handler).__name__ != "SessionFileHandler":
-                handler.setLevel(logging.ERROR)
+                # its errors come with the traceback of its own scheduler; selfalign says the cause in one
+                # line (see _plain_errors), and the whole trace stays in Ray's session log files
+                handler.setLevel(logging.CRITICAL)
         self._check_resources()
 
     def summary(self) -> dict[str, Any]:
@@ -139,6 +157,8 @@ class RayExecutor:
         return {"executor": f"ray {where}, {actors}", "ray_start_s": round(self.started_s, 2)}
 
     def shutdown(self) -> None:
+        if isinstance(sys.stdout, _StdoutGuard):
+            sys.stdout.closing = True
         if self.ray.is_initialized():
             self.ray.shutdown()
         if self._saved_stdout is not None:
@@ -196,13 +216,17 @@ class RayExecutor:
         remote_args: dict[str, Any] = {"num_cpus": self.opts.cpus_per_actor}
         if self.opts.gpus_per_actor:
             remote_args["num_gpus"] = self.opts.gpus_per_actor
-        out = ds.map_batches(
+        with warnings.catch_warnings():
+            # max_restarts has no named parameter in Ray 2.60; the generic ray_remote_args still take it, with
+            # a deprecation warning that is no use to a selfalign user
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            out = ds.map_batches(
             StageWorker, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=min(self.opts.actors, len(rows))),
-            fn_constructor_kwargs=dict(stage=stage, backend=backend, options=options, cache=cache,
-                                       cache_dir=self._cache_dir(), stage_args=stage_args,
-                                       threads=self._actor_threads()),
-            **remote_args)
+                compute=ray.data.ActorPoolStrategy(size=min(self.opts.actors, len(rows))),
+                fn_constructor_kwargs=dict(stage=stage, backend=backend, options=options, cache=cache,
+                                           cache_dir=self._cache_dir(), stage_args=stage_args,
+                                           threads=self._actor_threads()),
+                max_restarts=ACTOR_RESTARTS, **remote_args)
         seen: set[int] = set()
         for row in _plain_errors(ray, out.iter_rows()):
             kind, seq = str(row["kind"]), int(row["seq"])
@@ -264,6 +288,10 @@ def _plain_errors(ray: Any, rows: Iterator[Any]) -> Iterator[Any]:
     """Ray's own failures (an actor killed by the OOM killer, a lost node) as one line, not a remote traceback."""
     try:
         yield from rows
+    except ray.exceptions.ActorDiedError:
+        raise RuntimeError(f"a Ray actor's process died {ACTOR_RESTARTS + 1} times (restarted {ACTOR_RESTARTS} times): "
+                           "out of memory, or a crash in the backend? See the worker logs under "
+                           "/tmp/ray/session_latest/logs on the node") from None
     except ray.exceptions.RayError as e:
         raise RuntimeError(f"a Ray actor failed: {_remote_error(e)}") from None
 

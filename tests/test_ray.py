@@ -199,6 +199,35 @@ def test_sigkill_mid_run_then_resume_gives_each_id_once(tmp_path, cluster):
     assert len(counts) == 60 and sum(counts.values()) - 60 <= 2 * 4, counts.most_common(3)
 
 
+def test_an_actor_process_that_dies_is_restarted_and_no_id_is_written_twice(tmp_path, cluster):
+    """The actor's whole process exits mid-chunk (as under the OOM killer): Ray restarts it and retries the
+    chunk; the driver writes each id once. A process that dies every time ends the run in one clear line
+    after a bounded number of restarts, instead of retrying forever."""
+    prompts = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"Question number {i} about tides?"} for i in range(24)])
+    log = tmp_path / "log"
+    once = write_jsonl(tmp_path / "once.jsonl", [{"exit_after": 6, "once": str(tmp_path / "died")}, {"log": str(log)},
+                                                 {"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    out = tmp_path / "out.jsonl"
+    args = ["principle", str(prompts), "--backend", "scripted", "--batch-size", "4", "-o", str(out),
+            "--dropped", str(tmp_path / "d.jsonl"), *cluster["args"], "--ray-actors", "2"]
+    env = {**cluster["env"], "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    run_cli(*args, "--model", str(once), env=env)
+    assert (tmp_path / "died").exists()  # an actor did die
+    ids = _ids(out)
+    assert len(ids) == len(set(ids)) == 24 and not _ids(tmp_path / "d.jsonl")
+    counts = _log_counts(log)
+    assert len(counts) == 24 and sum(counts.values()) - 24 <= 4  # at most the chunk in flight, answered again
+
+    always = write_jsonl(tmp_path / "always.jsonl", [{"exit_after": 0}, {"text": f" By 2.\n\nSage: {GOOD}"}])
+    fresh = ["principle", str(prompts), "--backend", "scripted", "--batch-size", "4", "--no-cache", *cluster["args"]]
+    proc = run_cli(*fresh, "--model", str(always), "-o", str(tmp_path / "never.jsonl"), env=env, check=False,
+                   timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and "process died 3 times" in errors[0], proc.stderr[-2000:]
+    assert proc.stdout == ""  # Ray's held-back messages about the dead workers went to stderr too
+    assert all(len(line) < 400 for line in proc.stderr.splitlines())  # each cut to its first sentence
+
+
 def test_without_ray_the_error_says_what_to_install(tmp_path, script):
     stub = tmp_path / "stub" / "ray"
     stub.mkdir(parents=True)

@@ -4,12 +4,15 @@ Each line is `{"text": "..."}`, optionally with `"match": "substring"`: a prompt
 whose `match` occurs in its last 400 characters, else the next unmatched rule in turn (cycling).
 A line `{"delay": SECONDS}` makes each prompt take that long; `{"log": PATH}` appends one line per
 prompt answered to PATH (tests count regenerations with it); `{"crash_after": N}` makes the backend die
-(raise) once it has answered N prompts, as an engine crash would.
+(raise) once it has answered N prompts, as an engine crash would; `{"exit_after": N}` makes its whole
+process exit at that point instead, as one killed by the OOM killer would, and with `"once": PATH` it does
+so only if PATH does not exist yet (it is created first), so a restarted process goes on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -38,6 +41,7 @@ class ScriptedBackend:
         self.delay = float(next((r["delay"] for r in settings if "delay" in r), 0.0))
         self.log = next((r["log"] for r in settings if "log" in r), None)
         self.crash_after = next((int(r["crash_after"]) for r in settings if "crash_after" in r), None)
+        self.exit = next((r for r in settings if "exit_after" in r), None)
         self.model = model or "inline"
         self.rules = rules
         self.max_context = max_context
@@ -61,6 +65,14 @@ class ScriptedBackend:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         if self.crash_after is not None and self.prompts_seen >= self.crash_after:
             raise RuntimeError("scripted engine crash (crash_after)")
+        if self.exit and self.prompts_seen >= int(self.exit["exit_after"]):
+            once = self.exit.get("once")
+            try:
+                if once is not None:
+                    open(once, "x").close()  # atomic: of two processes here at once, one exits
+                os._exit(70)
+            except FileExistsError:
+                pass
         self.calls += 1
         self.prompts_seen += len(prompts)
         out = []
