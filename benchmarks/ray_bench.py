@@ -5,7 +5,8 @@ embedded model, same prompts, seed, batches (--batch-size) and --no-cache, measu
 run and printed as ratios to the local run. Ray's fixed cost is measured apart, on the scripted backend
 (no model work): the wall time of a 2-prompt run on Ray minus the same run locally, with ray.init's share
 read from the run's --report. The pipeline's own ceiling (driver, dataset, actors; no model) is the same
-scripted run over --ceiling-prompts prompts.
+scripted run over --ceiling-prompts prompts. `dedup` is measured the same way: --dedup-texts texts (10% planted
+near duplicates) deduplicated locally and with its embeddings on 2 actors, --no-cache, same records out.
 
     python benchmarks/ray_bench.py [--prompts 16] [--max-tokens 48] [--batch-size 8] [--repeats 1]
                                    [--json benchmarks/out/ray.json]
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8, help="prompts per backend call (and per Ray chunk)")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each variant, interleaved; medians reported")
     ap.add_argument("--ceiling-prompts", type=int, default=4000, help="scripted prompts for the pipeline ceiling")
+    ap.add_argument("--dedup-texts", type=int, default=4000, help="texts for the dedup comparison (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "out" / "ray.json"))
     args = ap.parse_args()
 
@@ -95,6 +97,20 @@ def main() -> None:
             print(f"running {name} ({i + 1}/{args.repeats}) ...", file=sys.stderr, flush=True)
             times[name].append(selfalign([*common, *extra, "-o", str(out), "--dropped", str(dropped)], env))
             outputs.setdefault(name, lines(out) + lines(dropped))
+    dedup_s: dict[str, float] = {}
+    dedup_same = None
+    if args.dedup_texts:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from texts import with_planted
+
+        texts, _ = with_planted(args.dedup_texts, 0.1, seed=0)
+        corpus = work / "dedup.jsonl"
+        corpus.write_text("".join(json.dumps({"id": f"t{i}", "prompt": t}) + "\n" for i, t in enumerate(texts)))
+        for name, extra in (("local", []), ("ray2", ["--executor", "ray", "--ray-actors", "2"])):
+            print(f"running dedup {name} ...", file=sys.stderr, flush=True)
+            dedup_s[name] = round(selfalign(["dedup", str(corpus), "--no-cache", "-q", "-o", str(work / f"dd-{name}.jsonl"),
+                                             *extra], env), 2)
+        dedup_same = lines(work / "dd-local.jsonl") == lines(work / "dd-ray2.jsonl")
     load_after = os.getloadavg()
 
     med = {k: round(statistics.median(v), 2) for k, v in times.items()}
@@ -107,6 +123,8 @@ def main() -> None:
         "ray_fixed_overhead_s": round(statistics.median(fixed_ray) - statistics.median(fixed_local), 2),
         "ray_init_s": round(statistics.median(init_s), 2),
         "pipeline_ceiling": {"prompts": args.ceiling_prompts, **ceiling},
+        "dedup": {"texts": args.dedup_texts, "wall_s": dedup_s, "same_records": dedup_same,
+                  "ratio_ray2_local": round(dedup_s["ray2"] / dedup_s["local"], 2) if dedup_s else None},
         "scripted_2_prompts_s": {"local": round(statistics.median(fixed_local), 2),
                                  "ray1": round(statistics.median(fixed_ray), 2)},
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
@@ -126,6 +144,9 @@ def main() -> None:
           f"load average before {result['loadavg_before'][0]}, after {result['loadavg_after'][0]}")
     print(f"pipeline ceiling (scripted backend, {args.ceiling_prompts} prompts): local {ceiling['local']['records_per_s']}"
           f" records/s, ray 2 actors {ceiling['ray2']['records_per_s']} records/s (fixed cost included)")
+    if dedup_s:
+        print(f"dedup, {args.dedup_texts} texts: local {dedup_s['local']} s, ray 2 actors {dedup_s['ray2']} s "
+              f"({result['dedup']['ratio_ray2_local']}x), same records: {dedup_same}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 

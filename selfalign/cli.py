@@ -119,7 +119,7 @@ ExecutorOpt = Annotated[ExecutorName, typer.Option("--executor", help="local: th
                         "actors, each holding one backend (needs pip install 'selfalign[ray]').")]
 RayAddress = Annotated[str | None, typer.Option("--ray-address", help="ray: the cluster to join (e.g. auto, "
                        "ray://head:10001); default: $RAY_ADDRESS, else start a local instance.")]
-RayActors = Annotated[int, typer.Option("--ray-actors", help="ray: actors in the pool, each with its own backend.")]
+RayActors = Annotated[int, typer.Option("--ray-actors", help="ray: actors in the pool, each with its own backend (dedup: its own embedding model).")]
 RayCpus = Annotated[float, typer.Option("--ray-cpus-per-actor", help="ray: CPUs each actor reserves (fractional "
                     "by default, so a small machine does not deadlock; whole CPUs also set its torch threads).")]
 RayGpus = Annotated[float, typer.Option("--ray-gpus-per-actor", help="ray: GPUs each actor reserves (vllm: 1, "
@@ -466,6 +466,10 @@ def dedup(
     cluster_above: Annotated[int, typer.Option("--cluster-above", help="auto: cluster when more texts than this "
                              "need a search (measured: benchmarks/dedup.py).")] = 20_000,
     cluster_size: Annotated[int, typer.Option("--cluster-size", help="Texts per k-means cluster on average.")] = 1000,
+    executor: Annotated[ExecutorName, typer.Option("--executor", help="local: this process; ray: embeddings "
+                        "computed by a pool of Ray actors, the search here.")] = ExecutorName.local,
+    ray_address: RayAddress = None, ray_actors: RayActors = 1, ray_cpus_per_actor: RayCpus = 0.5,
+    ray_gpus_per_actor: RayGpus = 0.0,
 ) -> None:
     """Remove exact (normalised) and near-duplicate records; the first occurrence is kept.
 
@@ -481,18 +485,27 @@ def dedup(
         reference = load_reference(against or [])
     except InputError as e:
         fail(str(e), 1)
+    rx = _ray_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
     run = Run("dedup", output, dropped, report, on_error, quiet)
     run.quarantine = quarantine
     embedder = None
-    if threshold <= 1:
+    cfg = DedupConfig(field=field.value, threshold=threshold, search=search.value,
+                      cluster_above=cluster_above, cluster_size=cluster_size)
+    if threshold <= 1 and rx:
+        _start_ray(rx, run)
+        with console.status(f"starting {ray_actors} embedding actors ...") if console.is_terminal else ExitStack():
+            try:
+                embedder = rx.embedder(embedding_model, cache=not no_cache)
+            except RuntimeError as e:
+                fail(str(e))
+        cfg.block *= ray_actors  # each actor embeds a whole block per step
+    elif threshold <= 1:
         from selfalign.embed import Embedder
 
         try:
             embedder = Embedder(embedding_model, cache=None if no_cache else cache_dir() / "embeddings.sqlite")
         except (RuntimeError, OSError) as e:
             fail(str(e))
-    cfg = DedupConfig(field=field.value, threshold=threshold, search=search.value,
-                      cluster_above=cluster_above, cluster_size=cluster_size)
     lines = None
     if input != "-" and Path(input).is_file():  # a cheap count, so the embedding bar has an end
         with open(input, "rb") as f:

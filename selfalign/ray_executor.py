@@ -206,12 +206,15 @@ class RayExecutor:
         ray = self.ray
         from selfalign.records import Dropped
 
-        records = list(records)  # reads the input on the driver: bad lines, --shard and resume happen here
-        if not records:
+        # reads the input on the driver (bad lines, --shard and resume happen there) and keeps it as JSON
+        # text only: a few hundred bytes a record, where the parsed records would take several times that
+        lines = [r.model_dump_json() for r in records]
+        total = len(lines)
+        if not total:
             return
-        size = batch_size or min(chunk_size(backend), math.ceil(len(records) / self.opts.actors))
-        rows = [{"seq": start, "lines": "\n".join(r.model_dump_json() for r in records[start:start + size])}
-                for start in range(0, len(records), size)]
+        size = batch_size or min(chunk_size(backend), math.ceil(total / self.opts.actors))
+        rows = [{"seq": start, "lines": "\n".join(lines[start:start + size])} for start in range(0, total, size)]
+        del lines
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))  # one chunk a block: it streams back alone
         remote_args: dict[str, Any] = {"num_cpus": self.opts.cpus_per_actor}
         if self.opts.gpus_per_actor:
@@ -245,13 +248,21 @@ class RayExecutor:
                 report.kept += 1
                 report.principles.update(obj.get("principles") or [])
                 yield obj
-        if len(seen) != len(records):
-            raise RuntimeError(f"{len(records) - len(seen)} of {len(records)} records did not come back from the "
-                               "Ray actors")
+        if len(seen) != total:
+            raise RuntimeError(f"{total - len(seen)} of {total} records did not come back from the Ray actors")
 
     # -- generate: a backend whose calls are split over actors ----------------------------------
     def backend(self, backend: str, options: dict[str, Any], cache: bool) -> RayBackend:
         return RayBackend(self, backend, options, cache)
+
+    # -- dedup: embeddings computed by the pool, the search on the driver -------------------------
+    def embedder(self, model: str | None, cache: bool) -> RayEmbedder:
+        return RayEmbedder(self, model, cache)
+
+    def _actors(self, cls: type, *args: Any) -> list[Any]:
+        o = self.opts
+        actor = self.ray.remote(num_cpus=o.cpus_per_actor, num_gpus=o.gpus_per_actor or None)(cls)
+        return [actor.remote(*args, self._cache_dir(), self._actor_threads()) for _ in range(o.actors)]
 
 
 def _reachable(address: str, timeout: float = 10.0) -> None:
@@ -325,10 +336,10 @@ def build_backend(backend: str, options: dict[str, Any], cache: bool) -> Any:
     return open_backend(backend, cache, **options)
 
 
-def _actor_setup(backend: str, cache_dir: str | None, threads: int | None) -> None:
+def _actor_setup(cache_dir: str | None, threads: int | None, uses_torch: bool) -> None:
     if cache_dir:
         os.environ["SELFALIGN_CACHE_DIR"] = cache_dir
-    if threads and backend == "transformers":
+    if threads and uses_torch:
         import torch
 
         torch.set_num_threads(threads)
@@ -349,7 +360,7 @@ class StageWorker:
                  stage_args: dict[str, Any], threads: int | None):
         self.error: str | None = None
         try:
-            _actor_setup(backend, cache_dir, threads)
+            _actor_setup(cache_dir, threads, backend == "transformers")
             from selfalign.report import Report
 
             self.backend = build_backend(backend, options, cache)
@@ -396,7 +407,7 @@ class BackendWorker:
                  threads: int | None):
         self.error: str | None = None
         try:
-            _actor_setup(backend, cache_dir, threads)
+            _actor_setup(cache_dir, threads, backend == "transformers")
             self.backend = build_backend(backend, options, cache)
         except Exception as e:  # noqa: BLE001 - returned by info(), raised on the driver
             self.error = f"the {backend} backend did not start in a Ray actor: {_error(e)}"
@@ -418,16 +429,32 @@ class BackendWorker:
         self.backend.close()
 
 
+def _scatter(ray: Any, actors: list[Any], method: str, items: list[Any], turn: int, *args: Any) -> list[Any]:
+    """Split `items` into contiguous parts, one per actor, call `method(part, *args)` on each at once, and
+    return the results in order. The actor that gets the first part rotates with `turn`, so calls smaller
+    than the pool still spread over every actor."""
+    n = min(len(actors), len(items))
+    size = math.ceil(len(items) / n)
+    refs = [getattr(actors[(turn + i) % len(actors)], method).remote(items[s:s + size], *args)
+            for i, s in enumerate(range(0, len(items), size))]
+    parts, failed = [], None
+    for ref in refs:  # every part is fetched, so no failure is left unread (Ray would log it at exit)
+        try:
+            parts.append(ray.get(ref))
+        except ray.exceptions.RayError as e:  # it died in its actor: one line, as locally
+            failed = failed or e
+    if failed is not None:
+        raise RuntimeError(f"in a Ray actor: {_remote_error(failed)}")
+    return parts
+
+
 class RayBackend:
     """The backend protocol over a pool of `BackendWorker` actors: each call's prompts are split into
     contiguous parts, one per actor, and the completions come back in order."""
 
     def __init__(self, executor: RayExecutor, backend: str, options: dict[str, Any], cache: bool):
         ray = self._ray = executor.ray
-        o = executor.opts
-        actor = ray.remote(num_cpus=o.cpus_per_actor, num_gpus=o.gpus_per_actor or None)(BackendWorker)
-        self.actors = [actor.remote(backend, options, cache, executor._cache_dir(), executor._actor_threads())
-                       for _ in range(o.actors)]
+        self.actors = executor._actors(BackendWorker, backend, options, cache)
         infos = ray.get([a.info.remote() for a in self.actors])
         errors = [i["error"] for i in infos if "error" in i]
         if errors:
@@ -445,21 +472,72 @@ class RayBackend:
         if not prompts:
             return []
         self.calls += 1
-        n = min(len(self.actors), len(prompts))
-        size = math.ceil(len(prompts) / n)
-        # rotate which actor starts, so calls smaller than the pool still spread over every actor
-        first = self.calls % len(self.actors)
-        refs = [self.actors[(first + i) % len(self.actors)].generate.remote(prompts[s:s + size], params)
-                for i, s in enumerate(range(0, len(prompts), size))]
-        parts, failed = [], None
-        for ref in refs:  # every part is fetched, so no failure is left unread (Ray would log it at exit)
-            try:
-                parts.append(self._ray.get(ref))
-            except self._ray.exceptions.RayError as e:  # the backend died in its actor: one line, as locally
-                failed = failed or e
-        if failed is not None:
-            raise RuntimeError(f"in a Ray actor: {_remote_error(failed)}")
-        return [c for part in parts for c in part]
+        return [c for part in _scatter(self._ray, self.actors, "generate", prompts, self.calls, params) for c in part]
+
+    def close(self) -> None:
+        for a in self.actors:
+            self._ray.kill(a)
+        self.actors = []
+
+
+class EmbedWorker:
+    """A Ray actor holding one sentence-transformers model, behind the node's embedding cache."""
+
+    def __init__(self, model: str | None, cache: bool, cache_dir: str | None, threads: int | None):
+        self.error: str | None = None
+        try:
+            _actor_setup(cache_dir, threads, True)
+            from selfalign.embed import Embedder
+            from selfalign.embedded import cache_dir as selfalign_cache
+
+            self.embedder = Embedder(model, cache=selfalign_cache() / "embeddings.sqlite" if cache else None)
+        except Exception as e:  # noqa: BLE001 - returned by info(), raised on the driver
+            self.error = f"the embedding model did not start in a Ray actor: {_error(e)}"
+
+    def info(self) -> dict[str, Any]:
+        return {"error": self.error} if self.error else {"dim": self.embedder.dim, "name": self.embedder.name}
+
+    def encode(self, texts: list[str]) -> tuple[Any, int, int]:
+        """The embeddings, and how many texts came from the cache and how many were computed."""
+        cache = self.embedder.cache
+        before = (cache.hits, cache.misses) if cache else (0, 0)
+        vectors = self.embedder.encode(texts)
+        return vectors, (cache.hits - before[0]) if cache else 0, (cache.misses - before[1]) if cache else 0
+
+
+@dataclass
+class CacheCounts:
+    hits: int = 0
+    misses: int = 0
+
+
+class RayEmbedder:
+    """`Embedder` (dim, name, encode, cache counts) over a pool of `EmbedWorker` actors: each call's texts
+    are split into contiguous parts, one per actor, and the rows come back in order."""
+
+    def __init__(self, executor: RayExecutor, model: str | None, cache: bool):
+        self._ray = executor.ray
+        self.actors = executor._actors(EmbedWorker, model, cache)
+        infos = self._ray.get([a.info.remote() for a in self.actors])
+        errors = [i["error"] for i in infos if "error" in i]
+        if errors:
+            self.close()
+            raise RuntimeError(errors[0])
+        self.dim, self.name = int(infos[0]["dim"]), str(infos[0]["name"])
+        self.cache = CacheCounts() if cache else None
+        self.calls = 0
+
+    def encode(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.calls += 1
+        parts = _scatter(self._ray, self.actors, "encode", texts, self.calls)
+        if self.cache is not None:
+            self.cache.hits += sum(p[1] for p in parts)
+            self.cache.misses += sum(p[2] for p in parts)
+        return np.concatenate([p[0] for p in parts])
 
     def close(self) -> None:
         for a in self.actors:

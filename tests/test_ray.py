@@ -1,5 +1,6 @@
 """`--executor ray`: every input id comes back exactly once (kept, or dropped with a reason), the cache and
-resume keep their promises, and a machine without Ray is told what to install.
+resume keep their promises, dedup's embeddings come from the pool, and a machine without Ray is told what
+to install.
 
 Ray comes with the dev extra (`make test`). Each CLI run is its own process, as a user's would be. The
 tests that show the user's path start a local Ray instance themselves (~4 s each on 2 cores); the others
@@ -228,6 +229,34 @@ def test_an_actor_process_that_dies_is_restarted_and_no_id_is_written_twice(tmp_
     assert all(len(line) < 400 for line in proc.stderr.splitlines())  # each cut to its first sentence
 
 
+def test_dedup_embeds_on_the_actor_pool_and_drops_what_a_local_run_drops(tmp_path, cluster):
+    """dedup --executor ray: the embeddings come from two actors (their cache shared on the node), the
+    search stays on the driver; kept and dropped records are those of a local run."""
+    from test_dedup import DUPES
+
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": t} for t in DUPES])
+    evalset = write_jsonl(tmp_path / "eval.jsonl", [{"id": "ev1", "question": "Explain what a black hole is, please."}])
+    common = ["dedup", str(src), "--threshold", "0.8", "--against", str(evalset)]
+    env = {**cluster["env"], "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    local = run_cli(*common, "--no-cache", "--dropped", str(tmp_path / "local-d.jsonl"), "-q", env=env)
+    ray = ["--dropped", str(tmp_path / "ray-d.jsonl"), "--report", str(tmp_path / "r.json"), *cluster["args"],
+           "--ray-actors", "2"]
+    first = run_cli(*common, *ray, env=env)
+    assert first.stdout == local.stdout and len(jsonl(first.stdout)) < len(DUPES)
+
+    def verdicts(path):
+        return [(d["id"], d["drop_reason"], d["duplicate_of"], d["similarity"]) for d in jsonl(path)]
+
+    here, there = verdicts(tmp_path / "local-d.jsonl"), verdicts(tmp_path / "ray-d.jsonl")
+    assert [v[:3] for v in there] == [v[:3] for v in here] and {v[1] for v in here} == {"semantic_duplicate", "contaminated"}
+    assert all(abs(a[3] - b[3]) < 1e-3 for a, b in zip(here, there, strict=True))
+    import json
+    assert json.loads((tmp_path / "r.json").read_text())["executor"].endswith("2 actors")
+    assert "0 from cache, 13 computed" in first.stderr  # 12 records + 1 reference text, embedded by the actors
+    again = run_cli(*common, *ray, env=env)
+    assert again.stdout == first.stdout and "13 from cache, 0 computed" in again.stderr
+
+
 def test_without_ray_the_error_says_what_to_install(tmp_path, script):
     stub = tmp_path / "stub" / "ray"
     stub.mkdir(parents=True)
@@ -239,6 +268,8 @@ def test_without_ray_the_error_says_what_to_install(tmp_path, script):
                        env=env, check=False)
         assert proc.returncode == 2 and proc.stdout == ""
         assert proc.stderr.strip() == f"error: {INSTALL}"
+    proc = run_cli("dedup", "--executor", "ray", stdin='{"prompt": "q"}\n', env=env, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {INSTALL}"
     # the local executor does not need it
     assert run_cli("principle", "--backend", "scripted", "--model", rules, "-q", stdin='{"prompt": "q"}\n', env=env).stdout
 
@@ -272,6 +303,6 @@ def test_principle_on_ray_with_the_embedded_model(tmp_path):
 
 def test_ray_is_not_imported_until_asked_for():
     code = ("import sys; from typer.testing import CliRunner; from selfalign.cli import app; "
-            "[CliRunner().invoke(app, [c, '--help']) for c in ('generate', 'principle', 'refine')]; "
+            "[CliRunner().invoke(app, [c, '--help']) for c in ('generate', 'principle', 'refine', 'dedup')]; "
             "print('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "False"
