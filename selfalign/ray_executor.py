@@ -8,6 +8,8 @@ driver, which writes and counts them as they arrive, so a killed run resumes by 
 
 `generate` is iterative (the self-instruct pool grows with every accepted prompt), so it is not a map:
 `RayBackend` is a backend whose `generate` splits each call's prompts over a pool of backend actors.
+`dedup` needs every embedding at once for its search, so only the embedding goes out: `RayEmbedder` splits
+each block of texts over a pool of embedding actors.
 
 Ray is an optional extra (`pip install 'selfalign[ray]'`) imported only here, only when asked for.
 """
@@ -224,7 +226,7 @@ class RayExecutor:
             # a deprecation warning that is no use to a selfalign user
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             out = ds.map_batches(
-            StageWorker, batch_size=1, batch_format="numpy",
+                StageWorker, batch_size=1, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=min(self.opts.actors, len(rows))),
                 fn_constructor_kwargs=dict(stage=stage, backend=backend, options=options, cache=cache,
                                            cache_dir=self._cache_dir(), stage_args=stage_args,
@@ -259,10 +261,6 @@ class RayExecutor:
     def embedder(self, model: str | None, cache: bool) -> RayEmbedder:
         return RayEmbedder(self, model, cache)
 
-    def _actors(self, cls: type, *args: Any) -> list[Any]:
-        o = self.opts
-        actor = self.ray.remote(num_cpus=o.cpus_per_actor, num_gpus=o.gpus_per_actor or None)(cls)
-        return [actor.remote(*args, self._cache_dir(), self._actor_threads()) for _ in range(o.actors)]
 
 
 def _reachable(address: str, timeout: float = 10.0) -> None:
@@ -429,41 +427,55 @@ class BackendWorker:
         self.backend.close()
 
 
-def _scatter(ray: Any, actors: list[Any], method: str, items: list[Any], turn: int, *args: Any) -> list[Any]:
-    """Split `items` into contiguous parts, one per actor, call `method(part, *args)` on each at once, and
-    return the results in order. The actor that gets the first part rotates with `turn`, so calls smaller
-    than the pool still spread over every actor."""
-    n = min(len(actors), len(items))
-    size = math.ceil(len(items) / n)
-    refs = [getattr(actors[(turn + i) % len(actors)], method).remote(items[s:s + size], *args)
-            for i, s in enumerate(range(0, len(items), size))]
-    parts, failed = [], None
-    for ref in refs:  # every part is fetched, so no failure is left unread (Ray would log it at exit)
-        try:
-            parts.append(ray.get(ref))
-        except ray.exceptions.RayError as e:  # it died in its actor: one line, as locally
-            failed = failed or e
-    if failed is not None:
-        raise RuntimeError(f"in a Ray actor: {_remote_error(failed)}")
-    return parts
+class _ActorPool:
+    """`--ray-actors` actors of one class, started together. Each call's items are split into contiguous
+    parts, one per actor, and the results come back in order; the actor that gets the first part rotates,
+    so calls smaller than the pool still spread over every actor."""
 
-
-class RayBackend:
-    """The backend protocol over a pool of `BackendWorker` actors: each call's prompts are split into
-    contiguous parts, one per actor, and the completions come back in order."""
-
-    def __init__(self, executor: RayExecutor, backend: str, options: dict[str, Any], cache: bool):
+    def __init__(self, executor: RayExecutor, cls: type, *args: Any):
         ray = self._ray = executor.ray
-        self.actors = executor._actors(BackendWorker, backend, options, cache)
+        o = executor.opts
+        actor = ray.remote(num_cpus=o.cpus_per_actor, num_gpus=o.gpus_per_actor or None)(cls)
+        self.actors = [actor.remote(*args, executor._cache_dir(), executor._actor_threads()) for _ in range(o.actors)]
         infos = ray.get([a.info.remote() for a in self.actors])
         errors = [i["error"] for i in infos if "error" in i]
         if errors:
             self.close()
             raise RuntimeError(errors[0])
-        info = infos[0]
+        self.info: dict[str, Any] = infos[0]
+        self.calls = 0
+
+    def scatter(self, method: str, items: list[Any], *args: Any) -> list[Any]:
+        """`method(part, *args)` on every actor at once, one part of `items` each; the results in order."""
+        self.calls += 1
+        ray, actors = self._ray, self.actors
+        size = math.ceil(len(items) / min(len(actors), len(items)))
+        refs = [getattr(actors[(self.calls + i) % len(actors)], method).remote(items[s:s + size], *args)
+                for i, s in enumerate(range(0, len(items), size))]
+        parts, failed = [], None
+        for ref in refs:  # every part is fetched, so no failure is left unread (Ray would log it at exit)
+            try:
+                parts.append(ray.get(ref))
+            except ray.exceptions.RayError as e:  # it died in its actor: one line, as locally
+                failed = failed or e
+        if failed is not None:
+            raise RuntimeError(f"in a Ray actor: {_remote_error(failed)}")
+        return parts
+
+    def close(self) -> None:
+        for a in self.actors:
+            self._ray.kill(a)
+        self.actors = []
+
+
+class RayBackend(_ActorPool):
+    """The backend protocol over a pool of `BackendWorker` actors."""
+
+    def __init__(self, executor: RayExecutor, backend: str, options: dict[str, Any], cache: bool):
+        super().__init__(executor, BackendWorker, backend, options, cache)
+        info = self.info
         self.name, self.model, self.max_context = info["name"], info["model"], int(info["max_context"])
         self.supports_logit_bias, self.chunk_size = bool(info["supports_logit_bias"]), int(info["chunk_size"])
-        self.calls = 0
 
     def count_tokens(self, text: str) -> int:
         return int(self._ray.get(self.actors[0].count_tokens.remote([text]))[0])
@@ -471,13 +483,7 @@ class RayBackend:
     def generate(self, prompts: list[str], params: Any) -> list[Any]:
         if not prompts:
             return []
-        self.calls += 1
-        return [c for part in _scatter(self._ray, self.actors, "generate", prompts, self.calls, params) for c in part]
-
-    def close(self) -> None:
-        for a in self.actors:
-            self._ray.kill(a)
-        self.actors = []
+        return [c for part in self.scatter("generate", prompts, params) for c in part]
 
 
 class EmbedWorker:
@@ -498,11 +504,13 @@ class EmbedWorker:
         return {"error": self.error} if self.error else {"dim": self.embedder.dim, "name": self.embedder.name}
 
     def encode(self, texts: list[str]) -> tuple[Any, int, int]:
-        """The embeddings, and how many texts came from the cache and how many were computed."""
+        """The embeddings, and how many of the texts came from the cache and how many were computed."""
         cache = self.embedder.cache
-        before = (cache.hits, cache.misses) if cache else (0, 0)
+        if cache is None:
+            return self.embedder.encode(texts), 0, 0
+        hits, misses = cache.hits, cache.misses
         vectors = self.embedder.encode(texts)
-        return vectors, (cache.hits - before[0]) if cache else 0, (cache.misses - before[1]) if cache else 0
+        return vectors, cache.hits - hits, cache.misses - misses
 
 
 @dataclass
@@ -511,35 +519,21 @@ class CacheCounts:
     misses: int = 0
 
 
-class RayEmbedder:
-    """`Embedder` (dim, name, encode, cache counts) over a pool of `EmbedWorker` actors: each call's texts
-    are split into contiguous parts, one per actor, and the rows come back in order."""
+class RayEmbedder(_ActorPool):
+    """`Embedder` (dim, name, encode, cache counts) over a pool of `EmbedWorker` actors."""
 
     def __init__(self, executor: RayExecutor, model: str | None, cache: bool):
-        self._ray = executor.ray
-        self.actors = executor._actors(EmbedWorker, model, cache)
-        infos = self._ray.get([a.info.remote() for a in self.actors])
-        errors = [i["error"] for i in infos if "error" in i]
-        if errors:
-            self.close()
-            raise RuntimeError(errors[0])
-        self.dim, self.name = int(infos[0]["dim"]), str(infos[0]["name"])
+        super().__init__(executor, EmbedWorker, model, cache)
+        self.dim, self.name = int(self.info["dim"]), str(self.info["name"])
         self.cache = CacheCounts() if cache else None
-        self.calls = 0
 
     def encode(self, texts: list[str]) -> Any:
         import numpy as np
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self.calls += 1
-        parts = _scatter(self._ray, self.actors, "encode", texts, self.calls)
+        parts = self.scatter("encode", texts)
         if self.cache is not None:
             self.cache.hits += sum(p[1] for p in parts)
             self.cache.misses += sum(p[2] for p in parts)
         return np.concatenate([p[0] for p in parts])
-
-    def close(self) -> None:
-        for a in self.actors:
-            self._ray.kill(a)
-        self.actors = []
