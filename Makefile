@@ -55,7 +55,7 @@ bench-dedup: setup                 ## dedup at 10k/50k/100k texts, switch point,
 	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
 	$(PY) benchmarks/dedup.py $(DEDUP_ARGS)
 
-bench-ray: setup                   ## principle locally vs local Ray with 1 and 2 actors, as ratios (~5 min; RAY_BENCH_ARGS)
+bench-ray: setup                   ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)
 	$(PY) benchmarks/ray_bench.py $(RAY_BENCH_ARGS)
 
 clean:
