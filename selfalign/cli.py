@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -138,27 +138,28 @@ def _ray_executor(executor: ExecutorName, address: str | None, actors: int, cpus
         fail(str(e))
 
 
+def _starting(message: str, start: Callable[[], T], errors: tuple[type[Exception], ...] = (RuntimeError,)) -> T:
+    """`start()` under a spinner (on a terminal); if it fails with one of `errors`, one error line."""
+    with console.status(message) if console.is_terminal else ExitStack():
+        try:
+            return start()
+        except errors as e:
+            fail(str(e))
+
+
 def _start_ray(rx: Any, run: Run) -> None:
     """Start (or join) Ray until the run's outputs are closed."""
-    with console.status("starting Ray ...") if console.is_terminal else ExitStack():
-        try:
-            rx.start()
-        except RuntimeError as e:
-            fail(str(e))
+    _starting("starting Ray ...", rx.start)
     run.stack.callback(rx.shutdown)
     run.report.extra.update(rx.summary())
 
 
 def _ray_backend(rx: Any, name: BackendName, cache: bool, options: dict[str, Any]) -> Any:
     """generate on Ray: a backend whose calls are split over the actor pool."""
-    with console.status(f"starting {rx.opts.actors} {name.value} actors ...") if console.is_terminal else ExitStack():
-        try:
-            return rx.backend(name.value, options, cache)
-        except RuntimeError as e:
-            fail(str(e))
+    return _starting(f"starting {rx.opts.actors} {name.value} actors ...", lambda: rx.backend(name.value, options, cache))
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     from rich.markup import escape  # messages are plain text: "pip install 'selfalign[ray]'" keeps its brackets
 
     console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
@@ -169,11 +170,8 @@ def make_backend(name: BackendName, cache: bool = True, **options: Any) -> Any:
     """The chosen backend, behind the completion cache unless `cache` is False."""
     from selfalign.cache import open_backend
 
-    with console.status(f"loading {name.value} backend ...") if console.is_terminal else ExitStack():
-        try:
-            return open_backend(name.value, cache, **options)
-        except (RuntimeError, ValueError, OSError) as e:
-            fail(str(e))
+    return _starting(f"loading {name.value} backend ...", lambda: open_backend(name.value, cache, **options),
+                     (RuntimeError, ValueError, OSError))
 
 
 class Run:
@@ -493,11 +491,8 @@ def dedup(
                       cluster_above=cluster_above, cluster_size=cluster_size)
     if threshold <= 1 and rx:
         _start_ray(rx, run)
-        with console.status(f"starting {ray_actors} embedding actors ...") if console.is_terminal else ExitStack():
-            try:
-                embedder = rx.embedder(embedding_model, cache=not no_cache)
-            except RuntimeError as e:
-                fail(str(e))
+        embedder = _starting(f"starting {ray_actors} embedding actors ...",
+                             lambda: rx.embedder(embedding_model, cache=not no_cache))
         cfg.block *= ray_actors  # each actor embeds a whole block per step
     elif threshold <= 1:
         from selfalign.embed import Embedder

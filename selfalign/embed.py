@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from selfalign.sqlite_store import connect, select_in
+
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
 
@@ -25,8 +27,6 @@ class EmbeddingCache:
     """Embeddings by model and text hash in SQLite, so a re-run (or a grown file) embeds only what is new."""
 
     def __init__(self, path: str | os.PathLike, model: str):
-        from selfalign.sqlite_store import connect
-
         self.db = connect(path, "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
         self.model = model
         self.hits = self.misses = 0
@@ -36,8 +36,6 @@ class EmbeddingCache:
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        from selfalign.sqlite_store import select_in
-
         rows = select_in(self.db, "SELECT key, vec FROM embeddings WHERE model = ? AND key IN ({})", keys, self.model)
         return {k: np.frombuffer(v, dtype=np.float32) for k, v in rows}
 
