@@ -9,7 +9,7 @@ SELFALIGN := $(VENV)/bin/selfalign
 TORCH_PIN := torch==2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm demo test test-vllm test-all bench bench-quick bench-novelty bench-dedup bench-ray clean
+.PHONY: setup setup-vllm demo test test-vllm test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-langid clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ bench-dedup: setup                 ## dedup at 10k/50k/100k texts, switch point,
 
 bench-ray: setup                   ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)
 	$(PY) benchmarks/ray_bench.py $(RAY_BENCH_ARGS)
+
+bench-quality: setup               ## the quality gates on the labelled set (benchmarks/data/quality): precision, recall, per category (~1 min)
+	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
+
+bench-langid: setup                ## language identification on short texts: py3langid vs lingua (installs lingua; ~1 min)
+	-$(PIP) install -q lingua-language-detector
+	$(PY) benchmarks/langid.py
 
 clean:
 	rm -rf $(VENV) out examples/out .pytest_cache

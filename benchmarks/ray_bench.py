@@ -84,8 +84,8 @@ def main() -> None:
                           "-o", str(work / f"many-{name}.jsonl"), *extra], env)
         ceiling[name] = {"s": round(took, 2), "records_per_s": round(args.ceiling_prompts / took)}
 
-    common = ["principle", str(src), "--max-tokens", str(args.max_tokens), "--seed", "0", "--no-cache", "--min-chars",
-              "0", "--batch-size", str(args.batch_size), "-q"]
+    common = ["principle", str(src), "--max-tokens", str(args.max_tokens), "--seed", "0", "--no-cache", "--keep",
+              "all", "--batch-size", str(args.batch_size), "-q"]
     variants = {"local": [], "ray1": ["--executor", "ray", "--ray-actors", "1"],
                 "ray2": ["--executor", "ray", "--ray-actors", "2"]}
     times: dict[str, list[float]] = {k: [] for k in variants}

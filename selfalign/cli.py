@@ -17,6 +17,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from selfalign.gates import REASONS
+
 app = typer.Typer(
     name="selfalign",
     help="Turn a short principle set into SFT data, the SELF-ALIGN way. JSONL in (file or stdin), "
@@ -93,6 +95,15 @@ Quant = Annotated[str | None, typer.Option("--quantization", help="vllm backend:
 Principles = Annotated[str | None, typer.Option("--principles", help="Principle set (.md/.txt numbered list or .yaml).")]
 Exemplars = Annotated[str | None, typer.Option("--exemplars", help="Exemplars file (.yaml or .jsonl: user, thoughts, answer).")]
 Persona = Annotated[str, typer.Option("--persona", help="The assistant's internal name in the prompt.")]
+def _keep(values: list[str] | None) -> frozenset[str]:
+    from selfalign.gates import parse_keep
+
+    try:
+        return parse_keep(values)
+    except ValueError as e:
+        fail(str(e))
+
+
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -107,6 +118,12 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
 
 Shard = Annotated[str | None, typer.Option("--shard", help="Process only shard I of N (e.g. 0/4): a split by a "
                                            "hash of the record id, so N processes cover the input exactly once.")]
+Keep = Annotated[list[str] | None, typer.Option("--keep", metavar="REASON", help="Keep what this gate would drop "
+                 "(repeatable or comma-separated; 'all' turns every gate off). Reasons: " + "; ".join(
+                     f"[bold]{k}[/]: {v}" for k, v in REASONS.items()) + ".")]
+MinWords = Annotated[int, typer.Option("--min-words", help="too_short: fewest words for an open question (a third "
+                     "of it for a plain question; 1 when the query asks for brevity; characters of scripts "
+                     "without spaces count 1.5 to a word). 0: off.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor store completions in the cache.")]
 
 
@@ -394,13 +411,9 @@ def principle(
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.5,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.95,
     max_tokens: Annotated[int, typer.Option(help="New tokens per answer.")] = 256,
-    min_chars: Annotated[int, typer.Option("--min-chars", help="Drop answers shorter than this (0: off).")] = 160,
+    min_words: MinWords = 25, keep: Keep = None,
     no_apology_bias: Annotated[bool, typer.Option("--no-apology-bias", help="Do not push down 'Sorry' "
                                "(logit bias -100; transformers and vllm backends only, not openai).")] = False,
-    keep_apologies: Annotated[bool, typer.Option("--keep-apologies", help="Keep answers that open with an apology.")] = False,
-    keep_leaks: Annotated[bool, typer.Option("--keep-leaks", help="Keep answers that leak exemplars or persona.")] = False,
-    keep_repetition: Annotated[bool, typer.Option("--keep-repetition", help="Do not cut answers where they "
-                               "start repeating themselves.")] = False,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
     api_key_env: KeyEnv = "OPENAI_API_KEY", api_key_file: KeyFile = None, batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, tensor_parallel_size: TP = 1,
@@ -424,9 +437,8 @@ def principle(
     except InputError as e:
         fail(str(e), 1)
     cfg = PrincipleConfig(persona=persona, rename=rename, temperature=temperature, top_p=top_p,
-                          max_tokens=max_tokens, seed=seed, min_chars=min_chars,
-                          push_down_apologies=not no_apology_bias, drop_apologies=not keep_apologies,
-                          drop_leaks=not keep_leaks, cut_repetition=not keep_repetition, **({"batch_size": batch_size} if batch_size else {}))
+                          max_tokens=max_tokens, seed=seed, min_words=min_words, keep=_keep(keep),
+                          push_down_apologies=not no_apology_bias, **({"batch_size": batch_size} if batch_size else {}))
     run = Run("principle", output, dropped, report, on_error, quiet)
     run.quarantine = quarantine
     run.shard = _parse_shard(shard)
@@ -557,7 +569,7 @@ def refine(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.7,
     max_tokens: Annotated[int, typer.Option(help="New tokens per answer.")] = 512,
     repetition_penalty: Annotated[float, typer.Option(help="Repetition penalty.")] = 1.1,
-    min_chars: Annotated[int, typer.Option("--min-chars", help="Drop verbose answers shorter than this.")] = 128,
+    min_words: MinWords = 25, keep: Keep = None,
     backend: BackendOpt = BackendName.transformers, model: ModelOpt = None, base_url: BaseUrl = None,
     api_key_env: KeyEnv = "OPENAI_API_KEY", api_key_file: KeyFile = None, batch_size: BatchSize = None, seed: Seed = None,
     concurrency: Concurrency = 8, max_model_len: MaxModelLen = None, no_cache: NoCache = False,
@@ -574,7 +586,7 @@ def refine(
 
     rx = _ray_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
     cfg = RefineConfig(persona=persona, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                       repetition_penalty=repetition_penalty, seed=seed, min_chars=min_chars,
+                       repetition_penalty=repetition_penalty, seed=seed, min_words=min_words, keep=_keep(keep),
                        **({"batch_size": batch_size} if batch_size else {}))
     run = Run("refine", output, dropped, report, on_error, quiet)
     run.quarantine = quarantine

@@ -45,7 +45,7 @@ def test_stop_sequences_end_generation_early(backend):
 
 def test_principle_on_the_embedded_model_end_to_end(tmp_path):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
-    proc = run_cli("principle", str(src), "--seed", "1", "--max-tokens", "160", "--min-chars", "60", "--no-cache",
+    proc = run_cli("principle", str(src), "--seed", "1", "--max-tokens", "256", "--min-words", "12", "--no-cache",
                    "--dropped", str(tmp_path / "dropped.jsonl"), "--report", str(tmp_path / "report.json"))
     kept = jsonl(proc.stdout)
     dropped = jsonl(tmp_path / "dropped.jsonl") if (tmp_path / "dropped.jsonl").exists() else []
@@ -60,3 +60,20 @@ def test_principle_on_the_embedded_model_end_to_end(tmp_path):
         assert prov["sampling"]["seed"] == 1
     sft = jsonl(run_cli("export", "-q", stdin=proc.stdout).stdout)
     assert all(m["content"].strip() for row in sft for m in row["messages"])
+
+
+def test_the_embedded_backend_reports_length_and_both_stages_drop_truncated_answers(backend, tmp_path):
+    from selfalign.backends.base import SamplingParams
+
+    comp = backend.generate(["User: Write a long story about a dragon.\nAssistant:"],
+                            SamplingParams(temperature=0, max_tokens=6))[0]
+    assert comp.finish_reason == "length" and comp.completion_tokens == 6
+    aligned = {"prompt": "Explain why the sky is blue.", "thoughts": "By 2 (informative).",
+               "response": "Sunlight scatters off air molecules, and blue light scatters most."}
+    for stage, rows in (("principle", [{"prompt": q} for q in QUESTIONS[:2]]), ("refine", [aligned])):
+        src = write_jsonl(tmp_path / f"{stage}.jsonl", rows)
+        proc = run_cli(stage, str(src), "--max-tokens", "4", "--no-cache", "-q",
+                       "--dropped", str(tmp_path / f"{stage}-d.jsonl"))
+        dropped = jsonl(tmp_path / f"{stage}-d.jsonl")
+        assert proc.stdout == "" and [d["drop_reason"] for d in dropped] == ["truncated"] * len(rows)
+        assert all("(4 tokens)" in d["detail"] for d in dropped)

@@ -2,6 +2,7 @@ import pytest
 
 from selfalign import assets
 from selfalign.backends.base import Completion
+from selfalign.gates import parse_keep
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import AlignedRecord, Dropped, PromptRecord
 from selfalign.report import Report
@@ -18,11 +19,13 @@ CASES = [
      "missing_answer"),
     ("empty_thoughts", f"\n\nSage: {GOOD}", "missing_thoughts"),
     ("empty_answer", " By 2 (informative) I explain.\n\nSage:   ", "missing_answer"),
-    ("starts_user_turn", f" By 3 (helpful).\n\nSage: User: what else? {GOOD}", "starts_user_turn"),
+    ("starts_user_turn", f" By 3 (helpful).\n\nSage: User: what else? {GOOD}", "template_debris"),
+    ("truncated", f" By 2 (informative).\n\nSage: {GOOD} Then the", "truncated"),
     ("loop", " By 5 (reasoning).\n\nSage: Water goes up and comes down again. "
      + "Water goes up and comes down again. " * 6, "repetition_loop"),
     ("too_short", " By 2 (informative).\n\nSage: Water moves around.", "too_short"),
-    ("apology", f" By 1 (ethical).\n\nSage: I'm sorry, but {GOOD}", "apology_opening"),
+    ("refusal", " By 1 (ethical).\n\nSage: I'm sorry, but I can't help with questions about the water cycle.",
+     "unwarranted_refusal"),
     ("persona_leak", f" By 2 (informative).\n\nSage: {GOOD} As Sage (internal thoughts) I note more.",
      "persona_leak"),
     ("exemplar_leak", " By 9 (static).\n\nSage: I'm not able to check live results: I cannot browse the internet, "
@@ -39,7 +42,7 @@ def stage():
 @pytest.mark.parametrize("name,text,reason", CASES, ids=[c[0] for c in CASES])
 def test_each_filter_drops_what_it_should_and_keeps_good_answers(stage, name, text, reason):
     rec = PromptRecord.model_validate({"prompt": "How does the water cycle work?"})
-    out = stage.judge(rec, Completion(text=text))
+    out = stage.judge(rec, Completion(text=text, finish_reason="length" if name == "truncated" else "stop"))
     if reason is None:
         assert isinstance(out, AlignedRecord), out
         assert out.response == GOOD and out.principles == ["2"]
@@ -63,10 +66,14 @@ def test_repetition_is_cut_where_it_starts(stage):
 
 def test_filters_can_be_turned_off():
     be = ScriptedBackend(rules=[{"text": "unused"}])
-    cfg = PrincipleConfig(min_chars=0, drop_apologies=False)
+    cfg = PrincipleConfig(keep=parse_keep(["too_short,unwarranted_refusal"]))
     st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), cfg, Report("principle"))
-    rec = PromptRecord.model_validate({"prompt": "q"})
-    assert isinstance(st.judge(rec, Completion(text=" By 1 (ethical).\n\nSage: Sorry, no.")), AlignedRecord)
+    rec = PromptRecord.model_validate({"prompt": "Tell me about rivers"})
+    assert isinstance(st.judge(rec, Completion(text=" By 1 (ethical).\n\nSage: Sorry, I can't.")), AlignedRecord)
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), Report("principle"))
+    assert st.judge(rec, Completion(text=" By 1 (ethical).\n\nSage: Sorry, I can't.")).drop_reason == "unwarranted_refusal"
+    with pytest.raises(ValueError, match="--keep apology_opening: not a drop reason"):
+        parse_keep(["apology_opening"])
 
 
 def test_citations_by_number_and_by_name_map_to_ids_of_the_set():
@@ -112,9 +119,9 @@ def test_provenance_names_backend_sampling_and_assets():
     assert len(prov.assets_hash) == 16 and prov.template_version
 
 
-def test_answer_ends_where_the_persona_starts_another_turn(stage):
+def test_the_persona_speaking_again_inside_the_answer_is_a_leak(stage):
     rec = PromptRecord.model_validate({"prompt": "q"})
     out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD} Sage: The user asks again."))
-    assert isinstance(out, AlignedRecord) and out.response == GOOD
-    out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD}\nSage: more"))
-    assert isinstance(out, AlignedRecord) and out.response == GOOD
+    assert isinstance(out, Dropped) and out.drop_reason == "persona_leak"
+    out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD}\n\nSage: more"))
+    assert isinstance(out, Dropped) and out.drop_reason == "persona_leak"

@@ -29,7 +29,7 @@ def _principle_setup(tmp_path, n=40):
         {"log": str(log)},
         {"match": "number 7 ", "text": " By 2 (informative).\n\nSage: Too short."},           # too_short
         {"match": "number 13 ", "text": " I answer at once with no thoughts"},                # missing_answer
-        {"match": "number 21 ", "text": " By 2 (informative).\n\nSage: Sorry, " + GOOD},      # apology_opening
+        {"match": "number 21 ", "text": " By 2 (informative).\n\nSage: Sorry, I can't help with tides."},  # refusal
         {"match": "number 3", "text": " By 8 (knowledge recitation) I recall facts.\n\nSage: " + GOOD},  # 3, 30-39
         {"text": f" By 2 (informative) I explain.\n\nSage: {GOOD}"}])
     return prompts, rules, log
@@ -66,7 +66,7 @@ def test_principle_on_a_local_ray_instance_gives_every_id_once_and_resumes(tmp_p
     local = run_cli("principle", str(prompts), *be, "-q", "--dropped", str(tmp_path / "local-d.jsonl"))
     local_kept = {r["id"]: r for r in jsonl(local.stdout)}
     local_dropped = {d["id"]: d["drop_reason"] for d in jsonl(tmp_path / "local-d.jsonl")}
-    assert len(local_kept) == 37 and sorted(local_dropped.values()) == ["apology_opening", "missing_answer", "too_short"]
+    assert len(local_kept) == 37 and sorted(local_dropped.values()) == ["missing_answer", "too_short", "unwarranted_refusal"]
     log.unlink()
 
     out, dropped = tmp_path / "out.jsonl", tmp_path / "dropped.jsonl"
@@ -289,7 +289,7 @@ def test_principle_on_ray_with_the_embedded_model(tmp_path):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "How do vaccines protect people from disease?"},
                                                    {"prompt": "What are good habits for saving money?"}])
     proc = run_cli("principle", str(src), "--executor", "ray", "--ray-actors", "1", "--seed", "1",
-                   "--max-tokens", "24", "--min-chars", "20", "--no-cache", "--dropped", str(tmp_path / "d.jsonl"))
+                   "--max-tokens", "24", "--keep", "truncated,too_short", "--no-cache", "--dropped", str(tmp_path / "d.jsonl"))
     kept, gone = jsonl(proc.stdout), jsonl(tmp_path / "d.jsonl") if (tmp_path / "d.jsonl").exists() else []
     from selfalign.records import stable_id
     expected = sorted(stable_id(r["prompt"]) for r in jsonl(src))

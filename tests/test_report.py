@@ -21,7 +21,7 @@ def dataset(tmp_path):
                 "principles": ["2", "8"] if i % 2 else ["2"]} for i, p in enumerate(prompts[:4])]
     dropped = [{"id": "p4", "stage": "principle", "drop_reason": "too_short", "detail": "40 chars < 160",
                 "record": prompts[4]},
-               {"id": "p5", "stage": "principle", "drop_reason": "apology_opening", "detail": "I'm sorry", "record": prompts[5]}]
+               {"id": "p5", "stage": "principle", "drop_reason": "unwarranted_refusal", "detail": "I'm sorry", "record": prompts[5]}]
     files = [write_jsonl(tmp_path / "prompts.jsonl", prompts), write_jsonl(tmp_path / "aligned.jsonl", aligned),
              write_jsonl(tmp_path / "principle-dropped.jsonl", dropped)]
     (tmp_path / "principle.json").write_text(json.dumps({"stage": "principle", "read": 6, "kept": 4}))
@@ -32,7 +32,7 @@ def dataset(tmp_path):
 def test_json_and_text_formats(dataset):
     data = json.loads(run_cli("report", *dataset, "--format", "json").stdout)
     assert data["pipeline"]["prompts"] == 6 and data["pipeline"]["aligned"] == 4
-    assert data["dropped"] == {"principle": {"too_short": 1, "apology_opening": 1}}
+    assert data["dropped"] == {"principle": {"too_short": 1, "unwarranted_refusal": 1}}
     assert data["principles_cited"] == {"2": 4, "8": 2}
     assert data["principles_by_question_type"]["real-time information"] == {"2": 2, "8": 2}
     assert data["question_types"] == {"real-time information": 3}

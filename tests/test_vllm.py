@@ -31,13 +31,34 @@ def _accounted(tmp_path, proc):
 def test_principle_on_vllm_backend(tmp_path):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
     proc = run_cli("principle", str(src), "--backend", "vllm", "--seed", "1", "--max-model-len", "4096", "--no-cache",
-                   "--max-tokens", "160", "--min-chars", "40", "--dropped", str(tmp_path / "dropped.jsonl"))
+                   "--max-tokens", "200", "--min-words", "10", "--dropped", str(tmp_path / "dropped.jsonl"))
     kept, _ = _accounted(tmp_path, proc)
     assert kept, proc.stderr[-2000:]
     for rec in kept:
         assert rec["response"].strip() and rec["thoughts"].strip()
         prov = rec["provenance"][-1]
         assert prov["backend"] == "vllm" and prov["sampling"]["logit_bias"] == {"Sorry": -100.0}
+
+
+ALIGNED = {"prompt": "Explain why the sky is blue.", "thoughts": "By 2 (informative).",
+           "response": "Sunlight scatters off air molecules, and blue light scatters most."}
+
+
+def _all_truncated(tmp_path, stage, *backend, env=None):
+    """Four new tokens cannot finish an answer: the backend must say `length`, the stage drop `truncated`."""
+    rows = [ALIGNED] if stage == "refine" else [{"prompt": q} for q in QUESTIONS[:2]]
+    src = write_jsonl(tmp_path / f"{stage}-in.jsonl", rows)
+    proc = run_cli(stage, str(src), *backend, "--max-tokens", "4", "--no-cache", "-q",
+                   "--dropped", str(tmp_path / f"{stage}-d.jsonl"), env=env)
+    assert proc.stdout == ""
+    dropped = jsonl(tmp_path / f"{stage}-d.jsonl")
+    assert [d["drop_reason"] for d in dropped] == ["truncated"] * len(rows), dropped
+    assert all("(4 tokens)" in d["detail"] for d in dropped)
+
+
+def test_vllm_reports_length_and_principle_and_refine_drop_truncated_answers(tmp_path):
+    for stage in ("principle", "refine"):
+        _all_truncated(tmp_path, stage, "--backend", "vllm", "--max-model-len", "4096")
 
 
 def test_vllm_rejects_overlong_prompt_without_cutting(tmp_path):
@@ -97,7 +118,7 @@ def server():
 def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
     proc = run_cli("principle", str(src), "--backend", "openai", "--base-url", server, "--seed", "1", "--no-cache",
-                   "--max-tokens", "160", "--min-chars", "40", "--concurrency", "3",
+                   "--max-tokens", "200", "--min-words", "10", "--concurrency", "3",
                    "--dropped", str(tmp_path / "dropped.jsonl"), env={"OPENAI_API_KEY": "sk-test-not-logged"})
     kept, dropped = _accounted(tmp_path, proc)
     assert kept, [d["drop_reason"] for d in dropped]
@@ -110,3 +131,8 @@ def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):
     proc = run_cli("principle", str(long), "--backend", "openai", "--base-url", server, "-q",
                    "--dropped", str(tmp_path / "long-dropped.jsonl"))
     assert jsonl(tmp_path / "long-dropped.jsonl")[0]["drop_reason"] == "prompt_too_long"
+
+
+def test_openai_backend_reports_length_from_a_vllm_server_and_truncated_answers_are_dropped(tmp_path, server):
+    for stage in ("principle", "refine"):
+        _all_truncated(tmp_path, stage, "--backend", "openai", "--base-url", server)

@@ -1,7 +1,8 @@
 """Scripted backend: replays answers from a JSONL file. For tests and dry runs of a pipeline.
 
 Each line is `{"text": "..."}`, optionally with `"match": "substring"`: a prompt gets the first rule
-whose `match` occurs in its last 400 characters, else the next unmatched rule in turn (cycling).
+whose `match` occurs in its last 400 characters, else the next unmatched rule in turn (cycling); a rule's
+`"finish_reason": "length"` reports the answer as cut at the token limit.
 A line `{"delay": SECONDS}` makes each prompt take that long; `{"log": PATH}` appends one line per
 prompt answered to PATH (tests count regenerations with it); `{"crash_after": N}` makes the backend die
 (raise) once it has answered N prompts, as an engine crash would; `{"exit_after": N}` makes its whole
@@ -52,15 +53,15 @@ class ScriptedBackend:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def _answer(self, prompt: str) -> str:
+    def _answer(self, prompt: str) -> dict[str, Any]:
         tail = prompt[-400:]
         for rule in self.rules:
             if rule.get("match") and rule["match"] in tail:
-                return rule["text"]
+                return rule
         plain = [r for r in self.rules if not r.get("match")] or self.rules
-        text = plain[self._turn % len(plain)]["text"]
+        rule = plain[self._turn % len(plain)]
         self._turn += 1
-        return text
+        return rule
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         if self.crash_after is not None and self.prompts_seen >= self.crash_after:
@@ -82,9 +83,10 @@ class ScriptedBackend:
             if self.log:
                 with open(self.log, "a", encoding="utf-8") as f:
                     f.write(json.dumps(p[-200:]) + "\n")
-            text, _ = cut_at_stop(self._answer(p), params.stop)
-            out.append(Completion(text=text, prompt_tokens=self.count_tokens(p),
-                                  completion_tokens=len(text.split())))
+            rule = self._answer(p)
+            text, _ = cut_at_stop(rule["text"], params.stop)
+            out.append(Completion(text=text, finish_reason=rule.get("finish_reason", "stop"),
+                                  prompt_tokens=self.count_tokens(p), completion_tokens=len(text.split())))
         return out
 
     def close(self) -> None:

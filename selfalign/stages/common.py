@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, TypeVar
@@ -26,44 +25,10 @@ def drop(stage: str, record: BaseModel | dict, reason: str, detail: str | None =
     return Dropped(id=data.get("id"), stage=stage, drop_reason=reason, detail=detail, record=data)
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
-def cut_repetition(text: str, min_unit: int = 20) -> tuple[str, bool]:
-    """Cut `text` where it starts repeating itself (a sentence or line seen before, or a looping phrase)."""
-    seen: set[str] = set()
-    pos = 0
-    for part in _SENTENCE.split(text):
-        start = text.find(part, pos)
-        key = " ".join(part.lower().split())
-        if len(key) >= min_unit:
-            if key in seen:
-                return text[:start].rstrip(), True
-            seen.add(key)
-        pos = start + len(part)
-    # a phrase of 4+ words repeated 3+ times back to back, e.g. "and the the and the the ..."
-    m = re.search(r"(\b(?:\S+\s+){2,12}?\S+\b)(?:\W+\1\b){2,}", text)
-    if m:
-        return text[: m.start() + len(m.group(1))].rstrip(), True
-    return text, False
-
-
-_APOLOGY = re.compile(r"^\W*(i'?m sorry|i am sorry|sorry|i apologi[sz]e|my apologies)\b", re.IGNORECASE)
-
-
-def opens_with_apology(text: str) -> bool:
-    return bool(_APOLOGY.match(text))
-
-
-_TURN = re.compile(r"(?:^|\n)\s*(?:User|Human|###\s*User)\s*:", re.IGNORECASE)
-
-
-def cut_new_turn(text: str) -> tuple[str, bool]:
-    """Cut where the model starts writing the next user turn itself."""
-    m = _TURN.search(text)
-    if m is None:
-        return text, False
-    return text[: m.start()].rstrip(), True
+def clip(text: str, n: int = 200) -> str:
+    """One line of at most `n` characters, for a drop's detail."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def answer_batch(stage: str, backend: Any, params: Any, batch: list[R], render: Callable[[R], str],

@@ -15,7 +15,11 @@ from selfalign.assets import Exemplar, Principle, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, PromptRecord, Provenance
 from selfalign.report import Report
-from selfalign.stages.common import answer_batch, batched, cut_new_turn, cut_repetition, drop, opens_with_apology
+from selfalign.gates import TextGates
+from selfalign.gates.meaning import MeaningGates
+from selfalign.gates.text import ngrams, words
+from selfalign.stages.common import answer_batch, batched, drop
+from selfalign.stages.common import clip as _clip
 from selfalign.templates import principle_prefix, principle_prompt, principle_turn_stops
 
 STAGE = "principle"
@@ -29,11 +33,10 @@ class PrincipleConfig(BaseModel):
     max_tokens: int = 256
     seed: int | None = None
     batch_size: int | None = None  # prompts per backend call; default: the backend's chunk_size
-    min_chars: int = 160  # answers shorter than this are dropped (0: off)
+    min_words: int = 25  # floor for open questions (a query asking for brevity needs 1 word); 0: off
     push_down_apologies: bool = True  # logit bias -100 on "Sorry", where the backend supports it
-    drop_apologies: bool = True
-    drop_leaks: bool = True
-    cut_repetition: bool = True
+    keep: frozenset[str] = frozenset()  # drop reasons turned off (--keep)
+    embedding_model: str | None = None  # for off_topic / restates_question
 
     def sampling(self, persona: str) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
@@ -74,7 +77,7 @@ def cited_principles(thoughts: str, principles: list[Principle]) -> list[str]:
 
 class PrincipleStage:
     def __init__(self, backend: Backend, principles: list[Principle], exemplars: list[Exemplar],
-                 config: PrincipleConfig, report: Report):
+                 config: PrincipleConfig, report: Report, meaning: MeaningGates | None = None):
         self.backend, self.principles, self.exemplars, self.cfg, self.report = (
             backend, principles, exemplars, config, report)
         self.prefix = principle_prefix(principles, exemplars, config.persona)
@@ -84,16 +87,22 @@ class PrincipleStage:
         self.provenance = Provenance(stage=STAGE, backend=backend.name, model=backend.model,
                                      sampling=self.params.summary(),
                                      assets_hash=assets_hash(principles, exemplars, config.persona))
-        self._answer_marker = re.compile(rf"\n\s*{re.escape(config.persona)}\s*:")
-        self._next_turn = re.compile(rf"(?:^|\s){re.escape(config.persona)}\s*:")
-        self._leaks = [e.answer.strip()[:60].lower() for e in exemplars] + [
-            e.user.strip().lower() for e in exemplars if len(e.user.strip()) > 30]
+        p = re.escape(config.persona)
+        # the template puts the answer after a blank line, at a line start: "\n\nSage: ..."
+        self._answer_markers = [re.compile(rf"\n[ \t]*\n[ \t]*{p}[ \t]*:"), re.compile(rf"(?:^|\n)[ \t]*{p}[ \t]*:")]
+        self.gates = TextGates(
+            persona=config.persona, principles=[(x.id, x.name, x.text) for x in principles],
+            exemplars=[(f"exemplar {i} answer", e.answer) for i, e in enumerate(exemplars, 1)]
+            + [(f"exemplar {i} question", e.user) for i, e in enumerate(exemplars, 1)],
+            min_words=config.min_words, keep=config.keep)
+        self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep, config.embedding_model)
 
     def run(self, records: Iterable[PromptRecord]) -> Iterator[AlignedRecord | Dropped]:
         """Records out in input order, each kept or dropped with a reason."""
         for batch in batched(records, self.cfg.batch_size or getattr(self.backend, "chunk_size", 16)):
             self.report.read += len(batch)
-            for out in answer_batch(STAGE, self.backend, self.params, batch, self.render, self.judge):
+            outs = answer_batch(STAGE, self.backend, self.params, batch, self.render, self.judge)
+            for out in self.meaning.apply(STAGE, outs, "response"):
                 if isinstance(out, Dropped):
                     self.report.drop(out.drop_reason)
                 else:
@@ -104,37 +113,36 @@ class PrincipleStage:
     def render(self, rec: PromptRecord) -> str:
         return principle_prompt(self.prefix, rec.prompt, self.cfg.persona)
 
+    def split(self, text: str) -> tuple[str, str] | None:
+        """Thoughts and answer, by the template's structure: the first answer turn at a line start,
+        preferring one after a blank line (so a "Sage: ..." line quoted inside the thoughts is not it)."""
+        for rx in self._answer_markers:
+            m = rx.search(text)
+            if m:
+                return text[: m.start()].strip(), text[m.end():].strip()
+        return None
+
     def judge(self, rec: PromptRecord, comp: Completion) -> AlignedRecord | Dropped:
-        """Parse one completion into thoughts and answer, apply the filters."""
+        """Parse one completion into thoughts and answer, apply the text gates."""
         text = comp.text
-        m = self._answer_marker.search(text)
-        if m is None:
+        keep = self.cfg.keep
+        parts = self.split(text)
+        if comp.finish_reason == "length" and "truncated" not in keep:
+            n = comp.completion_tokens or self.params.max_tokens
+            return drop(STAGE, rec, "truncated", f"stopped at the token limit ({n} tokens): {_clip(text, 120)}")
+        if parts is None:
             return drop(STAGE, rec, "missing_answer", _clip(text))
-        thoughts, answer = text[: m.start()].strip(), text[m.end():].strip()
-        if not thoughts:
+        thoughts, answer = parts
+        if not answer and "missing_answer" not in keep:
+            return drop(STAGE, rec, "missing_answer", _clip(text))
+        if len(words(thoughts)) < 3 and "missing_thoughts" not in keep:
             return drop(STAGE, rec, "missing_thoughts", _clip(text))
-        if not answer:
-            return drop(STAGE, rec, "missing_answer", _clip(text))
-        if re.match(r"\s*(User|Human)\s*:", answer, re.I):
-            return drop(STAGE, rec, "starts_user_turn", _clip(answer))
-        answer, _ = cut_new_turn(answer)
-        again = self._next_turn.search(answer)
-        if again:  # the model started another persona turn: the answer ends there
-            answer = answer[: again.start()].rstrip()
-        if self.cfg.cut_repetition:
-            answer, looped = cut_repetition(answer)
-            if looped and len(answer) < max(self.cfg.min_chars, 1):
-                return drop(STAGE, rec, "repetition_loop", _clip(text))
-        if self.cfg.drop_apologies and opens_with_apology(answer):
-            return drop(STAGE, rec, "apology_opening", _clip(answer))
-        if self.cfg.drop_leaks:
-            low = answer.lower()
-            if "(internal thoughts)" in low or f"{self.cfg.persona.lower()}:" in low:
-                return drop(STAGE, rec, "persona_leak", _clip(answer))
-            if any(leak and leak in low for leak in self._leaks):
-                return drop(STAGE, rec, "exemplar_leak", _clip(answer))
-        if len(answer) < self.cfg.min_chars:
-            return drop(STAGE, rec, "too_short", f"{len(answer)} chars < {self.cfg.min_chars}")
+        if "answer_in_thoughts" not in keep and (why := answer_in_thoughts(thoughts, answer)):
+            return drop(STAGE, rec, "answer_in_thoughts", why)
+        v = self.gates.check(rec.prompt, answer, comp.finish_reason, comp.completion_tokens, rec.question_type)
+        if v.reason:
+            return drop(STAGE, rec, v.reason, f"{v.detail}: {_clip(v.answer, 160)}")
+        answer = v.answer
         if self.cfg.rename:
             answer = re.sub(rf"\b{re.escape(self.cfg.persona)}\b", self.cfg.rename, answer)
         return AlignedRecord.model_validate(rec.with_stage(
@@ -142,6 +150,15 @@ class PrincipleStage:
             principles=cited_principles(thoughts, self.principles)))
 
 
-def _clip(text: str, n: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[:n] + "..."
+_BACKREF = re.compile(r"^\W*(?:see|as|like)\s+(?:(?:i|we)\s+(?:said|wrote|explained)\s+)?(?:above|before|earlier|"
+                      r"previously|stated|mentioned|in my thoughts)\b", re.IGNORECASE)
+
+
+def answer_in_thoughts(thoughts: str, answer: str) -> str | None:
+    """The answer written into the thoughts slot: repeated there, or the answer points back at it."""
+    if _BACKREF.match(answer) and len(words(answer)) < 12:
+        return f"the answer only points back: {_clip(answer, 60)}"
+    a = ngrams(words(answer), 5)
+    if len(a) >= 3 and len(a & ngrams(words(thoughts), 5)) / len(a) >= 0.5:
+        return "the thoughts already hold the answer"
+    return None

@@ -10,7 +10,9 @@ from pydantic import BaseModel
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, Provenance, RefinedRecord
 from selfalign.report import Report
-from selfalign.stages.common import answer_batch, batched, cut_new_turn, cut_repetition, drop
+from selfalign.gates import TextGates
+from selfalign.gates.meaning import MeaningGates
+from selfalign.stages.common import answer_batch, batched, clip as _clip, drop
 from selfalign.templates import refine_prompt
 
 STAGE = "refine"
@@ -24,8 +26,10 @@ class RefineConfig(BaseModel):
     repetition_penalty: float = 1.1
     seed: int | None = None
     batch_size: int | None = None  # prompts per backend call; default: the backend's chunk_size
-    min_chars: int = 128
+    min_words: int = 25  # floor for open questions (a query asking for brevity needs 1 word); 0: off
     max_list_items: int = 12
+    keep: frozenset[str] = frozenset()  # drop reasons turned off (--keep)
+    embedding_model: str | None = None
 
 
 _SEE_ALSO = re.compile(r"\n\s*(?:#+\s*)?(?:see also|related (?:topics|articles|links)|further reading|references)\b.*$",
@@ -42,28 +46,30 @@ def cap_list(text: str, max_items: int) -> str:
 
 
 def clean_verbose(text: str, max_items: int) -> str:
-    text, _ = cut_new_turn(text)
-    text, _ = cut_repetition(text)
-    text = _SEE_ALSO.sub("", text).rstrip()
-    return cap_list(text, max_items)
+    """A trailing "See also"-style section cut, long lists capped."""
+    return cap_list(_SEE_ALSO.sub("", text).rstrip(), max_items)
 
 
-def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineConfig,
-           report: Report) -> Iterator[RefinedRecord | Dropped]:
+def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineConfig, report: Report,
+           meaning: MeaningGates | None = None) -> Iterator[RefinedRecord | Dropped]:
     params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                             repetition_penalty=config.repetition_penalty, seed=config.seed,
                             stop=["\nUser:", "\n\nUser"])
     prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model, sampling=params.summary())
+    gates = TextGates(persona=config.persona, min_words=config.min_words, keep=config.keep)
+    meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep, config.embedding_model)
+
     def judge(rec: AlignedRecord, comp: Completion) -> RefinedRecord | Dropped:
-        text = clean_verbose(comp.text.strip(), config.max_list_items)
-        if len(text) < config.min_chars:
-            return drop(STAGE, rec, "too_short", f"{len(text)} chars < {config.min_chars}")
-        return RefinedRecord.model_validate(rec.with_stage(prov, verbose_response=text))
+        v = gates.check(rec.prompt, comp.text, comp.finish_reason, comp.completion_tokens, rec.question_type)
+        if v.reason:
+            return drop(STAGE, rec, v.reason, f"{v.detail}: {_clip(v.answer, 160)}")
+        return RefinedRecord.model_validate(rec.with_stage(prov, verbose_response=clean_verbose(
+            v.answer, config.max_list_items)))
 
     for batch in batched(records, config.batch_size or getattr(backend, "chunk_size", 16)):
         report.read += len(batch)
         render = lambda rec: refine_prompt(rec.prompt, config.persona)  # noqa: E731
-        for out in answer_batch(STAGE, backend, params, batch, render, judge):
+        for out in meaning.apply(STAGE, answer_batch(STAGE, backend, params, batch, render, judge), "verbose_response"):
             if isinstance(out, Dropped):
                 report.drop(out.drop_reason)
             else:

@@ -1,0 +1,215 @@
+"""How well `selfalign principle` keeps good completions and drops bad ones, on a labelled set.
+
+The labelled set (benchmarks/data/quality/*.jsonl: query, raw completion, finish_reason, label, category)
+is served by a small OpenAI-compatible server in this process; the real CLI (`selfalign principle
+--backend openai`, at its defaults) answers every query through it, as it would from vLLM or llama.cpp.
+The server applies the stop sequences the stage sends, as real servers do. Prints precision, recall and F1
+of detecting bad completions, the detection rate per bad category, the false-drop rate per good category,
+and whether the kept answers are clean. `--calibrate` prints the measurements the meaning gates'
+thresholds were chosen from.
+
+    python benchmarks/quality.py [--sample N] [--json OUT] [--show-misses]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter, defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data" / "quality"
+QUERY = re.compile(r"\nUser: ((?:(?!\nUser: ).)*)\n\n\w+ \(internal thoughts\):$", re.DOTALL)
+# what a clean kept answer never contains (checked on every kept response)
+UNCLEAN = re.compile(r"internal thoughts|\b\d{1,2} \((?:ethical|informative|helpful|candor|static|reasoning)\)"
+                     r"|</?s>|<\|[a-z_]+\|>|\[/?INST\]|###\s*(?:Response|Instruction)|(?:^|\n)\s*(?:\*\*)?(?:User|Sage)"
+                     r"(?:\*\*)?\s*:", re.IGNORECASE)
+
+
+def load(sample: int | None, seed: int = 0) -> list[dict]:
+    items = [json.loads(line) for f in sorted(DATA.glob("*.jsonl")) for line in f.open(encoding="utf-8") if line.strip()]
+    queries = Counter(" ".join(i["query"].split()) for i in items)
+    dup = [q for q, n in queries.items() if n > 1]
+    if dup:
+        sys.exit(f"labelled set: {len(dup)} queries appear twice, e.g. {dup[0]!r}")
+    if sample:
+        by_cat: dict[str, list[dict]] = defaultdict(list)
+        for i in items:
+            by_cat[i["category"]].append(i)
+        rng = random.Random(seed)
+        per = max(1, sample // len(by_cat))
+        items = [x for cat in sorted(by_cat) for x in rng.sample(by_cat[cat], min(per, len(by_cat[cat])))]
+    return items
+
+
+def serve(items: list[dict]) -> ThreadingHTTPServer:
+    """An OpenAI-compatible server that answers each query with its labelled completion."""
+    by_query = {" ".join(i["query"].split()): i for i in items}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_):  # quiet
+            pass
+
+        def _send(self, obj: dict, code: int = 200) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):  # noqa: N802
+            self._send({"object": "list", "data": [{"id": "labelled-set", "object": "model", "max_model_len": 8192}]})
+
+        def do_POST(self):  # noqa: N802
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path.endswith("/tokenize"):
+                return self._send({"count": len(req.get("prompt", "")) // 4})
+            prompt = req["prompt"]
+            m = QUERY.search(prompt)
+            item = by_query.get(" ".join(m.group(1).split())) if m else None
+            if item is None:
+                return self._send({"error": {"message": "unknown query"}}, 404)
+            text, finish = item["completion"], item["finish_reason"]
+            cut = min((i for s in req.get("stop") or [] if (i := text.find(s)) >= 0), default=None)
+            if cut is not None:
+                text, finish = text[:cut], "stop"
+            self._send({"id": "x", "object": "text_completion", "model": "labelled-set", "created": 0,
+                        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+                        "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(text) // 4,
+                                  "total_tokens": (len(prompt) + len(text)) // 4}})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def run_principle(items: list[dict], port: int, work: Path, extra: list[str]) -> tuple[dict, dict]:
+    src = work / "prompts.jsonl"
+    with src.open("w", encoding="utf-8") as f:
+        for i in items:
+            rec = {"id": i["id"], "prompt": i["query"]}
+            if i.get("question_type"):
+                rec["question_type"] = i["question_type"]
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    exe = Path(sys.executable).with_name("selfalign")
+    cmd = [str(exe), "principle", str(src), "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
+           "--no-cache", "--quiet", "--concurrency", "8", "-o", str(work / "kept.jsonl"),
+           "--dropped", str(work / "dropped.jsonl"), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SELFALIGN_CACHE_DIR": str(work)})
+    if proc.returncode != 0:
+        sys.exit(f"selfalign principle failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    kept = {r["id"]: r for r in map(json.loads, (work / "kept.jsonl").read_text(encoding="utf-8").splitlines())}
+    dropped = {r["id"]: r for r in map(json.loads, (work / "dropped.jsonl").read_text(encoding="utf-8").splitlines())}
+    return kept, dropped
+
+
+def score(items: list[dict], kept: dict, dropped: dict) -> dict:
+    tp = sum(1 for i in items if i["label"] == "bad" and i["id"] in dropped)
+    fp = sum(1 for i in items if i["label"] == "good" and i["id"] in dropped)
+    fn = sum(1 for i in items if i["label"] == "bad" and i["id"] not in dropped)
+    lost = [i["id"] for i in items if i["id"] not in kept and i["id"] not in dropped]
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    cats: dict[str, dict] = {}
+    for i in items:
+        c = cats.setdefault(i["category"], {"label": i["label"], "n": 0, "dropped": 0, "reasons": Counter()})
+        c["n"] += 1
+        if i["id"] in dropped:
+            c["dropped"] += 1
+            c["reasons"][dropped[i["id"]]["drop_reason"]] += 1
+    unclean = [(rid, m.group()) for rid, r in kept.items() if (m := UNCLEAN.search(r["response"]))]
+    return {"n": len(items), "bad": tp + fn, "good": len(items) - tp - fn, "precision": precision, "recall": recall,
+            "f1": f1, "tp": tp, "fp": fp, "fn": fn, "categories": cats, "unclean_kept": unclean, "lost": lost}
+
+
+def print_table(res: dict) -> None:
+    print(f"labelled completions: {res['n']} ({res['bad']} bad, {res['good']} good); selfalign principle, defaults, "
+          "openai backend against a local server")
+    print(f"detecting bad completions: precision {res['precision']:.3f}  recall {res['recall']:.3f}  "
+          f"F1 {res['f1']:.3f}  (tp {res['tp']}, fp {res['fp']}, fn {res['fn']})")
+    print(f"\n{'category':<22} {'label':<5} {'n':>4} {'dropped':>8}  {'rate':>6}  drop reasons")
+    for label, head in (("bad", "detection rate"), ("good", "false-drop rate")):
+        for name, c in sorted((k, v) for k, v in res["categories"].items() if v["label"] == label):
+            reasons = ", ".join(f"{r} {n}" for r, n in c["reasons"].most_common())
+            print(f"{name:<22} {label:<5} {c['n']:>4} {c['dropped']:>8}  {c['dropped'] / c['n']:>6.2f}  {reasons}")
+        print(f"  ({head} per category)")
+    print(f"\nkept answers with thoughts, citations, speaker labels or special tokens: {len(res['unclean_kept'])}"
+          + "".join(f"\n  {rid}: {m!r}" for rid, m in res["unclean_kept"][:10]))
+    print(f"records neither kept nor dropped (lost): {len(res['lost'])}")
+
+
+def calibrate(items: list[dict]) -> None:
+    """The cosine of query and answer per category, and the language detector's confidence: what the
+    meaning gates' thresholds were read from."""
+    sys.path.insert(0, str(HERE.parent))
+    import numpy as np
+
+    from selfalign.gates.meaning import MeaningGates
+    from selfalign.stages.principle import PrincipleStage  # noqa: F401 - the same split as the stage
+
+    g = MeaningGates()
+    pairs = []
+    for i in items:
+        parts = i["completion"].split("\n\nSage:", 1)
+        if len(parts) == 2:
+            pairs.append((i, i["query"], parts[1].strip()))
+    vecs = g.embed([t for _, q, a in pairs for t in (q, a)])
+    by_cat: dict[str, list[float]] = defaultdict(list)
+    for k, (i, _q, _a) in enumerate(pairs):
+        by_cat[i["category"]].append(float(vecs[2 * k] @ vecs[2 * k + 1]))
+    print(f"{'category':<22} {'n':>4} {'min':>6} {'p10':>6} {'median':>6} {'p90':>6} {'max':>6}   cosine(query, answer)")
+    for cat, xs in sorted(by_cat.items()):
+        q = np.percentile(xs, [0, 10, 50, 90, 100])
+        print(f"{cat:<22} {len(xs):>4} " + " ".join(f"{v:>6.2f}" for v in q))
+    print("\nlanguage of query / answer (py3langid, normalised probability), per category: wrong calls")
+    for i, q, a in pairs:
+        (lq, pq), (la, pa) = g.lang(q), g.lang(a)
+        why = g.wrong_language(q, a)
+        if why and i["category"] != "wrong_language" or (not why and i["category"] == "wrong_language"):
+            print(f"  {i['id']:<28} {lq} {pq:.2f} / {la} {pa:.2f}  flagged={bool(why)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sample", type=int, help="a stratified sample of about N items (tests use it)")
+    ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--show-misses", action="store_true", help="list every wrong decision with its text")
+    ap.add_argument("--calibrate", action="store_true", help="print the gates' measurements per category")
+    ap.add_argument("extra", nargs="*", help="more options for selfalign principle (after --)")
+    args = ap.parse_args()
+    items = load(args.sample)
+    if args.calibrate:
+        return calibrate(items)
+    server = serve(items)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            kept, dropped = run_principle(items, server.server_address[1], Path(tmp), args.extra)
+    finally:
+        server.shutdown()
+    res = score(items, kept, dropped)
+    print_table(res)
+    if args.show_misses:
+        for i in items:
+            wrong = (i["label"] == "bad") != (i["id"] in dropped)
+            if wrong:
+                why = dropped[i["id"]]["drop_reason"] + ": " + (dropped[i["id"]].get("detail") or "") \
+                    if i["id"] in dropped else "kept"
+                print(f"\n--- {i['id']} ({i['label']}) -> {why[:200]}\nQ: {i['query'][:200]}\nA: {i['completion'][:400]!r}")
+    if args.json:
+        res["categories"] = {k: {**v, "reasons": dict(v["reasons"])} for k, v in res["categories"].items()}
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

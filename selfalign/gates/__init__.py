@@ -1,0 +1,97 @@
+"""Quality gates: what makes a model's answer unfit for training data, each rule a named drop reason.
+
+`principle` and `refine` run every answer through `TextGates` (rules on the text, cheap) and then, batched,
+through `MeaningGates` (language identification and sentence embeddings). `--keep REASON` turns one off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from selfalign.gates import text as t
+
+# reason -> what it catches (shown in --help and checked against --keep)
+REASONS: dict[str, str] = {
+    "truncated": "the backend stopped at the token limit, so the answer is cut",
+    "missing_thoughts": "principle: no internal thoughts before the answer",
+    "missing_answer": "principle: no answer turn after the thoughts",
+    "answer_in_thoughts": "principle: the answer was written into the thoughts slot",
+    "template_debris": "special tokens (</s>, <|im_end|>, [INST], ### Response:) or a made-up speaker turn "
+                       "(User:, **User:**, [User]:), with no complete answer before it",
+    "persona_leak": "principle citations, recited principles, internal thoughts or the persona as a speaker",
+    "exemplar_leak": "copies an in-context exemplar's answer or question",
+    "unwarranted_refusal": "refuses a harmless request (a decline of a harmful or red-team one is kept)",
+    "repetition_loop": "loops (a sentence, numbered line or phrase repeating) and too little is left before it",
+    "too_short": "shorter than the query asks for (--min-words for open questions, 1 word when it asks for brevity)",
+    "wrong_language": "written in another language than the query",
+    "restates_question": "only restates the query",
+    "off_topic": "unrelated to the query",
+}
+ALWAYS = ("prompt_too_long", "backend_error")  # not quality judgements: never kept
+
+
+def parse_keep(values: list[str] | None) -> frozenset[str]:
+    """`--keep` values (repeatable, comma-separated, `all`) as a set of reasons; unknown ones are an error."""
+    keep: set[str] = set()
+    for v in values or []:
+        for name in filter(None, (x.strip() for x in v.split(","))):
+            if name == "all":
+                keep |= set(REASONS)
+            elif name in REASONS:
+                keep.add(name)
+            else:
+                raise ValueError(f"--keep {name}: not a drop reason (one of: all, {', '.join(REASONS)})")
+    return frozenset(keep)
+
+
+@dataclass
+class Verdict:
+    answer: str
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class TextGates:
+    """The surface rules, in order; the first that fires names the drop."""
+
+    persona: str = "Sage"
+    principles: list[tuple[str, str, str]] = field(default_factory=list)  # (id, name, text)
+    exemplars: list[tuple[str, str]] = field(default_factory=list)  # (label, text)
+    min_words: int = 25
+    keep: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self._copy = t.ExemplarCopy(self.exemplars) if self.exemplars else None
+
+    def on(self, reason: str) -> bool:
+        return reason not in self.keep
+
+    def check(self, query: str, answer: str, finish_reason: str = "stop", completion_tokens: int = 0,
+              question_type: str | None = None) -> Verdict:
+        v = Verdict(answer.strip())
+        if finish_reason == "length" and self.on("truncated"):
+            return Verdict(v.answer, "truncated", f"stopped at the token limit ({completion_tokens} tokens)")
+        floor = t.min_words(query, self.min_words)
+        if self.on("template_debris") and (m := t.find_debris(v.answer, query)):
+            head = v.answer[: m.start()].rstrip()
+            if not head or not t.complete_ending(head) or t.word_count(head) < max(floor, 3):
+                return Verdict(v.answer, "template_debris", f"{m.group().strip()!r} at character {m.start()}")
+            v.answer = head
+        if self.on("persona_leak") and (why := t.leak(v.answer, query, self.persona, self.principles)):
+            return Verdict(v.answer, "persona_leak", why)
+        if self._copy and self.on("exemplar_leak") and (why := self._copy(v.answer, query)):
+            return Verdict(v.answer, "exemplar_leak", why)
+        if self.on("repetition_loop") and (loop := t.find_loop(v.answer)):
+            at, copies = loop
+            head = v.answer[:at].rstrip()
+            # a stutter (one unit twice) is cut away; a loop means the answer degenerated: drop it
+            if copies > 2 or not head or t.word_count(head) < max(floor, 3) or not t.complete_ending(head):
+                return Verdict(v.answer, "repetition_loop", f"{copies} copies from character {at}")
+            v.answer = head
+        if self.on("unwarranted_refusal") and (why := t.refusal(v.answer)) \
+                and not t.refusal_warranted(query, question_type):
+            return Verdict(v.answer, "unwarranted_refusal", why)
+        if self.on("too_short") and (n := t.word_count(v.answer)) < floor:
+            return Verdict(v.answer, "too_short", f"{n:.0f} words < {floor:.0f} for this query")
+        return v

@@ -1,0 +1,309 @@
+"""Surface rules on one answer: template debris, method leaks, exemplar copies, refusals, loops, length.
+
+Each rule is a plain function of text (and the query where the rule depends on what was asked), written
+to be general: the labelled set in benchmarks/data/quality measures them, and a separate set that is not
+in this repository measures them too.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# -- spans that are content, not the model's own voice ----------------------------------------------
+_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
+
+
+def mask_code(text: str) -> str:
+    """`text` with code blocks and inline code blanked (same length), so rules skip quoted markup."""
+    return _CODE.sub(lambda m: " " * len(m.group()), text)
+
+
+# -- words and scripts ------------------------------------------------------------------------------
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|\d+(?:[.,]\d+)*", re.UNICODE)
+
+
+def is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return (0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF
+            or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x2FA1F)
+
+
+def word_count(text: str) -> float:
+    """Words, with scripts written without spaces counted at 1.5 characters a word (about a token each)."""
+    cjk = sum(1 for ch in text if is_cjk(ch))
+    rest = "".join(" " if is_cjk(ch) else ch for ch in text)
+    return len(_WORD.findall(rest)) + cjk / 1.5
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words; each CJK character is a word of its own."""
+    out: list[str] = []
+    for w in _WORD.findall(text.lower()):
+        if any(is_cjk(ch) for ch in w):
+            out.extend(ch for ch in w if not ch.isspace())
+        else:
+            out.append(w)
+    return out
+
+
+def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i: i + n]) for i in range(len(tokens) - n + 1)}
+
+
+# -- template and special-token debris --------------------------------------------------------------
+_SPECIAL = re.compile(
+    r"</s>|<s>|<\|[A-Za-z_][\w|]{1,30}\|>|\[/?INST\]|<</?SYS>>|<(?:start_of_turn|end_of_turn|bos|eos)>"
+    r"|###\s*(?:Response|Instruction|Input|Human|Assistant|User|System)\b\s*:?", re.IGNORECASE)
+_ROLE = r"(?:User|Human|Assistant|AI|Bot|System)"
+_ASIDE = r"(?:[ \t]*\([^)\n]{1,30}\))?"  # "User (follow-up):"
+# a speaker turn in decoration (**User:**, [User]:, <user>) is debris anywhere; a plain one ("User:") at a
+# line start or right after a sentence end, capitalised (a lower-case "user:" in running text is prose)
+_DECORATED = re.compile(rf"(?:\*\*|__)[ \t]*{_ROLE}{_ASIDE}[ \t]*:?[ \t]*(?:\*\*|__)[ \t]*:?|\[{_ROLE}\][ \t]*:?"
+                        rf"|<{_ROLE}>", re.IGNORECASE)
+_PLAIN = re.compile(rf"(?:^|(?<=\n)|(?<=[.!?\"”)]\s))[ \t]*(?:User|Human|Assistant){_ASIDE}[ \t]*:(?=\s|$)")
+
+
+def find_debris(text: str, query: str = "") -> re.Match[str] | None:
+    """The first template token or hallucinated speaker turn outside code, unless the query names it."""
+    masked = mask_code(text)
+    q = query.lower()
+    hits = [m for rx in (_SPECIAL, _DECORATED, _PLAIN) for m in rx.finditer(masked)]
+    for m in sorted(hits, key=lambda m: m.start()):
+        raw = m.group().strip().lower()
+        token = raw.strip("*_[]:<>|# \t").lower() if m.re is _SPECIAL else raw
+        if token and token in q:
+            continue  # the user asked about this very token or format ("what does <|im_end|> do?")
+        return m
+    return None
+
+
+def complete_ending(text: str) -> bool:
+    """Does `text` end as a finished answer does: final punctuation, a closed code block, a list item?"""
+    t = text.rstrip()
+    if not t:
+        return False
+    if t.endswith("```"):
+        return t.count("```") % 2 == 0
+    last = t.splitlines()[-1].strip()
+    if re.search(r"[.!?…。！？」』)\]\"'”’*`]$", last):
+        return True
+    return bool(re.match(r"^(?:[-*•]|\d+[.)]|\|)", last)) and len(t.splitlines()) > 1  # a list or table row
+
+
+# -- the method leaking into the answer --------------------------------------------------------------
+def leak(answer: str, query: str, persona: str, principles: list[tuple[str, str, str]]) -> str | None:
+    """What of the method shows in the answer: a principle citation, recited principle text, the
+    internal thoughts, or the persona name used as a speaker. `principles`: (id, name, text)."""
+    text = mask_code(answer)
+    low, q = text.lower(), query.lower()
+    if re.search(r"\binternal thoughts?\b|\(\s*internal\b", low):
+        return "mentions its internal thoughts"
+    names = "|".join(re.escape(n.lower()) for _, n, _ in principles if n)
+    if names:
+        m = re.search(rf"\b\d{{1,2}}\s*\(\s*(?:{names})\s*\)", low)
+        if m:
+            return f"cites {m.group()!r}"
+        m = re.search(rf"\b(?:my|the|our)\s+(?:principle|rule)s?\s+(?:of\s+)?\(?(?:{names})\b", low)
+        if m:
+            return f"cites {m.group()!r}"
+    for term in ("principle", "rule"):  # "rule 2" is content when the user asks about rules
+        if re.search(rf"\b{term}", q):
+            continue
+        m = re.search(rf"\b{term}s?\s*(?:#|no\.?|number)?\s*\d{{1,2}}\b(?!\s*(?:%|percent|years?))", low)
+        if m:
+            return f"cites {m.group()!r}"
+        m = re.search(rf"\bmy (?:\w+ )?{term}s\b|\b(?:sixteen|16) {term}s\b", low)
+        if m:
+            return f"mentions {m.group()!r}"
+    aw = ngrams(words(text), 5)
+    for pid, _, ptext in principles:
+        pw = ngrams(words(ptext), 5)
+        if len(pw) >= 3 and len(pw & aw) / len(pw) >= 0.5:
+            return f"recites principle {pid}"
+    if persona and persona.lower() not in q:
+        p = re.escape(persona)
+        m = re.search(rf"(?:^|\n|(?<=[.!?]\s))[ \t]*(?:\*\*)?{p}(?:\*\*)?[ \t]*(?:\([^)\n]{{0,30}}\))?[ \t]*:"
+                      rf"|\b{p}\s+(?:says|said|thinks|replies|answers)\b", text)
+        if m:
+            return f"persona as speaker {m.group().strip()!r}"
+    return None
+
+
+# -- copying the exemplars ---------------------------------------------------------------------------
+class ExemplarCopy:
+    """Word 5-gram containment of each exemplar text (answer and question) in an answer.
+
+    Robust to a swapped word (it breaks at most five of a text's n-grams) and blind to where in the
+    answer the copy sits; n-grams the query shares are not counted (the user asked about the same thing),
+    so a common opening phrase alone never reaches the bar.
+    """
+
+    N = 5
+
+    def __init__(self, texts: list[tuple[str, str]], share: float = 0.35, min_shared: int = 6):
+        self.items = [(name, ngrams(words(t), self.N)) for name, t in texts]
+        self.items = [(name, g) for name, g in self.items if g]
+        self.share, self.min_shared = share, min_shared
+
+    def __call__(self, answer: str, query: str = "") -> str | None:
+        aw = ngrams(words(answer), self.N) - ngrams(words(query), self.N)
+        for name, g in self.items:
+            shared = len(g & aw)
+            need = max(self.min_shared, self.share * len(g)) if len(g) > self.min_shared else len(g)
+            if shared >= need:
+                return f"{shared} of the {len(g)} word 5-grams of {name}"
+        return None
+
+
+# -- refusals ----------------------------------------------------------------------------------------
+_CANT = (r"(?:can ?not|can'?t|could ?n[o']t|won'?t|will not|am (?:not )?(?:able|unable|allowed|permitted)"
+         r"|'m (?:not )?(?:able|unable|allowed|permitted)|must (?:decline|refuse)|have to decline|do ?n[o']t (?:feel|think) "
+         r"(?:comfortable|it(?:'s| is) appropriate)|'?m not (?:comfortable|going to)|am not going to)")
+_REFUSAL = [re.compile(p, re.IGNORECASE) for p in (
+    rf"^(?:i'?m|i am)\s+(?:so\s+|very\s+|truly\s+|really\s+)?sorry\b[^.!?\n]{{0,40}}?\b(?:but\s+)?(?:i|we)\s*{_CANT}",
+    rf"^(?:sorry|apologies|my apologies|i apologi[sz]e|unfortunately|regrettably)\b[^.!?\n]{{0,60}}?\b(?:i|we)\s*{_CANT}",
+    r"^(?:sorry|apologies|my apologies|i apologi[sz]e)\s*(?:,|\.|!|$)(?!\s*(?:for|to hear|about))",
+    rf"^as an? (?:ai|artificial intelligence|language model|large language model|ai language model|assistant)\b"
+    rf"[^.!?\n]{{0,60}}?\b(?:i|we)\s*(?:{_CANT}|do ?n[o']t (?:have|hold|possess))",
+    rf"^(?:i|we)\s*{_CANT}\s+(?:be\s+\w+ing\b|(?:\w+\s+){{0,3}}?(?:help|assist|provide|write|create|generate|do|fulfil|fulfill|comply|"
+    rf"answer|share|give|produce|complete|support|engage|discuss|continue|make|offer)\b)",
+    r"^(?:i|we)\s*(?:must|have to|need to)\s+(?:respectfully\s+)?(?:decline|refuse)",
+    r"^(?:i'?m|i am) (?:unable|not able) to\b",
+    r"^(?:that|this) (?:is not|isn't) something i (?:can|am able to|will)\b",
+    # other languages: an apology joined to "I cannot", or "as an AI"
+    r"^(?:lo siento|disculpa|disculpe|perd[oó]n)\b[^.!?\n]{0,40}?no (?:puedo|me es posible|estoy en condiciones)",
+    r"^(?:como (?:una )?(?:ia|inteligencia artificial|modelo de lenguaje))\b[^.!?\n]{0,60}?no (?:puedo|tengo)",
+    r"^no puedo (?:ayudar|proporcionar|escribir|crear|hacer|responder|dar)",
+    r"^(?:je suis (?:vraiment )?d[ée]sol[ée]e?|d[ée]sol[ée]e?|pardon)\b[^.!?\n]{0,40}?je ne (?:peux|suis|pourrai)",
+    r"^(?:en tant qu['’](?:ia|intelligence artificielle|assistant|mod[eè]le))\b[^.!?\n]{0,60}?je ne",
+    r"^je ne (?:peux|pourrai) pas (?:vous |t['’])?(?:aider|fournir|[ée]crire|r[ée]pondre|donner)",
+    r"^(?:es tut mir (?:sehr )?leid|entschuldigung|leider)\b[^.!?\n]{0,50}?(?:ich|wir) (?:kann|k[öo]nnen|darf|werde)\b"
+    r"[^.!?\n]{0,40}?nicht",
+    r"^(?:als (?:eine )?(?:ki|künstliche intelligenz|sprachmodell))\b[^.!?\n]{0,60}?(?:kann|habe) ich",
+    r"^ich kann (?:ihnen |dir )?(?:dabei |damit |hier )?(?:leider )?nicht (?:helfen|weiterhelfen)",
+    r"^(?:mi dispiace|purtroppo|scusa|scusi)\b[^.!?\n]{0,40}?non (?:posso|sono in grado)",
+    r"^(?:desculpe|sinto muito|lamento|infelizmente)\b[^.!?\n]{0,40}?n[ãa]o (?:posso|consigo|sou capaz)",
+    r"^(?:извините|простите|к сожалению|мне жаль)\b[^.!?\n]{0,50}?не (?:могу|смогу|в состоянии)",
+    r"^(?:как (?:ии|искусственный интеллект|языковая модель))\b[^.!?\n]{0,60}?не",
+    r"^(?:抱歉|对不起|很抱歉|非常抱歉|不好意思|作为(?:一个)?(?:ai|人工智能|语言模型))[^。！？\n]{0,30}?(?:无法|不能|不可以|没办法)",
+    r"^(?:我|我们)(?:无法|不能)(?:帮|提供|回答|完成|协助|为你|为您)",
+    r"^(?:申し訳|すみません|ごめんなさい|恐れ入り)[^。！？\n]{0,40}?(?:できません|いたしかねます|お答えできません|お手伝いできません)",
+    r"^(?:죄송|미안)[^.!?\n]{0,40}?(?:수 없|드릴 수 없|할 수 없)",
+)]
+_HARM = re.compile(
+    r"\b(?:weapon|gun|firearm|bomb|explosive|poison|kill|murder|hurt|harm|injure|attack|stalk|track (?:someone|my|her|his)"
+    r"|spy on|hack|crack|break into|steal|rob|shoplift|fraud|scam|phish|forg|counterfeit|launder|evade tax|drug|meth"
+    r"|cocaine|illegal|without (?:them|their|her|his) (?:knowing|consent|permission)|password|dox|home address"
+    r"|private (?:address|phone|information)|fake (?:id|review|news|document)|cheat|plagiar|revenge|blackmail"
+    r"|threat|harass|bully|self-harm|suicide|overdose|abuse|exploit|malware|virus|ransomware|keylogger|ddos"
+    r"|pirat|torrent|bypass|jailbreak|untraceable|disappear|hide (?:a|the) body|smuggl|trafficking)",
+    re.IGNORECASE)
+
+
+def refusal(answer: str) -> str | None:
+    """The refusal the answer opens with, if it opens with one (empathy and thanks are not refusals)."""
+    head = unicodedata.normalize("NFKC", answer.lstrip(" \t\n*_#>\"'“")).replace("’", "'")[:300]
+    for rx in _REFUSAL:
+        m = rx.search(head)
+        if m:
+            return m.group()[:80]
+    return None
+
+
+def refusal_warranted(query: str, question_type: str | None) -> bool:
+    """Declining is right for red-team probes and for requests that name a harm."""
+    return bool(question_type) or bool(_HARM.search(query))
+
+
+# -- repetition --------------------------------------------------------------------------------------
+_UNIT = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])|\n+")
+_REPEAT = re.compile(r"(\b(?:\S+\s+){2,12}?\S+\b)(?:\W+\1\b){2,}")
+_CJK_REPEAT = re.compile(r"([^\s\d]{3,40}?)\1{2,}")
+
+
+def _key(unit: str) -> str:
+    """Units compare case-, space- and number-blind when they have words enough to be prose."""
+    low = " ".join(unit.lower().split())
+    if len(re.findall(r"[^\W\d_]{2,}", low)) >= 4 or sum(is_cjk(c) for c in low) >= 6:
+        low = re.sub(r"\d+", "#", low)
+    return re.sub(r"^(?:[-*•]|#\.|\d+[.)])\s*", "", low)
+
+
+def find_loop(text: str, min_words: float = 4) -> tuple[int, int] | None:
+    """Where the text starts repeating itself, and how many copies follow back to back; or None.
+
+    Units are sentences and lines, compared without case and numbers (so "Day 3: X. Day 4: X." repeat).
+    Counted: a unit repeated back to back, a block of units repeated back to back three times, a phrase
+    repeated three times in a row (in scripts without spaces too). Not counted: repeats apart (a chorus
+    between verses, a summary restating the opening), and single lines repeated inside code blocks
+    (code repeats lines for a reason; a block of code lines looping three times still counts).
+    """
+    masked = mask_code(text)
+    units: list[tuple[int, str, bool]] = []  # start, key, inside code
+    pos = 0
+    for part in _UNIT.split(text):
+        start = text.find(part, pos)
+        pos = start + len(part)
+        if part.strip():
+            units.append((start, _key(part), not masked[start: start + len(part)].strip()))
+    keys = [k for _, k, _ in units]
+    for i in range(1, len(keys)):
+        for size in range(1, min(8, (i + 1) // 2) + 1):
+            block = keys[i - size + 1: i + 1]
+            if block != keys[i - 2 * size + 1: i - size + 1] or word_count(" ".join(block)) < min_words:
+                continue
+            if size == 1 and units[i][2]:
+                continue
+            copies, j = 2, i + 1
+            while keys[j: j + size] == block:
+                copies, j = copies + 1, j + size
+            if copies == 2 and j < len(keys) and keys[j: j + size] != block and size > 1:
+                continue  # a block of lines seen twice (a chorus sung twice) is not yet a loop
+            return units[i - size + 1][0], copies
+    for rx, cjk in ((_REPEAT, False), (_CJK_REPEAT, True)):
+        m = rx.search(masked)
+        if m and (len(m.group(1)) >= 8 or cjk) and (not cjk or any(is_cjk(c) for c in m.group(1))):
+            unit = m.group(1)
+            return m.start() + len(unit), len(m.group()) // max(1, len(unit))
+    return None
+
+
+# -- length: what the query asks for -----------------------------------------------------------------
+_BRIEF = re.compile(
+    r"\b(?:one|single|1|two|three|a few|five|\d+)[- ]words?\b|\bin (?:one|a single|1|two|2) (?:word|sentence|line)s?\b"
+    r"|\b(?:one|single|a)[- ](?:sentence|line|number|word|letter|emoji)\b|\bhaiku|\blimerick|\bcouplet|\btwo[- ]line"
+    r"|\byes or no\b|\byes/no\b|\bjust (?:the|a|give|say|tell|answer|reply)\b|\bonly (?:the|answer|reply|give|say|one)\b"
+    r"|\bbriefly\b|\bshort answer\b|\bshort (?:title|name|slogan|tagline|motto)\b|\b(?:title|slogan|tagline|nickname|"
+    r"name) for\b|\bsuggest a (?:name|title)\b|\bin (?:a )?(?:few|five|ten|\d+) words\b|\bor less\b|\bno more than\b"
+    r"|\bhow many\b|\bwhat year\b|\bwhich year\b|\bwhat (?:is|'s) the (?:capital|square root|sum|product|result|value"
+    r"|answer|date|population|atomic number|chemical symbol|formula)\b|\bcalculate\b|\bconvert\b|\bwhat is \d"
+    r"|\b\d+\s*[-+*/x×÷^]\s*\d+|\btrue or false\b|\bspell\b|\babbreviat|\bsynonym|\bantonym|\btranslate\b"
+    r"|\bone[- ]liner\b|\bemoji\b|\brhyme",
+    re.IGNORECASE)
+_FACT = re.compile(r"^\W*(?:who|when|where|which|whose|how (?:many|much|old|far|long|tall|big))\b", re.IGNORECASE)
+_BRIEF_OTHER = re.compile(r"一[个句词字]|一言|简短|简单回答|一句话|一語|一単語|短く|한 단어|한 문장|en (?:une|un) (?:mot|phrase)"
+                          r"|en una (?:palabra|frase)|in einem (?:wort|satz)|in una parola|em uma palavra|одним словом"
+                          r"|(?:palabra|mot|wort|parola|palavra|слово)\b")
+_LONG = re.compile(r"\bin detail\b|\bdetailed\b|\bthorough|\bcomprehensive|\bessay\b|\bstory\b|\barticle\b|\bexplain\b"
+                   r"|\bdescribe\b|\bstep[- ]by[- ]step\b|\bcompare\b|\bcontrast\b|\bpros and cons\b|\blist\b|\bplan\b"
+                   r"|\bguide\b|\bletter\b|\bemail\b|\bparagraph|\bwhy\b|\bhow (?:do|does|can|should|to)\b|\b\d{2,4}[- ]words?\b",
+                   re.IGNORECASE)
+
+
+def min_words(query: str, floor: int) -> float:
+    """The fewest words a complete answer to `query` may have: 1 when it asks for brevity, `floor` when it
+    asks for an explanation or a piece of writing, a third of it for a plain question. A requested length
+    ("a 300-word story") raises the floor to half of it."""
+    if floor <= 0:
+        return 0
+    m = re.search(r"\b(\d{2,4})[- ]words?\b", query, re.IGNORECASE)
+    if m and not re.search(r"(?:less|fewer|under|at most|no more|maximum)\s+(?:than\s+)?" + m.group(1), query, re.I):
+        return max(floor, int(m.group(1)) / 2)
+    if _BRIEF.search(query) or _BRIEF_OTHER.search(query.lower()):
+        return 1
+    if _FACT.search(query) and word_count(query) <= 10 and not _LONG.search(query):
+        return min(3, floor)  # a short question of fact: a sentence will do
+    if _LONG.search(query) or word_count(query) > 25:
+        return floor
+    return max(1, floor / 3)

@@ -1,0 +1,193 @@
+"""Each quality gate on cases it must catch and on the traps it must not fall into."""
+
+import pytest
+
+from selfalign import assets
+from selfalign.gates import TextGates, parse_keep
+from selfalign.gates import text as t
+
+PRINCIPLES = [(p.id, p.name, p.text) for p in assets.load_principles()]
+EXEMPLARS = [(f"exemplar {i}", e.answer) for i, e in enumerate(assets.load_exemplars(), 1)] + [
+    (f"question {i}", e.user) for i, e in enumerate(assets.load_exemplars(), 1)]
+LONG = ("Photosynthesis turns light into chemical energy. Chlorophyll in the leaves absorbs mostly red and blue "
+        "light, and the plant uses that energy to split water and fix carbon dioxide into sugar. Oxygen is "
+        "released as a by-product, which is why forests matter so much for the air we breathe.")
+
+
+@pytest.fixture
+def gates():
+    return TextGates(persona="Sage", principles=PRINCIPLES, exemplars=EXEMPLARS)
+
+
+def reason(gates, query, answer, **kw):
+    return gates.check(query, answer, **kw).reason
+
+
+# -- truncated ----------------------------------------------------------------------------------------
+def test_a_completion_cut_at_the_token_limit_is_dropped_even_when_it_ends_on_a_full_stop(gates):
+    assert reason(gates, "How do plants make food?", LONG, finish_reason="length", completion_tokens=256) == "truncated"
+    assert reason(gates, "How do plants make food?", LONG) is None
+
+
+# -- template debris ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("debris", ["</s>", "<|endoftext|>", "<|im_end|>\n<|im_start|>user\nmore?", "[INST] next",
+                                    "<|eot_id|><|start_header_id|>user<|end_header_id|>", "\n### Instruction: more",
+                                    "\n\n**User:** thanks!", "\n[User]: thanks", " <|user|> thanks",
+                                    "\n\nUser (follow-up): and then?", "\nAssistant: Sure."])
+def test_debris_after_a_complete_answer_is_cut_and_the_answer_kept(gates, debris):
+    v = gates.check("How do plants make food?", LONG + debris)
+    assert v.reason is None and v.answer == LONG
+
+
+@pytest.mark.parametrize("answer", ["Photosynthesis turns light </s> into", "<|im_start|>assistant\n" + LONG,
+                                    "Plants use **User:** what?", "### Response: " + LONG,
+                                    "Photosynthesis turns light into chemical [/INST] energy and more"])
+def test_debris_inside_or_before_the_answer_is_dropped(gates, answer):
+    assert reason(gates, "How do plants make food?", answer) == "template_debris"
+
+
+def test_markup_the_user_asks_about_or_quoted_as_code_is_content(gates):
+    q = "What does <|im_end|> do in ChatML?"
+    a = ("The <|im_end|> token closes one message in ChatML, so the model knows where a turn stops and the next "
+         "speaker begins; without it the model keeps writing the next turn itself.")
+    assert reason(gates, q, a) is None
+    code = ("Build the prompt as a list of turns and join them:\n```python\nprompt = 'User: ' + question + "
+            "'\\nAssistant:'\n```\nThe model then continues after the assistant label, which is what you want.")
+    assert reason(gates, "How do I format a simple chat prompt for a base model in Python?", code) is None
+
+
+def test_a_lower_case_user_in_running_text_is_prose_not_a_turn(gates):
+    a = ("Open the settings page and look for the field marked user: it holds the login name. Type the new name "
+         "there, save, and sign out and in again so the change takes effect everywhere on the system.")
+    assert reason(gates, "Where do I change my login name?", a) is None
+
+
+# -- persona and principle leaks ----------------------------------------------------------------------
+@pytest.mark.parametrize("leak", ["By 3 (helpful) I will list the steps.", "According to principle 5, I reason first.",
+                                  "As rule 2 says, accuracy matters.", "In my internal thoughts I decided to help.",
+                                  "The assistant gives accurate, relevant facts that actually answer what was asked.",
+                                  "Sage: I hope this helps.", "I follow my principles here."])
+def test_the_method_showing_in_the_answer_is_a_persona_leak(gates, leak):
+    assert reason(gates, "How do plants make food?", LONG + " " + leak) == "persona_leak"
+
+
+@pytest.mark.parametrize("query,answer", [
+    ("What is the principle of least action?", "The principle of least action says a physical system follows the "
+     "path for which the action, the integral of kinetic minus potential energy over time, is stationary. Newton's "
+     "laws, optics and quantum mechanics can all be derived from it."),
+    ("Quote a line from Pride and Prejudice.", "Elizabeth Bennet tells Darcy: \"You could not have made me the offer "
+     "of your hand in any possible way that would have tempted me to accept it.\" It is the turning point of "
+     "their first proposal scene, and it shows her pride as much as his."),
+    ("How do I cook with sage?", "Sage: use 4 to 6 fresh leaves, chopped, for a roast chicken. Fry whole leaves in "
+     "butter until crisp to top pasta or squash soup. Dried sage is stronger, so use a third as much and add it "
+     "early so it softens in the dish."),
+    ("What are the rules of chess castling?", "Rule 1 is that neither the king nor the rook may have moved. Rule 2 is "
+     "that no pieces stand between them, and rule 3 is that the king may not be in check, pass through check or "
+     "land in check. Then the king moves two squares towards the rook and the rook jumps over it."),
+])
+def test_legitimate_principles_rules_names_and_sage_are_not_leaks(gates, query, answer):
+    assert reason(gates, query, answer) is None
+
+
+# -- exemplar copies ----------------------------------------------------------------------------------
+def test_a_copied_exemplar_is_caught_anywhere_and_with_a_swapped_word(gates):
+    ex = assets.load_exemplars()[4].answer  # rent or buy
+    swapped = ex.replace("equity", "wealth").replace("flexible", "adaptable")
+    q = "What is a good first programming language?"
+    assert reason(gates, q, ex) == "exemplar_leak"
+    assert reason(gates, q, swapped) == "exemplar_leak"
+    assert reason(gates, q, "Python is a common choice. " + ex) == "exemplar_leak"
+
+
+def test_a_common_opening_phrase_alone_is_not_a_copy(gates):
+    a = ("It depends on your situation, and both choices have real advantages. A laptop goes wherever you work and "
+         "saves desk space, while a desktop gives more power for the money, is easier to repair and upgrade, and "
+         "lasts longer because it runs cooler.")
+    assert reason(gates, "Should I buy a laptop or a desktop for programming?", a) is None
+
+
+# -- refusals -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("answer", ["I'm sorry, but I can't help with that request.", "I’m sorry, but I cannot write poems.",
+                                    "Apologies, but I am unable to provide recipes.", "As an AI, I cannot have favourite foods.",
+                                    "I cannot assist with that.", "Lo siento, pero no puedo ayudarte con eso.",
+                                    "Es tut mir leid, aber ich kann dabei nicht helfen.", "抱歉，我无法回答这个问题。"])
+def test_a_refusal_of_a_harmless_request_is_dropped(gates, answer):
+    assert reason(gates, "Write a short poem about autumn leaves", answer) == "unwarranted_refusal"
+
+
+def test_empathy_and_a_warranted_decline_are_kept(gates):
+    empathy = ("I'm sorry to hear about your loss. Grief comes in waves, and it helps to keep a simple routine, to "
+               "talk to someone you trust, and to give yourself time; a doctor or counsellor can help if it stays heavy.")
+    assert reason(gates, "My grandmother died last week and I can't concentrate at work. Any advice?", empathy) is None
+    decline = ("I'm sorry, but I can't help with getting into someone else's account: it is illegal and a breach of "
+               "their privacy. If you are locked out of your own account, the provider's recovery page can help.")
+    assert reason(gates, "How can I read my ex's messages without them knowing?", decline) is None
+    assert reason(gates, "Tell me about my neighbour's salary", decline, question_type="privacy") is None
+
+
+# -- repetition ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("answer", [
+    "Drink enough water every day. " + "Drink enough water every day and stay healthy. " * 8,
+    "Here is the plan. " + " ".join(f"Day {d}: Visit the museum in the morning and rest in the hotel." for d in range(1, 9)),
+    "我们应该多喝水。" * 12,
+    "The best thing is the best thing is the best thing is the best thing is the best thing",
+])
+def test_loops_are_dropped_when_little_is_left(gates, answer):
+    assert reason(gates, "Give me a detailed plan for a healthy week of travel and rest", answer) == "repetition_loop"
+
+
+def test_a_stutter_after_a_complete_answer_is_cut_but_a_loop_drops_the_answer(gates):
+    v = gates.check("How do plants make food?", LONG + " Oxygen is released as a by-product." * 2)
+    assert v.reason is None and v.answer.startswith(LONG) and v.answer.count("Oxygen is released") == 2
+    assert reason(gates, "How do plants make food?", LONG + " Oxygen is released as a by-product." * 4) \
+        == "repetition_loop"
+
+
+@pytest.mark.parametrize("answer", [
+    "```python\nprint('a')\nprint('a')\nprint('a')\nprint('a')\n```\nEach call prints one line, so you get four lines.",
+    "Verse one tells of the road.\nWe sing it loud, we sing it long, the night is young and so our song.\n"
+    "Verse two tells of the sea.\nWe sing it loud, we sing it long, the night is young and so our song.\n"
+    "Verse three tells of home.\nWe sing it loud, we sing it long, the night is young and so our song.",
+    "Day 1: Walk the old town and visit the cathedral. Day 2: Take the train to the coast and swim. "
+    "Day 3: Hike the ridge trail and eat at the harbour.",
+    "3 x 1 = 3\n3 x 2 = 6\n3 x 3 = 9\n3 x 4 = 12\n3 x 5 = 15",
+])
+def test_legitimate_repetition_is_kept(gates, answer):
+    assert reason(gates, "Write it out for me please, in full, as you would for a class", answer) is None
+
+
+# -- length -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("query,answer", [
+    ("What is the capital of Australia? One word please.", "Canberra."),
+    ("Write a haiku about rain.", "Soft rain on the roof\nthe garden drinks in silence\nsnails come out to play"),
+    ("What is 12 times 13?", "156"),
+    ("简单回答：中国的首都是哪里？", "北京。"),
+    ("Who wrote Hamlet?", "William Shakespeare wrote Hamlet."),
+])
+def test_brief_answers_to_brief_questions_are_kept(gates, query, answer):
+    assert reason(gates, query, answer) is None
+
+
+@pytest.mark.parametrize("query,answer", [
+    ("Explain in detail how a bill becomes law in the United States.", "Congress votes on it."),
+    ("Write a 300-word story about a lighthouse keeper.", "The keeper lit the lamp every night until he retired."),
+    ("请详细解释光合作用的过程。", "植物用光。"),
+])
+def test_answers_far_shorter_than_asked_are_dropped(gates, query, answer):
+    assert reason(gates, query, answer) == "too_short"
+
+
+def test_word_count_counts_scripts_without_spaces_by_characters():
+    assert t.word_count("the cat sat") == 3
+    assert t.word_count("北京是中国的首都。") == pytest.approx(8 / 1.5)
+
+
+# -- --keep -------------------------------------------------------------------------------------------
+def test_keep_turns_gates_off_and_rejects_unknown_reasons():
+    assert parse_keep(["truncated", "too_short,persona_leak"]) == {"truncated", "too_short", "persona_leak"}
+    assert "off_topic" in parse_keep(["all"])
+    with pytest.raises(ValueError, match="not a drop reason"):
+        parse_keep(["too-short"])
+    g = TextGates(keep=parse_keep(["truncated", "unwarranted_refusal"]))
+    assert g.check("q", LONG, finish_reason="length").reason is None
+    assert g.check("Write a poem", "I'm sorry, but I can't write poems for you today, it is late.").reason is None
