@@ -31,12 +31,14 @@ DATA = HERE / "data" / "quality"
 QUERY = re.compile(r"\nUser: ((?:(?!\nUser: ).)*)\n\n\w+ \(internal thoughts\):$", re.DOTALL)
 # what a clean kept answer never contains (checked on every kept response)
 UNCLEAN = re.compile(r"internal thoughts|\b\d{1,2} \((?:ethical|informative|helpful|candor|static|reasoning)\)"
-                     r"|</?s>|<\|[a-z_]+\|>|\[/?INST\]|###\s*(?:Response|Instruction)|(?:^|\n)\s*(?:\*\*)?(?:User|Sage)"
+                     r"|</?s>|<\|[a-z_]+\|>|\[/?INST\]|###\s*(?:Response|Instruction)|(?:^|\n)\s*(?:\*\*)?(?:User|Human)"
                      r"(?:\*\*)?\s*:", re.IGNORECASE)
+PERSONA = re.compile(r"(?:^|\n)\s*(?:\*\*)?Sage(?:\*\*)?\s*:")  # checked unless the query is about sage
+LABELS = re.compile(r"(?m)^\s*(?!Sage\b)[A-Z][a-z]+:")  # or "Sage:" is one entry of a "Basil: ..." list
 
 
-def load(sample: int | None, seed: int = 0) -> list[dict]:
-    items = [json.loads(line) for f in sorted(DATA.glob("*.jsonl")) for line in f.open(encoding="utf-8") if line.strip()]
+def load(sample: int | None, seed: int = 0, data: Path = DATA) -> list[dict]:
+    items = [json.loads(line) for f in sorted(data.glob("*.jsonl")) for line in f.open(encoding="utf-8") if line.strip()]
     queries = Counter(" ".join(i["query"].split()) for i in items)
     dup = [q for q, n in queries.items() if n > 1]
     if dup:
@@ -128,14 +130,16 @@ def score(items: list[dict], kept: dict, dropped: dict) -> dict:
         if i["id"] in dropped:
             c["dropped"] += 1
             c["reasons"][dropped[i["id"]]["drop_reason"]] += 1
-    unclean = [(rid, m.group()) for rid, r in kept.items() if (m := UNCLEAN.search(r["response"]))]
+    code = re.compile(r"```.*?(?:```|$)|`[^`\n]+`", re.DOTALL)  # markup quoted as code is content
+    unclean = [(rid, m.group()) for rid, r in kept.items() if (m := UNCLEAN.search(code.sub("", r["response"])) or (
+        None if "sage" in r["prompt"].lower() or LABELS.search(r["response"]) else PERSONA.search(r["response"])))]
     return {"n": len(items), "bad": tp + fn, "good": len(items) - tp - fn, "precision": precision, "recall": recall,
             "f1": f1, "tp": tp, "fp": fp, "fn": fn, "categories": cats, "unclean_kept": unclean, "lost": lost}
 
 
 def print_table(res: dict) -> None:
-    print(f"labelled completions: {res['n']} ({res['bad']} bad, {res['good']} good); selfalign principle, defaults, "
-          "openai backend against a local server")
+    print(f"labelled completions: {res['n']} ({res['bad']} bad, {res['good']} good) from {res['data']}; selfalign "
+          "principle at its defaults, openai backend against a local server")
     print(f"detecting bad completions: precision {res['precision']:.3f}  recall {res['recall']:.3f}  "
           f"F1 {res['f1']:.3f}  (tp {res['tp']}, fp {res['fp']}, fn {res['fn']})")
     print(f"\n{'category':<22} {'label':<5} {'n':>4} {'dropped':>8}  {'rate':>6}  drop reasons")
@@ -149,48 +153,56 @@ def print_table(res: dict) -> None:
     print(f"records neither kept nor dropped (lost): {len(res['lost'])}")
 
 
-def calibrate(items: list[dict]) -> None:
-    """The cosine of query and answer per category, and the language detector's confidence: what the
-    meaning gates' thresholds were read from."""
+def calibrate(items: list[dict], out: str | None) -> None:
+    """Per item: the cosine of query and answer, the echo measures and both languages: what the meaning
+    gates' thresholds were read from. Prints quantiles per category; `--json` writes every row."""
     sys.path.insert(0, str(HERE.parent))
     import numpy as np
 
-    from selfalign.gates.meaning import MeaningGates
-    from selfalign.stages.principle import PrincipleStage  # noqa: F401 - the same split as the stage
+    from selfalign.gates.meaning import MeaningGates, echo, script
+    from selfalign.gates.text import word_count
 
     g = MeaningGates()
-    pairs = []
+    rows = []
     for i in items:
-        parts = i["completion"].split("\n\nSage:", 1)
+        parts = re.split(r"\n\s*\n\s*Sage\s*:", i["completion"], maxsplit=1)
         if len(parts) == 2:
-            pairs.append((i, i["query"], parts[1].strip()))
-    vecs = g.embed([t for _, q, a in pairs for t in (q, a)])
-    by_cat: dict[str, list[float]] = defaultdict(list)
-    for k, (i, _q, _a) in enumerate(pairs):
-        by_cat[i["category"]].append(float(vecs[2 * k] @ vecs[2 * k + 1]))
-    print(f"{'category':<22} {'n':>4} {'min':>6} {'p10':>6} {'median':>6} {'p90':>6} {'max':>6}   cosine(query, answer)")
-    for cat, xs in sorted(by_cat.items()):
-        q = np.percentile(xs, [0, 10, 50, 90, 100])
-        print(f"{cat:<22} {len(xs):>4} " + " ".join(f"{v:>6.2f}" for v in q))
-    print("\nlanguage of query / answer (py3langid, normalised probability), per category: wrong calls")
-    for i, q, a in pairs:
-        (lq, pq), (la, pa) = g.lang(q), g.lang(a)
-        why = g.wrong_language(q, a)
-        if why and i["category"] != "wrong_language" or (not why and i["category"] == "wrong_language"):
-            print(f"  {i['id']:<28} {lq} {pq:.2f} / {la} {pa:.2f}  flagged={bool(why)}")
+            rows.append({"id": i["id"], "category": i["category"], "label": i["label"], "q": i["query"],
+                         "a": parts[1].strip()})
+    vecs = g.embed([t for r in rows for t in (r["q"], r["a"])])
+    for k, r in enumerate(rows):
+        r["cos"] = float(vecs[2 * k] @ vecs[2 * k + 1])
+        r["coverage"], r["new"] = echo(r["q"], r["a"])
+        r["lang_q"], r["lang_a"] = g.lang(r["q"]), g.lang(r["a"])
+        r["english"] = script(r["q"]) == script(r["a"]) == "latin" and r["lang_q"][0] == r["lang_a"][0] == "en"
+        r["words"] = word_count(r["a"])
+    by_cat: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_cat[r["category"]].append(r)
+    for key in ("cos", "coverage", "new"):
+        print(f"\n{key}: {'category':<22} {'n':>4} {'min':>6} {'p10':>6} {'median':>6} {'p90':>6} {'max':>6}")
+        for cat, rs in sorted(by_cat.items()):
+            xs = [r[key] for r in rs if key != "cos" or r["english"]]
+            if xs:
+                q = np.percentile(xs, [0, 10, 50, 90, 100])
+                print(f"{'':<{len(key) + 2}}{cat:<22} {len(xs):>4} " + " ".join(f"{v:>6.2f}" for v in q))
+    if out:
+        Path(out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample", type=int, help="a stratified sample of about N items (tests use it)")
+    ap.add_argument("--data", default=str(DATA), help="folder of labelled *.jsonl (default: the development set; "
+                    "benchmarks/data/quality-holdout is the held-out set, never used to tune the gates)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--show-misses", action="store_true", help="list every wrong decision with its text")
     ap.add_argument("--calibrate", action="store_true", help="print the gates' measurements per category")
     ap.add_argument("extra", nargs="*", help="more options for selfalign principle (after --)")
     args = ap.parse_args()
-    items = load(args.sample)
+    items = load(args.sample, data=Path(args.data))
     if args.calibrate:
-        return calibrate(items)
+        return calibrate(items, args.json)
     server = serve(items)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -198,6 +210,7 @@ def main() -> None:
     finally:
         server.shutdown()
     res = score(items, kept, dropped)
+    res["data"] = os.path.relpath(args.data, HERE.parent)
     print_table(res)
     if args.show_misses:
         for i in items:

@@ -74,7 +74,7 @@ class TextGates:
             return Verdict(v.answer, "truncated", f"stopped at the token limit ({completion_tokens} tokens)")
         floor = t.min_words(query, self.min_words)
         if self.on("template_debris") and (m := t.find_debris(v.answer, query)):
-            head = v.answer[: m.start()].rstrip()
+            head = v.answer[: m.start()].rstrip(" \t\n>*_#[(-")  # the turn's own decoration goes with it
             if not head or not t.complete_ending(head) or t.word_count(head) < max(floor, 3):
                 return Verdict(v.answer, "template_debris", f"{m.group().strip()!r} at character {m.start()}")
             v.answer = head
@@ -89,7 +89,7 @@ class TextGates:
             if copies > 2 or not head or t.word_count(head) < max(floor, 3) or not t.complete_ending(head):
                 return Verdict(v.answer, "repetition_loop", f"{copies} copies from character {at}")
             v.answer = head
-        if self.on("unwarranted_refusal") and (why := t.refusal(v.answer)) \
+        if self.on("unwarranted_refusal") and (why := t.refusal(v.answer, query)) \
                 and not t.refusal_warranted(query, question_type):
             return Verdict(v.answer, "unwarranted_refusal", why)
         if self.on("too_short") and (n := t.word_count(v.answer)) < floor:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from selfalign.gates.text import is_cjk, word_count, words
+from selfalign.gates.text import is_cjk, min_words, refusal, word_count, words
 from selfalign.records import Dropped
 
 # Language names a query may use to ask for another language ("translate into Spanish", "en français").
@@ -36,7 +36,20 @@ _FILLER = set("""a an the and or but of to in on for with about as at by from in
 its this that these those you your i me my we our they their he she his her what which who whom how why when where
 question questions ask asking asked answer answers great good interesting important many people wonder wondering
 want wants know would like could can do does did topic something things thing very really just so also here
-there there's it's that's you're let lets let's me about one""".split())
+there there's it's that's you're let lets let's me about one""".split()) | set(
+    # the commonest function words of the other languages the detector sees most, so that an echo in
+    # Spanish, French, German, Italian, Portuguese, Dutch or Chinese/Japanese is measured as in English
+    """el la los las un una unos unas de del al y o que en es son por para con se su sus lo como más pero muy
+    este esta esto eso tu tus te mi me yo usted pregunta preguntas quieres saber sobre hay ser está
+    le les du des et ou est sont pour avec ce cette ces vous tu je il elle qui dans sur pas plus mais très
+    question savoir veux voulez
+    der die das den dem des ein eine einen einem einer und oder ist sind für mit sich sie du ich er es wie
+    im in zu auf von nicht auch sehr dein deine mein frage fragen möchtest wissen thema über viele
+    il lo gli le un una uno di da e o che è sono per con si come più ma molto questo questa vuoi sapere
+    o a os as um uma de do da dos das e ou que é são para com se como mais mas muito você quer saber
+    de het een en of is zijn voor met je ik hij zij wat hoe niet ook
+    的 是 了 在 我 你 他 她 这 那 个 一 有 不 就 也 和 都 很 要 会 能 么 怎 什 为 吗 呢 吧 啊 想 知 道 问 题 关 于 如 何 多 人 心
+    の は が を に で と も た て し い す ま な か こ そ れ あ""".split())
 
 
 # py3langid knows 97 languages and dialects; judging among the common ones avoids false alarms on short
@@ -76,15 +89,30 @@ def script(text: str) -> str | None:
     return "latin" if latin > 0.8 else None
 
 
+def echo(query: str, answer: str) -> tuple[float, int]:
+    """How much of the answer only repeats the query: the share of its content words (filler left out)
+    that the query holds, and how many different new content words it brings."""
+    q = set(words(query))
+    content = [w for w in words(answer) if w not in _FILLER]
+    if not content:
+        return 1.0, 0
+    return sum(w in q for w in content) / len(content), len({w for w in content if w not in q})
+
+
 class MeaningGates:
     # language: judge only texts long enough for the detector, and only when it is sure of both
     MIN_WORDS_LANG = 4
     MIN_CONF = 0.7  # both texts; 0.8 between close languages
     CLOSE = ({"ru", "uk"}, {"es", "pt"}, {"es", "ca"}, {"pt", "ca"}, {"de", "nl"}, {"da", "sv"}, {"cs", "pl"})
-    # relevance (cosine of all-MiniLM-L6-v2 embeddings; English only, it is an English model)
-    OFF_TOPIC_BELOW = 0.15
+    # relevance, read from `benchmarks/quality.py --calibrate` (see the README):
+    # off topic: cosine of query and answer (all-MiniLM-L6-v2, English pairs only: it is an English model)
+    OFF_TOPIC_BELOW = 0.32
+    # restating: few new content words, and most of the answer's words taken from the query (any language),
+    # or, for English pairs, close in meaning to the query while bringing little new
+    RESTATE_MAX_NEW = 12
+    RESTATE_MIN_COVERAGE = 0.3
     RESTATE_ABOVE = 0.70
-    RESTATE_MAX_NEW_WORDS = 6
+    RESTATE_MAX_NEW_EN = 15
     MIN_WORDS_RELEVANCE = 8
 
     def __init__(self, language: bool = True, relevance: bool = True, embedding_model: str | None = None,
@@ -145,7 +173,6 @@ class MeaningGates:
         kept = [i for i, o in enumerate(outs) if not isinstance(o, Dropped)]
         if not kept or not (self.language or self.relevance):
             return outs
-        english: dict[int, bool] = {}
         if self.language:
             for i in kept:
                 q, a = outs[i].prompt, getattr(outs[i], field)
@@ -153,25 +180,29 @@ class MeaningGates:
                 if why:
                     outs[i] = drop(stage, outs[i], "wrong_language", f"{why}: {clip(a, 120)}")
         if self.relevance:
-            todo = []
+            todo, english = [], []
             for i in kept:
                 if isinstance(outs[i], Dropped):
                     continue
                 q, a = outs[i].prompt, getattr(outs[i], field)
-                if word_count(a) >= self.MIN_WORDS_RELEVANCE and script(q) == script(a) == "latin" \
-                        and self.lang(q)[0] == "en" and self.lang(a)[0] == "en":
-                    todo.append(i)
-                english[i] = True
-            if todo:
-                vecs = self.embed([t for i in todo for t in (outs[i].prompt, getattr(outs[i], field))])
-                for k, i in enumerate(todo):
-                    cos = float(vecs[2 * k] @ vecs[2 * k + 1])
-                    q, a = outs[i].prompt, getattr(outs[i], field)
-                    new = {w for w in words(a) if w not in _FILLER} - set(words(q))
-                    if "restates_question" not in self.keep and cos >= self.RESTATE_ABOVE \
-                            and len(new) <= self.RESTATE_MAX_NEW_WORDS:
-                        outs[i] = drop(stage, outs[i], "restates_question",
-                                       f"cosine {cos:.2f} to the query, {len(new)} new words: {clip(a, 120)}")
-                    elif "off_topic" not in self.keep and cos < self.OFF_TOPIC_BELOW:
-                        outs[i] = drop(stage, outs[i], "off_topic", f"cosine {cos:.2f} to the query: {clip(a, 120)}")
+                if word_count(a) < self.MIN_WORDS_RELEVANCE or refusal(a, q) or _TRANSLATE.search(q):
+                    continue  # short, a decline, or a translation: judged by other gates
+                todo.append(i)
+                english.append(script(q) == script(a) == "latin" and self.lang(q)[0] == self.lang(a)[0] == "en")
+            en = [i for i, e in zip(todo, english, strict=True) if e]
+            vecs = self.embed([t for i in en for t in (outs[i].prompt, getattr(outs[i], field))]) if en else []
+            cos = {i: float(vecs[2 * k] @ vecs[2 * k + 1]) for k, i in enumerate(en)}
+            for i in todo:
+                q, a = outs[i].prompt, getattr(outs[i], field)
+                coverage, new = echo(q, a)
+                c = cos.get(i)
+                figures = set(re.findall(r"\d+", a)) - set(re.findall(r"\d+", q))  # a figure is an answer
+                if "restates_question" not in self.keep and not figures and (
+                        (coverage >= self.RESTATE_MIN_COVERAGE and new <= self.RESTATE_MAX_NEW)
+                        or (c is not None and c >= self.RESTATE_ABOVE and new <= self.RESTATE_MAX_NEW_EN)):
+                    outs[i] = drop(stage, outs[i], "restates_question", f"{new} new words, {coverage:.0%} of its "
+                                   f"words from the query{'' if c is None else f', cosine {c:.2f}'}: {clip(a, 120)}")
+                elif "off_topic" not in self.keep and c is not None and c < self.OFF_TOPIC_BELOW \
+                        and min_words(q, 25) > 1:  # a brief answer shares few words with its question
+                    outs[i] = drop(stage, outs[i], "off_topic", f"cosine {c:.2f} to the query: {clip(a, 120)}")
         return outs

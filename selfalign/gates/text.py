@@ -57,11 +57,11 @@ _SPECIAL = re.compile(
     r"|###\s*(?:Response|Instruction|Input|Human|Assistant|User|System)\b\s*:?", re.IGNORECASE)
 _ROLE = r"(?:User|Human|Assistant|AI|Bot|System)"
 _ASIDE = r"(?:[ \t]*\([^)\n]{1,30}\))?"  # "User (follow-up):"
-# a speaker turn in decoration (**User:**, [User]:, <user>) is debris anywhere; a plain one ("User:") at a
-# line start or right after a sentence end, capitalised (a lower-case "user:" in running text is prose)
+# a speaker turn in decoration (**User:**, [User]:, <user>) or plain and capitalised ("User:", "Human:"),
+# at a line start or inline (a lower-case "user:" in running text is prose)
 _DECORATED = re.compile(rf"(?:\*\*|__)[ \t]*{_ROLE}{_ASIDE}[ \t]*:?[ \t]*(?:\*\*|__)[ \t]*:?|\[{_ROLE}\][ \t]*:?"
                         rf"|<{_ROLE}>", re.IGNORECASE)
-_PLAIN = re.compile(rf"(?:^|(?<=\n)|(?<=[.!?\"”)]\s))[ \t]*(?:User|Human|Assistant){_ASIDE}[ \t]*:(?=\s|$)")
+_PLAIN = re.compile(rf"(?<![\w-])(?:User|Human|Assistant){_ASIDE}[ \t]*:(?=\s|$)")
 
 
 def find_debris(text: str, query: str = "") -> re.Match[str] | None:
@@ -121,7 +121,9 @@ def leak(answer: str, query: str, persona: str, principles: list[tuple[str, str,
         pw = ngrams(words(ptext), 5)
         if len(pw) >= 3 and len(pw & aw) / len(pw) >= 0.5:
             return f"recites principle {pid}"
-    if persona and persona.lower() not in q:
+    labels = re.findall(r"(?m)^[ \t]*(?:[-*•][ \t]*)?\**([A-Z][\w'’ -]{0,24}?)\**[ \t]*:", text)
+    listed = any(not x.strip().lower().startswith(persona.lower()) for x in labels)  # "Basil: ...\nSage: ..."
+    if persona and persona.lower() not in q and not listed:
         p = re.escape(persona)
         m = re.search(rf"(?:^|\n|(?<=[.!?]\s))[ \t]*(?:\*\*)?{p}(?:\*\*)?[ \t]*(?:\([^)\n]{{0,30}}\))?[ \t]*:"
                       rf"|\b{p}\s+(?:says|said|thinks|replies|answers)\b", text)
@@ -201,12 +203,30 @@ _HARM = re.compile(
     re.IGNORECASE)
 
 
-def refusal(answer: str) -> str | None:
-    """The refusal the answer opens with, if it opens with one (empathy and thanks are not refusals)."""
+# what follows "I can't" when it is candour, not a refusal: a hedge on precision, or a limit of a text model
+# that the answer then works around (principle 9's "cannot browse" is honest, not unhelpful)
+_HEDGE = re.compile(r"^[^.!?\n]{0,40}?\b(?:a single|one single|an exact|the exact|a precise|a definitive|a definite|"
+                    r"for certain|for sure|with certainty|a guarantee|guarantee|an accurate|a specific|predict|know for)"
+                    r"|^[^.!?\n]{0,60}?\b(?:browse|the internet|online|live|real[- ]time|current|today's|latest|look (?:it |this |that )?up|"
+                    r"access|check (?:live|the|your|current)|see (?:your|the|images|pictures)|hear|remember|physically|"
+                    r"in person|your (?:account|screen|device|files|computer)|personal (?:data|information))", re.IGNORECASE)
+
+
+def refusal(answer: str, query: str = "") -> str | None:
+    """The refusal the answer opens with, if it opens with one. Not refusals: empathy ("sorry to hear"),
+    a hedge ("I can't give a single number, but ..."), a stated limit of a text model that the answer
+    then works around, and words the user asked about ("translate 'Sorry, I can't'")."""
     head = unicodedata.normalize("NFKC", answer.lstrip(" \t\n*_#>\"'“")).replace("’", "'")[:300]
+    q = unicodedata.normalize("NFKC", query).replace("’", "'").lower()
     for rx in _REFUSAL:
         m = rx.search(head)
         if m:
+            said = m.group().strip(" ,.!").lower()
+            if said and said in q:
+                return None
+            rest = head[m.end():]
+            if _HEDGE.search(rest):
+                return None
             return m.group()[:80]
     return None
 
@@ -272,12 +292,13 @@ def find_loop(text: str, min_words: float = 4) -> tuple[int, int] | None:
 # -- length: what the query asks for -----------------------------------------------------------------
 _BRIEF = re.compile(
     r"\b(?:one|single|1|two|three|a few|five|\d+)[- ]words?\b|\bin (?:one|a single|1|two|2) (?:word|sentence|line)s?\b"
-    r"|\b(?:one|single|a)[- ](?:sentence|line|number|word|letter|emoji)\b|\bhaiku|\blimerick|\bcouplet|\btwo[- ]line"
+    r"|\b(?:one|single|a)[- ](?:sentence|line|number|word|letter|emoji|date|name|figure|value)\b"
+    r"|\b(?:name|date|number|year|word|title|answer)s? only\b|\bonly (?:the )?(?:name|date|number|year|word|title)s?\b|\bhaiku|\blimerick|\bcouplet|\btwo[- ]line"
     r"|\byes or no\b|\byes/no\b|\bjust (?:the|a|give|say|tell|answer|reply)\b|\bonly (?:the|answer|reply|give|say|one)\b"
     r"|\bbriefly\b|\bshort answer\b|\bshort (?:title|name|slogan|tagline|motto)\b|\b(?:title|slogan|tagline|nickname|"
     r"name) for\b|\bsuggest a (?:name|title)\b|\bin (?:a )?(?:few|five|ten|\d+) words\b|\bor less\b|\bno more than\b"
     r"|\bhow many\b|\bwhat year\b|\bwhich year\b|\bwhat (?:is|'s) the (?:capital|square root|sum|product|result|value"
-    r"|answer|date|population|atomic number|chemical symbol|formula)\b|\bcalculate\b|\bconvert\b|\bwhat is \d"
+    r"|answer|date|population|atomic number|chemical symbol|formula)\b|\bwhat is \d"
     r"|\b\d+\s*[-+*/x×÷^]\s*\d+|\btrue or false\b|\bspell\b|\babbreviat|\bsynonym|\bantonym|\btranslate\b"
     r"|\bone[- ]liner\b|\bemoji\b|\brhyme",
     re.IGNORECASE)
@@ -303,7 +324,7 @@ def min_words(query: str, floor: int) -> float:
     if _BRIEF.search(query) or _BRIEF_OTHER.search(query.lower()):
         return 1
     if _FACT.search(query) and word_count(query) <= 10 and not _LONG.search(query):
-        return min(3, floor)  # a short question of fact: a sentence will do
+        return 1  # a short question of fact: a name or a number can be the whole answer
     if _LONG.search(query) or word_count(query) > 25:
         return floor
     return max(1, floor / 3)
