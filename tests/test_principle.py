@@ -119,9 +119,29 @@ def test_provenance_names_backend_sampling_and_assets():
     assert len(prov.assets_hash) == 16 and prov.template_version
 
 
-def test_the_persona_speaking_again_inside_the_answer_is_a_leak(stage):
-    rec = PromptRecord.model_validate({"prompt": "q"})
-    out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD} Sage: The user asks again."))
-    assert isinstance(out, Dropped) and out.drop_reason == "persona_leak"
-    out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD}\n\nSage: more"))
-    assert isinstance(out, Dropped) and out.drop_reason == "persona_leak"
+@pytest.mark.parametrize("text,reason", [
+    (f" By 2 (informative).\n\nSage: {GOOD} Sage: The user asks again.", "persona_leak"),
+    (f" By 2 (informative).\n\nSage: {GOOD}\n\nSage: more", "persona_leak"),
+    (f" {GOOD}\n\nSage: {GOOD}", "answer_in_thoughts"),
+    (f" By 2 (informative). {GOOD}\n\nSage: See above.", "answer_in_thoughts"),
+])
+def test_the_persona_speaking_again_or_the_answer_in_the_thoughts_slot_is_dropped(stage, text, reason):
+    out = stage.judge(PromptRecord.model_validate({"prompt": "How does the water cycle work?"}), Completion(text=text))
+    assert isinstance(out, Dropped) and out.drop_reason == reason
+
+
+def test_the_split_follows_the_template_not_the_first_sage_colon(stage):
+    rec = PromptRecord.model_validate({"prompt": "How do I use sage in a stuffing? My note says 'Sage: savoury'."})
+    thoughts = " The user quotes a note, Sage: savoury, from a recipe. By 3 (helpful) I give amounts."
+    answer = ("Use about two tablespoons of fresh chopped sage for a 9x13 pan of stuffing, or two teaspoons of "
+              "dried. Sage: add it with the onions so its flavour blooms in the butter before the bread goes in.")
+    out = stage.judge(rec, Completion(text=f"{thoughts}\n\nSage: {answer}"))
+    assert isinstance(out, AlignedRecord), out
+    assert out.thoughts == thoughts.strip() and out.response == answer and out.principles == ["3"]
+
+
+def test_a_truncated_completion_from_the_backend_is_dropped_with_its_token_count(stage):
+    be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}", "finish_reason": "length"}])
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), Report("p"))
+    out = list(st.run([PromptRecord.model_validate({"prompt": "How does the water cycle work?"})]))
+    assert isinstance(out[0], Dropped) and out[0].drop_reason == "truncated" and "tokens)" in out[0].detail

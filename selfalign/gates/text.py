@@ -97,25 +97,18 @@ def leak(answer: str, query: str, persona: str, principles: list[tuple[str, str,
     internal thoughts, or the persona name used as a speaker. `principles`: (id, name, text)."""
     text = mask_code(answer)
     low, q = text.lower(), query.lower()
-    if re.search(r"\binternal thoughts?\b|\(\s*internal\b", low):
-        return "mentions its internal thoughts"
     names = "|".join(re.escape(n.lower()) for _, n, _ in principles if n)
+    checks = [(r"\binternal thoughts?\b|\(\s*internal\b", "mentions")]
     if names:
-        m = re.search(rf"\b\d{{1,2}}\s*\(\s*(?:{names})\s*\)", low)
-        if m:
-            return f"cites {m.group()!r}"
-        m = re.search(rf"\b(?:my|the|our)\s+(?:principle|rule)s?\s+(?:of\s+)?\(?(?:{names})\b", low)
-        if m:
-            return f"cites {m.group()!r}"
+        checks += [(rf"\b\d{{1,2}}\s*\(\s*(?:{names})\s*\)", "cites"),
+                   (rf"\b(?:my|the|our)\s+(?:principle|rule)s?\s+(?:of\s+)?\(?(?:{names})\b", "cites")]
     for term in ("principle", "rule"):  # "rule 2" is content when the user asks about rules
-        if re.search(rf"\b{term}", q):
-            continue
-        m = re.search(rf"\b{term}s?\s*(?:#|no\.?|number)?\s*\d{{1,2}}\b(?!\s*(?:%|percent|years?))", low)
-        if m:
-            return f"cites {m.group()!r}"
-        m = re.search(rf"\bmy (?:\w+ )?{term}s\b|\b(?:sixteen|16) {term}s\b", low)
-        if m:
-            return f"mentions {m.group()!r}"
+        if not re.search(rf"\b{term}", q):
+            checks += [(rf"\b{term}s?\s*(?:#|no\.?|number)?\s*\d{{1,2}}\b(?!\s*(?:%|percent|years?))", "cites"),
+                       (rf"\bmy (?:\w+ )?{term}s\b|\b(?:sixteen|16) {term}s\b", "mentions")]
+    for rx, what in checks:
+        if m := re.search(rx, low):
+            return f"{what} {m.group()!r}"
     aw = ngrams(words(text), 5)
     for pid, _, ptext in principles:
         pw = ngrams(words(ptext), 5)
