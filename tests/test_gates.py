@@ -191,3 +191,44 @@ def test_keep_turns_gates_off_and_rejects_unknown_reasons():
     g = TextGates(keep=parse_keep(["truncated", "unwarranted_refusal"]))
     assert g.check("q", LONG, finish_reason="length").reason is None
     assert g.check("Write a poem", "I'm sorry, but I can't write poems for you today, it is late.").reason is None
+
+
+# -- requested counts, hedges, narrow harm ------------------------------------------------------------
+def test_fewer_items_than_asked_are_too_short_but_prose_is_not_counted(gates):
+    q = "Give me three reasons the Roman Empire declined."
+    assert t.items_short(q, "First, political instability: emperors came and went.") == "1 of the 3 items asked for"
+    assert t.items_short(q, "1. Instability.\n2. Inflation.\n3. Pressure on the borders.") is None
+    assert t.items_short(q, "Instability, inflation and pressure on the borders all played a part.") is None
+    assert t.items_short("What happened in the first two years of the war?", "First, the armies mobilised.") is None
+    cut = ("Historians point to several pressures. First, political instability: in the third century alone there "
+           "were more than twenty emperors, many of them murdered.\n\nHuman: and the second reason?")
+    assert reason(gates, q, cut) == "template_debris"
+
+
+def test_a_list_cut_after_its_first_item_is_not_a_complete_answer(gates):
+    head = "Economists group the causes into a few types:\n\n- Demand-pull inflation: spending outgrows supply."
+    assert t.lone_item(head) and not t.lone_item(head + "\n- Cost-push inflation: input prices rise.")
+    assert reason(gates, "What are the main causes of inflation?", head + "<|im_end|>\n<|im_start|>user\nmore") \
+        == "template_debris"
+
+
+@pytest.mark.parametrize("query,answer,expected", [
+    ("Write a funny limerick about my cat knocking cups off the table.",
+     "I'd rather not write this one. Jokes about pets can encourage negative attitudes.", "unwarranted_refusal"),
+    ("What's the best way to get rid of ants in my kitchen?",
+     "I don't feel comfortable giving advice on harming living creatures.", "unwarranted_refusal"),
+    ("How do I kill all child processes when my Python script exits?",
+     "I'm sorry, but I can't help with requests about killing.", "unwarranted_refusal"),
+    ("I have a dark mole on my arm, about 7mm, uneven at the edges. Is it cancer?",
+     "I can't tell you whether it's cancer: nobody can from a description. A dermatologist can check it with a "
+     "dermatoscope in minutes, so book an appointment soon, and note any change in size, colour or edges.", None),
+    ("How can I get into my ex's email account?",
+     "I'm sorry, but I can't help with getting into someone else's account: that is illegal and a breach of "
+     "their privacy.", None),
+])
+def test_refusals_hedges_and_harm_are_told_apart(gates, query, answer, expected):
+    assert reason(gates, query, answer) == expected
+
+
+def test_a_short_arithmetic_question_needs_no_sentence(gates):
+    assert reason(gates, "Quick: 15% of 240?", "36") is None

@@ -75,7 +75,8 @@ class TextGates:
         floor = t.min_words(query, self.min_words)
         if self.on("template_debris") and (m := t.find_debris(v.answer, query)):
             head = v.answer[: m.start()].rstrip(" \t\n>*_#[(-")  # the turn's own decoration goes with it
-            if not head or not t.complete_ending(head) or t.word_count(head) < max(floor, 3):
+            if not head or not t.complete_ending(head) or t.word_count(head) < max(floor, 3) \
+                    or t.items_short(query, head) or t.lone_item(head):
                 return Verdict(v.answer, "template_debris", f"{m.group().strip()!r} at character {m.start()}")
             v.answer = head
         if self.on("persona_leak") and (why := t.leak(v.answer, query, self.persona, self.principles)):
@@ -89,9 +90,14 @@ class TextGates:
             if copies > 2 or not head or t.word_count(head) < max(floor, 3) or not t.complete_ending(head):
                 return Verdict(v.answer, "repetition_loop", f"{copies} copies from character {at}")
             v.answer = head
-        if self.on("unwarranted_refusal") and (why := t.refusal(v.answer, query)) \
-                and not t.refusal_warranted(query, question_type):
-            return Verdict(v.answer, "unwarranted_refusal", why)
+        if why := t.refusal(v.answer, query):
+            if not t.refusal_warranted(query, question_type):
+                if self.on("unwarranted_refusal"):
+                    return Verdict(v.answer, "unwarranted_refusal", why)
+            else:
+                floor = min(floor, 8)  # a warranted decline is short by nature
         if self.on("too_short") and (n := t.word_count(v.answer)) < floor:
             return Verdict(v.answer, "too_short", f"{n:.0f} words < {floor:.0f} for this query")
+        if self.on("too_short") and (why := t.items_short(query, v.answer)):
+            return Verdict(v.answer, "too_short", why)
         return v

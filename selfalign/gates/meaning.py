@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from selfalign.gates.text import is_cjk, min_words, refusal, word_count, words
+from selfalign.gates.text import is_cjk, min_words, refusal, structured, word_count, words
 from selfalign.records import Dropped
 
 # Language names a query may use to ask for another language ("translate into Spanish", "en français").
@@ -203,6 +203,6 @@ class MeaningGates:
                     outs[i] = drop(stage, outs[i], "restates_question", f"{new} new words, {coverage:.0%} of its "
                                    f"words from the query{'' if c is None else f', cosine {c:.2f}'}: {clip(a, 120)}")
                 elif "off_topic" not in self.keep and c is not None and c < self.OFF_TOPIC_BELOW \
-                        and min_words(q, 25) > 1:  # a brief answer shares few words with its question
+                        and min_words(q, 25) > 1 and not structured(a):  # brief or formatted: few shared words
                     outs[i] = drop(stage, outs[i], "off_topic", f"cosine {c:.2f} to the query: {clip(a, 120)}")
         return outs

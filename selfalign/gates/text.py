@@ -78,6 +78,24 @@ def find_debris(text: str, query: str = "") -> re.Match[str] | None:
     return None
 
 
+def structured(text: str) -> bool:
+    """A script, a code block or a table: text whose embedding says little about what it answers."""
+    return "```" in text or len(re.findall(r"(?m)^\s*\|.*\|\s*$", text)) >= 2 \
+        or len(re.findall(r"(?m)^\s*\**[A-Z][\w'’ -]{0,24}?\**\s*:\s+\S", text)) >= 2
+
+
+def lone_item(text: str) -> bool:
+    """Does the text end in a list of a single item (a list cut off after its first entry)?"""
+    lines = [ln for ln in text.rstrip().splitlines() if ln.strip()]
+    marker = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+\S")
+    n = 0
+    for ln in reversed(lines):
+        if not marker.match(ln):
+            break
+        n += 1
+    return n == 1 and len(lines) > 1 and lines[-2].rstrip().endswith(":")
+
+
 def complete_ending(text: str) -> bool:
     """Does `text` end as a finished answer does: final punctuation, a closed code block, a list item?"""
     t = text.rstrip()
@@ -89,6 +107,36 @@ def complete_ending(text: str) -> bool:
     if re.search(r"[.!?…。！？」』)\]\"'”’*`]$", last):
         return True
     return bool(re.match(r"^(?:[-*•]|\d+[.)]|\|)", last)) and len(t.splitlines()) > 1  # a list or table row
+
+
+# -- a requested number of items --------------------------------------------------------------------
+_NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
+_ASKED = re.compile(
+    r"\b(\d{1,2}|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\s+(?:[a-z-]+\s+){0,2}?"
+    r"(?:reasons|ways|steps|tips|examples|ideas|things|causes|effects|benefits|advantages|disadvantages|pros|cons|facts"
+    r"|points|items|options|rules|questions|mistakes|strategies|methods|tools|books|places|differences|similarities"
+    r"|types|kinds|factors|features|signs|symptoms|uses|habits|exercises|recipes|foods|destinations|principles|laws"
+    r"|stages|phases|lessons|arguments|characteristics|suggestions|recommendations|alternatives|skills|movies|songs"
+    r"|games|apps|resources|activities|words|synonyms|names)\b", re.IGNORECASE)
+_ORDINALS = re.compile(r"\b(first(?:ly)?|second(?:ly)?|third(?:ly)?|fourth|fifth|sixth|seventh|eighth|ninth|tenth)\b[,:]",
+                       re.IGNORECASE)
+
+
+def items_short(query: str, answer: str) -> str | None:
+    """"Give three reasons" answered with a list (numbered, bulleted or "First, ... Second, ...") of fewer
+    items than asked. Prose without list markers is not counted."""
+    m = _ASKED.search(query)
+    if not m:
+        return None
+    asked = int(m.group(1)) if m.group(1).isdigit() else _NUMBERS[m.group(1).lower()]
+    text = mask_code(answer)
+    numbered = len(set(re.findall(r"(?:^|\s)(\d{1,2})[.)]\s+\S", text)))
+    bullets = len(re.findall(r"(?m)^\s*[-*•]\s+\S", text))
+    ordinals = len({o.lower().removesuffix("ly") for o in _ORDINALS.findall(text)})
+    given = max(numbered, bullets, ordinals)
+    if 2 <= asked <= 12 and 0 < given < asked:
+        return f"{given} of the {asked} items asked for"
+    return None
 
 
 # -- the method leaking into the answer --------------------------------------------------------------
@@ -127,27 +175,32 @@ def leak(answer: str, query: str, persona: str, principles: list[tuple[str, str,
 
 # -- copying the exemplars ---------------------------------------------------------------------------
 class ExemplarCopy:
-    """Word 5-gram containment of each exemplar text (answer and question) in an answer.
+    """Word n-gram containment of each exemplar text (answer and question) in an answer.
 
-    Robust to a swapped word (it breaks at most five of a text's n-grams) and blind to where in the
-    answer the copy sits; n-grams the query shares are not counted (the user asked about the same thing),
-    so a common opening phrase alone never reaches the bar.
+    Long texts (20+ word 3-grams, the exemplar answers): a quarter of their 3-grams in the answer. That is
+    what a copy keeps even as a template with the nouns swapped ("It depends on your situation ... Taking
+    a gap year builds ..."): measured on the labelled sets, copies keep 0.32 or more, good answers at most
+    0.11, a shared opening sentence 0.09. Short texts (the exemplar questions): all of their 5-grams.
+    N-grams the query holds do not count (the user asked about the same thing), and where in the answer
+    the copy sits does not matter.
     """
 
-    N = 5
-
-    def __init__(self, texts: list[tuple[str, str]], share: float = 0.35, min_shared: int = 6):
-        self.items = [(name, ngrams(words(t), self.N)) for name, t in texts]
-        self.items = [(name, g) for name, g in self.items if g]
-        self.share, self.min_shared = share, min_shared
+    def __init__(self, texts: list[tuple[str, str]], share: float = 0.25, long: int = 20):
+        self.items = []
+        for name, t in texts:
+            tri = ngrams(words(t), 3)
+            n, g = (3, tri) if len(tri) >= long else (5, ngrams(words(t), 5))
+            if g:
+                self.items.append((name, n, g))
+        self.share = share
 
     def __call__(self, answer: str, query: str = "") -> str | None:
-        aw = ngrams(words(answer), self.N) - ngrams(words(query), self.N)
-        for name, g in self.items:
-            shared = len(g & aw)
-            need = max(self.min_shared, self.share * len(g)) if len(g) > self.min_shared else len(g)
-            if shared >= need:
-                return f"{shared} of the {len(g)} word 5-grams of {name}"
+        aw, qw = words(answer), words(query)
+        grams = {n: ngrams(aw, n) - ngrams(qw, n) for n in (3, 5)}
+        for name, n, g in self.items:
+            shared = len(g & grams[n])
+            if shared >= (self.share * len(g) if n == 3 else len(g)):
+                return f"{shared} of the {len(g)} word {n}-grams of {name}"
         return None
 
 
@@ -161,8 +214,10 @@ _REFUSAL = [re.compile(p, re.IGNORECASE) for p in (
     r"^(?:sorry|apologies|my apologies|i apologi[sz]e)\s*(?:,|\.|!|$)(?!\s*(?:for|to hear|about))",
     rf"^as an? (?:ai|artificial intelligence|language model|large language model|ai language model|assistant)\b"
     rf"[^.!?\n]{{0,60}}?\b(?:i|we)\s*(?:{_CANT}|do ?n[o']t (?:have|hold|possess))",
-    rf"^(?:i|we)\s*{_CANT}\s+(?:be\s+\w+ing\b|(?:\w+\s+){{0,3}}?(?:help|assist|provide|write|create|generate|do|fulfil|fulfill|comply|"
-    rf"answer|share|give|produce|complete|support|engage|discuss|continue|make|offer)\b)",
+    rf"^(?:i|we)\s*{_CANT}\s+(?:be\s+\w+ing\b|(?:\w+\s+){{0,3}}?(?:help|assist|provid|writ|creat|generat|do|fulfil|"
+    rf"comply|complie|answer|shar|giv|produc|complet|support|engag|discuss|continu|mak|offer|recommend|suggest|"
+    rf"advis|explain|tell|list)\w*)",
+    r"^(?:i'?d|i would|i'?ll|i will)\s+(?:rather not|prefer not to|have to pass|pass on|need to pass|sit this one out)",
     r"^(?:i|we)\s*(?:must|have to|need to)\s+(?:respectfully\s+)?(?:decline|refuse)",
     r"^(?:i'?m|i am) (?:unable|not able) to\b",
     r"^(?:that|this) (?:is not|isn't) something i (?:can|am able to|will)\b",
@@ -173,8 +228,8 @@ _REFUSAL = [re.compile(p, re.IGNORECASE) for p in (
     r"^(?:je suis (?:vraiment )?d[ée]sol[ée]e?|d[ée]sol[ée]e?|pardon)\b[^.!?\n]{0,40}?je ne (?:peux|suis|pourrai)",
     r"^(?:en tant qu['’](?:ia|intelligence artificielle|assistant|mod[eè]le))\b[^.!?\n]{0,60}?je ne",
     r"^je ne (?:peux|pourrai) pas (?:vous |t['’])?(?:aider|fournir|[ée]crire|r[ée]pondre|donner)",
-    r"^(?:es tut mir (?:sehr )?leid|entschuldigung|leider)\b[^.!?\n]{0,50}?(?:ich|wir) (?:kann|k[öo]nnen|darf|werde)\b"
-    r"[^.!?\n]{0,40}?nicht",
+    r"^(?:es tut mir (?:sehr )?leid|entschuldigung|leider)\b[^.!?\n]{0,50}?(?:(?:ich|wir) (?:kann|k[öo]nnen|darf|werde)|"
+    r"(?:kann|k[öo]nnen|darf|werde) (?:ich|wir))\b[^.!?\n]{0,40}?nicht",
     r"^(?:als (?:eine )?(?:ki|künstliche intelligenz|sprachmodell))\b[^.!?\n]{0,60}?(?:kann|habe) ich",
     r"^ich kann (?:ihnen |dir )?(?:dabei |damit |hier )?(?:leider )?nicht (?:helfen|weiterhelfen)",
     r"^(?:mi dispiace|purtroppo|scusa|scusi)\b[^.!?\n]{0,40}?non (?:posso|sono in grado)",
@@ -186,19 +241,21 @@ _REFUSAL = [re.compile(p, re.IGNORECASE) for p in (
     r"^(?:申し訳|すみません|ごめんなさい|恐れ入り)[^。！？\n]{0,40}?(?:できません|いたしかねます|お答えできません|お手伝いできません)",
     r"^(?:죄송|미안)[^.!?\n]{0,40}?(?:수 없|드릴 수 없|할 수 없)",
 )]
-_HARM = re.compile(
-    r"\b(?:weapon|gun|firearm|bomb|explosive|poison|kill|murder|hurt|harm|injure|attack|stalk|track (?:someone|my|her|his)"
-    r"|spy on|hack|crack|break into|steal|rob|shoplift|fraud|scam|phish|forg|counterfeit|launder|evade tax|drug|meth"
-    r"|cocaine|illegal|without (?:them|their|her|his) (?:knowing|consent|permission)|password|dox|home address"
-    r"|private (?:address|phone|information)|fake (?:id|review|news|document)|cheat|plagiar|revenge|blackmail"
-    r"|threat|harass|bully|self-harm|suicide|overdose|abuse|exploit|malware|virus|ransomware|keylogger|ddos"
-    r"|pirat|torrent|bypass|jailbreak|untraceable|disappear|hide (?:a|the) body|smuggl|trafficking)",
-    re.IGNORECASE)
+_HARM = re.compile(  # a request that names harm to others; words with everyday senses ("kill a process") left out
+    r"\b(?:weapon|firearm|gun|bomb|explosive|poison (?:someone|my|her|his|a person|people)|murder|stalk|spy on"
+    r"|track (?:someone|my (?:ex|wife|husband|partner|girlfriend|boyfriend)|her|him)|break into|steal|shoplift|fraud|scam"
+    r"|phish|forg(?:e|ed|ery|ing)|counterfeit|launder|evade tax|tax evasion|meth\b|cocaine|heroin|illegal(?:ly)?"
+    r"|without (?:them|their|her|his|anyone) (?:knowing|noticing|consent|permission)|someone else's|my ex'?s?\b|dox"
+    r"|home address of|private (?:address|phone|information) of|fake (?:id|review|news|document|passport)|cheat on"
+    r"|plagiari[sz]e|revenge|blackmail|extort|threaten|harass|bully|self-harm|hurt (?:someone|him|her|them|my|people)"
+    r"|kill (?:someone|him|her|them|my|people|a person)|malware|ransomware|keylogger|ddos|untraceable|hide (?:a|the) body"
+    r"|smuggl|trafficking|pirated?\b|crack (?:a|the|someone'?s?) (?:password|account)|hack (?:into|someone|my (?:ex|neighbou?r))"
+    r"|access (?:someone|my (?:ex|neighbou?r|partner))|jailbreak)", re.IGNORECASE)
 
 
 # what follows "I can't" when it is candour, not a refusal: a hedge on precision, or a limit of a text model
 # that the answer then works around (principle 9's "cannot browse" is honest, not unhelpful)
-_HEDGE = re.compile(r"^[^.!?\n]{0,40}?\b(?:a single|one single|an exact|the exact|a precise|a definitive|a definite|"
+_HEDGE = re.compile(r"^[^.!?\n]{0,12}?\b(?:whether|if)\b|^[^.!?\n]{0,40}?\b(?:a single|one single|an exact|the exact|a precise|a definitive|a definite|"
                     r"for certain|for sure|with certainty|a guarantee|guarantee|an accurate|a specific|predict|know for)"
                     r"|^[^.!?\n]{0,60}?\b(?:browse|the internet|online|live|real[- ]time|current|today's|latest|look (?:it |this |that )?up|"
                     r"access|check (?:live|the|your|current)|see (?:your|the|images|pictures)|hear|remember|physically|"
@@ -293,7 +350,7 @@ _BRIEF = re.compile(
     r"|\bhow many\b|\bwhat year\b|\bwhich year\b|\bwhat (?:is|'s) the (?:capital|square root|sum|product|result|value"
     r"|answer|date|population|atomic number|chemical symbol|formula)\b|\bwhat is \d"
     r"|\b\d+\s*[-+*/x×÷^]\s*\d+|\btrue or false\b|\bspell\b|\babbreviat|\bsynonym|\bantonym|\btranslate\b"
-    r"|\bone[- ]liner\b|\bemoji\b|\brhyme",
+    r"|\bone[- ]liner\b|\bemoji\b|\brhyme|^\W*quick(?:ly)?\b|\bin short\b|\d+(?:\.\d+)?\s*%\s*of\s*\d",
     re.IGNORECASE)
 _FACT = re.compile(r"^\W*(?:who|when|where|which|whose|how (?:many|much|old|far|long|tall|big))\b", re.IGNORECASE)
 _BRIEF_OTHER = re.compile(r"一[个句词字]|一言|简短|简单回答|一句话|一語|一単語|短く|한 단어|한 문장|en (?:une|un) (?:mot|phrase)"
