@@ -53,6 +53,7 @@ bench-novelty: setup               ## embeddings vs ROUGE-L novelty filter at 2k
 
 bench-dedup: setup                 ## dedup at 10k/50k/100k texts, switch point, recall/precision, vs ROUGE-L (~30 min; DEDUP_ARGS="--sizes 2000 10000" for ~3 min)
 	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
+	$(PY) benchmarks/dedup_edits.py --sweep
 	$(PY) benchmarks/dedup.py $(DEDUP_ARGS)
 
 bench-ray: setup                   ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)

@@ -130,6 +130,36 @@ def rouge_dedup(texts: list[str], threshold: float, budget: float) -> dict:
     return {"texts": len(texts), "done": done, "seconds": round(est, 1), "estimated": done < len(texts)}
 
 
+def print_scale(result: dict, biggest: int, planted: set[int], emb_s: float, emb_cpu: float, cold: dict,
+                mem: list[dict], json_path: str | None):  # noqa: ANN201 - a rich Console
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(width=150)
+    t1 = Table(title=f"dedup of {biggest:,} texts ({len(planted):,} planted near duplicates)")
+    for col in ("", "embedding alone", "selfalign dedup (all of it)", "total / embedding"):
+        t1.add_column(col, justify="right")
+    t1.add_row("wall s", f"{emb_s:.1f}", f"{cold['wall_s']:.1f}", f"{result['total_over_embedding']:.3f}")
+    t1.add_row("CPU s", f"{emb_cpu:.1f}", f"{cold['cpu_s']:.1f}", f"{result['total_over_embedding_cpu']:.3f}")
+    t1.caption = (f"search: {cold['report'].get('search')}; load average {result['load_before']} before, "
+                  f"{result['load_after']} after (the CPU ratio is the one to trust on a busy machine); "
+                  f"drops: {cold['report'].get('dropped')}")
+    out.print(t1)
+    t2 = Table(title="peak memory (whole process, embedding model included)")
+    for col in ("texts", "peak MiB", "MiB per 10k texts over the previous size", "search"):
+        t2.add_column(col, justify="right")
+    prev = None
+    for m in mem:
+        slope = "" if prev is None else f"{(m['peak_mib'] - prev['peak_mib']) / (m['n'] - prev['n']) * 10_000:.1f}"
+        t2.add_row(f"{m['n']:,}", f"{m['peak_mib']:.0f}", slope, str(m["search"]))
+        prev = m
+    out.print(t2)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
@@ -140,6 +170,7 @@ def main() -> None:
     ap.add_argument("--rouge-budget", type=float, default=60.0)
     ap.add_argument("--threshold", type=float, default=0.90)
     ap.add_argument("--json", default="benchmarks/out/dedup.json")
+    ap.add_argument("--scale-only", action="store_true", help="only the total-vs-embedding and memory figures")
     args = ap.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -173,6 +204,8 @@ def main() -> None:
         mem.append({"n": n, "wall_s": r["wall_s"], "peak_mib": r["peak_mib"], "search": r["report"].get("search")})
     result["memory"] = mem
 
+    if args.scale_only:
+        return print_scale(result, biggest, planted, emb_s, emb_cpu, cold, mem, args.json)
     from selfalign.embed import Embedder
 
     emb = Embedder(cache=work / "cache" / "embeddings.sqlite")
@@ -197,24 +230,7 @@ def main() -> None:
     rouge = rouge_dedup(r_texts, 0.7, args.rouge_budget)
     result["rouge"] = {**rouge, "selfalign_s": round(ours, 1), "speedup": round(rouge["seconds"] / ours, 1)}
 
-    out = Console(width=150)
-    t1 = Table(title=f"dedup of {biggest:,} texts ({len(planted):,} planted near duplicates)")
-    for col in ("", "embedding alone", "selfalign dedup (all of it)", "total / embedding"):
-        t1.add_column(col, justify="right")
-    t1.add_row("wall s", f"{emb_s:.1f}", f"{cold['wall_s']:.1f}", f"{result['total_over_embedding']:.3f}")
-    t1.add_row("CPU s", f"{emb_cpu:.1f}", f"{cold['cpu_s']:.1f}", f"{result['total_over_embedding_cpu']:.3f}")
-    t1.caption = (f"search: {cold['report'].get('search')}; load average {result['load_before']} before, "
-                  f"{result['load_after']} after (the CPU ratio is the one to trust on a busy machine)")
-    out.print(t1)
-    t2 = Table(title="peak memory (whole process, embedding model included)")
-    for col in ("texts", "peak MiB", "MiB per 10k texts over the previous size", "search"):
-        t2.add_column(col, justify="right")
-    prev = None
-    for m in mem:
-        slope = "" if prev is None else f"{(m['peak_mib'] - prev['peak_mib']) / (m['n'] - prev['n']) * 10_000:.1f}"
-        t2.add_row(f"{m['n']:,}", f"{m['peak_mib']:.0f}", slope, str(m["search"]))
-        prev = m
-    out.print(t2)
+    out = print_scale(result, biggest, planted, emb_s, emb_cpu, cold, mem, None)
     t3 = Table(title=f"search only (threshold {args.threshold}): all pairs vs clusters of ~1000, 2 probes")
     for col in ("texts", "all pairs s", "clusters s", "ratio", "drops (all pairs)", "missed by clusters", "extra"):
         t3.add_column(col, justify="right")

@@ -133,7 +133,7 @@ def main() -> None:
         print("\nsweep (combined pass): threshold, second look -> paraphrase, swap_1, insert_1 recall; look-alike "
               "prompts wrongly dropped")
         for second in (True, False):
-            for cos in (0.70, 0.75, 0.80, 0.85, 0.90):
+            for cos in (0.55, 0.60, 0.65, 0.70, 0.80, 0.90):
                 r = measure(bases, looks, embedder, {"threshold": cos, "second_look": second})
                 out[f"cos{cos}:second{second}"] = r
                 print(f"  cosine {cos:.2f} second look {'on ' if second else 'off'}: paraphrase "

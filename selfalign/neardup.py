@@ -29,6 +29,31 @@ _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
 _DIRECTION = {"to", "into", "from", "than", "vs", "versus", "over", "before", "after", "against"}
+# opposites: a pair of prompts that differ by one of these asks for opposite things
+_OPPOSITES = [tuple(p.split("/")) for p in """increase/decrease raise/lower rise/fall grow/shrink gain/lose win/lose
+before/after above/below over/under up/down in/out inside/outside top/bottom front/back left/right north/south
+east/west early/late first/last start/end begin/end open/close push/pull buy/sell import/export input/output
+add/remove add/subtract plus/minus include/exclude accept/reject allow/forbid enable/disable on/off
+hot/cold warm/cool heat/cool wet/dry soft/hard light/dark light/heavy fast/slow quick/slow high/low tall/short
+long/short big/small large/small wide/narrow thick/thin deep/shallow full/empty strong/weak rich/poor
+cheap/expensive young/old new/old old/modern easy/hard easy/difficult simple/complex safe/dangerous
+healthy/unhealthy good/bad best/worst better/worse more/less most/least many/few maximum/minimum max/min
+positive/negative true/false right/wrong correct/incorrect formal/informal public/private legal/illegal
+male/female man/woman boy/girl day/night morning/evening summer/winter spring/autumn spring/fall past/future
+ascending/descending advantage/disadvantage advantages/disadvantages pros/cons benefit/drawback
+agree/disagree like/dislike love/hate friend/enemy give/take send/receive teach/learn lend/borrow
+attack/defend win/loss profit/loss credit/debit income/expense asset/liability import/export
+encrypt/decrypt encode/decode compress/decompress upload/download login/logout sign-in/sign-out
+enter/exit arrive/leave arrival/departure inbound/outbound internal/external major/minor
+odd/even inner/outer upper/lower lowercase/uppercase ascend/descend expand/collapse zoom-in/zoom-out
+freeze/thaw melt/freeze fresh/frozen raw/cooked sweet/sour sweet/savory sweet/savoury loud/quiet
+noisy/quiet busy/quiet rural/urban indoor/outdoor indoors/outdoors online/offline wireless/wired
+analog/digital manual/automatic vertical/horizontal always/never everything/nothing all/none
+present/absent pass/fail success/failure succeed/fail include/omit visible/invisible possible/impossible
+likely/unlikely""".split()]
+_OPPOSITE = {frozenset(p) for p in _OPPOSITES if len(p) == 2}
+_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "non-", "anti")
+
 _STOP = set("""a an the and or of in on at by for with about as is are was were be been do does did can could
 would should will shall may might must i me my we our you your it its this that these those what which who how
 why when where please just really actually some any""".split())
@@ -47,36 +72,78 @@ class Look:
     negations: int
     rare: frozenset[str]  # names and symbols: capitalised inside a sentence, ALL CAPS, or with + # .
     directed: frozenset[tuple[str, str]]  # (x, y) for "x to y", "x than y", ...
-    words: frozenset[str]  # content words, to see whether the other text has a rare one too
+    words: frozenset[str]  # every token, for the overlap and to see whether the other text has a rare one too
 
 
 def look(text: str) -> Look:
     raw = _TOKEN.findall(text.replace("’", "'"))
     toks = [t.casefold() for t in raw]
-    numbers = frozenset(_NUMBER_WORDS.get(t, t) for t in toks if t[0].isdigit() or t in _NUMBER_WORDS)
+    parts = [x for t in toks for x in re.split(r"-(?=\w)", t)]  # "3-day", "ten-hour"
+    numbers = frozenset(_NUMBER_WORDS.get(x, x) for x in parts if x[:1].isdigit() or x in _NUMBER_WORDS)
+    numbers |= {"-" + m for m in re.findall(r"(?<![\w.])-(\d+(?:\.\d+)?)", text)}  # -5 is not 5
     negations = sum(t in _NEGATION or t.endswith("n't") for t in toks)
     rare = set()
     sentence_start = True
     for r, t in zip(raw, toks, strict=True):
-        if re.search(r"[+#.]", r) and not r[0].isdigit() or (r[:1].isupper() and not sentence_start and t not in _STOP) \
+        if (re.search(r"[+#.]", r) and not r[0].isdigit()) or not any(c.isalnum() for c in r) or (r[:1].isupper() and not sentence_start and t not in _STOP
+                                                             and not t.startswith("i'")) \
                 or (len(r) > 1 and r.isupper() and r.isalpha()):
-            rare.add(t)
+            rare.add(t.removesuffix("'s"))
         sentence_start = False
     for m in re.finditer(r"[.!?]\s+(\S+)", text):  # words that open a later sentence are not names either
         rare.discard(m.group(1).casefold().strip("\"'"))
     directed = set()
-    for k, t in enumerate(toks):
+    for k, t in enumerate(toks):  # the two content words on each side of "to", "than", "from", ...
         if t in _DIRECTION and 0 < k < len(toks) - 1:
-            before = next((x for x in reversed(toks[:k]) if x not in _STOP and x not in _DIRECTION), None)
-            after = next((x for x in toks[k + 1:] if x not in _STOP and x not in _DIRECTION), None)
-            if before and after and before != after:
-                directed.add((before, after))
-    return Look(numbers, negations, frozenset(rare), frozenset(directed),
-                frozenset(t for t in toks if t not in _STOP))
+            before = [x for x in reversed(toks[:k]) if x not in _STOP and x not in _DIRECTION][:2]
+            after = [x for x in toks[k + 1:] if x not in _STOP and x not in _DIRECTION][:2]
+            directed.update((x, y) for x in before for y in after if x != y)
+    return Look(numbers, negations, frozenset(rare), frozenset(directed), frozenset(t.removesuffix("'s") for t in toks))
 
 
-def differs(a: Look, b: Look) -> str | None:
-    """Why two texts that look alike mean different things, or None when nothing tells them apart."""
+# cosine a pair differing in one content word needs: synonym swaps kept 0.83-0.99 of it (2% under 0.90),
+# swaps for another thing of the same kind at most 0.86 (benchmarks/dedup_edits.py)
+SUBSTITUTION_BAR = 0.87
+LOOKALIKE = 0.4  # share of tokens two texts have in common to be judged as look-alikes
+
+
+def _stem(w: str) -> str:
+    for suffix, repl in (("iest", "y"), ("ier", "y"), ("est", ""), ("er", ""), ("ies", "y"), ("es", ""), ("s", "")):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            return w[: -len(suffix)] + repl
+    return w
+
+
+def _variant(x: str, y: str) -> bool:
+    """One word in two spellings or forms (colour/color, bake/baking, tooth/teeth is not caught)."""
+    n = 0
+    for cx, cy in zip(x, y):
+        if cx != cy:
+            break
+        n += 1
+    return n >= 4 and n >= 0.6 * min(len(x), len(y)) or _stem(x) == _stem(y)
+
+
+def _opposite(x: str, y: str) -> bool:
+    if frozenset((x, y)) in _OPPOSITE or frozenset((_stem(x), _stem(y))) in _OPPOSITE:
+        return True
+    return any((x == p + y and len(y) >= 4) or (y == p + x and len(x) >= 4) for p in _NEGATING_PREFIXES)
+
+
+def differs(a: Look, b: Look, cosine: float | None = None) -> str | None:
+    """Why two texts that look alike mean different things, or None when nothing tells them apart.
+
+    Numbers are compared when both texts have some (a paraphrase may write "a week" for "7 days"). The
+    other checks apply to look-alikes, texts sharing at least LOOKALIKE of their tokens: a paraphrase
+    words things differently and is judged by its cosine alone. `cosine` (when known) decides a pair that
+    differs in one content word only: a synonym keeps the sentence within SUBSTITUTION_BAR, another thing
+    of the same kind ("cats"/"dogs", "tea"/"coffee") moves it further; without a cosine such a pair is
+    kept apart."""
+    if a.numbers and b.numbers and a.numbers != b.numbers:
+        return f"numbers differ ({' '.join(sorted(a.numbers ^ b.numbers))})"
+    union = a.words | b.words
+    if not union or len(a.words & b.words) / len(union) < LOOKALIKE:
+        return None
     if a.numbers != b.numbers:
         return f"numbers differ ({' '.join(sorted(a.numbers ^ b.numbers))})"
     if (a.negations > 0) != (b.negations > 0) or abs(a.negations - b.negations) % 2:
@@ -86,6 +153,15 @@ def differs(a: Look, b: Look) -> str | None:
         return f"names or symbols differ ({' '.join(odd)})"
     if any((y, x) in b.directed and (x, y) not in b.directed for x, y in a.directed):
         return "direction differs"
+    only_a, only_b = a.words - b.words - _STOP, b.words - a.words - _STOP
+    for x in only_a:
+        for y in only_b:
+            if _opposite(x, y):
+                return f"opposites ({x} / {y})"
+    if len(only_a) == 1 and len(only_b) == 1:
+        x, y = next(iter(only_a)), next(iter(only_b))
+        if not _variant(x, y) and (cosine is None or cosine < SUBSTITUTION_BAR):
+            return f"one word differs ({x} / {y}{'' if cosine is None else f', cosine {cosine:.2f}'})"
     return None
 
 

@@ -12,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 TEMPLATE_VERSION = "1"
 
 
-# a token keeps the punctuation that carries meaning inside or at the end of it: C++, C#, F#, .NET, 3.5, Node.js
-TOKEN = re.compile(r"\.?[^\W_](?:[\w']|[.,\-/](?=\w))*[+#]*|\d+(?:[.,]\d+)*%?", re.UNICODE)
+# a token keeps the punctuation that carries meaning inside or at the end of it (C++, C#, F#, .NET, 3.5,
+# Node.js, -5), and operators are tokens of their own (== and ===, 2^10 and 2*10, / and ./)
+TOKEN = re.compile(r"\.?[^\W_](?:[\w']|[.,\-/](?=\w))*[+#]*|(?<![\w.])-\d+(?:[.,]\d+)*%?|\d+(?:[.,]\d+)*%?"
+                   r"|={2,3}|!==?|<=|>=|=>|->|<-|&&|\|\||\*\*|[=<>*^~|&]|(?<!\w)[-+/](?!\w)|(?<![\w.])\.{1,2}/", re.UNICODE)
 
 
 def tokens(text: str) -> list[str]:

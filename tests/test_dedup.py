@@ -235,3 +235,21 @@ def test_against_uses_the_lexical_pass_too():
     out = {o.id: o for o in dedup(rs, DedupConfig(threshold=2.0, jaccard=0.5), Report("dedup"), None, against=ref)}
     assert out["r0"].drop_reason == "contaminated" and out["r0"].match == "lexical" and out["r0"].duplicate_of == "gsm-1"
     assert not isinstance(out["r1"], Dropped)
+
+
+def test_the_edit_type_benchmark_runs_on_a_sample_and_keeps_look_alikes_apart(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "edits.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dedup_edits.py"), "--sample", "30",
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())["defaults"]
+    assert res["combined:insert_1"] >= 0.95 and res["combined:case_space_punct"] == 1.0
+    assert res["combined:lookalike_wrongly_dropped"] <= 0.05
+    assert res["lexical:insert_1"] > res["lexical:paraphrase"]  # the lexical pass sees edits, not rewordings
+    assert "recall per edit type" in proc.stdout

@@ -217,7 +217,8 @@ class _NearDup:
             for k in np.flatnonzero(best >= self.config.threshold):
                 pos, text = pending[k]
                 ref = int(where[k])
-                if pos in self.fate or (self.config.second_look and differs(look(text), look(self.against[ref][1]))):
+                if pos in self.fate or (self.config.second_look
+                                        and differs(look(text), look(self.against[ref][1]), float(best[k]))):
                     continue
                 self.fate[pos] = ("contaminated", self.ref_ids[ref], float(best[k]), "semantic")
                 self.contaminated_rows.add(self.row_of_rec[pos])
@@ -238,8 +239,8 @@ class _NearDup:
             self.progress("search", done, total)
 
         found = []
-        if self.vectors is not None:
-            matrix = self.vectors.matrix()
+        matrix = self.vectors.matrix() if self.vectors is not None else None
+        if matrix is not None:
             clusters = n // cfg.cluster_size
             if n >= 2 and clusters >= 2 and (cfg.search == "cluster" or (cfg.search == "auto" and n > cfg.cluster_above)):
                 found.append((*cluster_pairs(matrix, cfg.threshold, clusters, cfg.probes, progress=step), "semantic"))
@@ -262,7 +263,8 @@ class _NearDup:
                     for row in (a, b):
                         if row not in looks:
                             looks[row] = look(self._text(row))
-                    if differs(looks[a], looks[b]):
+                    cos = float(matrix[a] @ matrix[b]) if matrix is not None else None
+                    if differs(looks[a], looks[b], cos):
                         rejected += 1
                         continue
                 how[(a, b)] = kind
