@@ -87,11 +87,14 @@ def test_torn_last_line_is_repaired(tmp_path):
 
 
 def test_ctrl_c_writes_what_is_finished_and_exits_130(tmp_path):
-    prompts, rules, _ = _setup(tmp_path, n=40, delay=0.05)
+    prompts, rules, _ = _setup(tmp_path, n=40, delay=0.25)  # 16 prompts a chunk: a chunk takes 4 s
     out = tmp_path / "out.jsonl"
     proc = subprocess.Popen(_cmd(prompts, rules, out, tmp_path / "d.jsonl")[:-1], cwd=ROOT, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")})
-    time.sleep(2.0)
+    deadline = time.monotonic() + 120  # wait for a condition (the first chunk written), not for a time
+    while proc.poll() is None and not (out.exists() and out.read_text().count("\n")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before the first chunk was seen"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
