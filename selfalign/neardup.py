@@ -11,6 +11,7 @@ look compares numbers, negations, rare tokens and directions, and keeps both whe
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,15 +20,12 @@ NUM_PERM = 128
 BANDS = 32  # 32 bands of 4 rows: pairs with Jaccard 0.5 are candidates with probability 0.87, 0.6 with 0.99
 SEED = 7
 
+from selfalign.records import NUMBER_WORDS as _NUMBER_WORDS
 from selfalign.records import TOKEN as _TOKEN
-from selfalign.records import normalize_text as normalize
 from selfalign.records import tokens
 _NEGATION = {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot", "can't", "won't",
              "don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't", "shouldn't", "wouldn't",
              "couldn't", "mustn't", "haven't", "hasn't", "hadn't", "n't", "nor"}
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
 _DIRECTION = {"to", "into", "from", "than", "vs", "versus", "over", "before", "after", "against"}
 # opposites: a pair of prompts that differ by one of these asks for opposite things
 _OPPOSITES = [tuple(p.split("/")) for p in """increase/decrease raise/lower rise/fall grow/shrink gain/lose win/lose
@@ -76,7 +74,8 @@ class Look:
 
 
 def look(text: str) -> Look:
-    raw = _TOKEN.findall(text.replace("’", "'"))
+    text = unicodedata.normalize("NFKC", text).replace("’", "'")  # as tokens() reads it
+    raw = _TOKEN.findall(text)
     toks = [t.casefold() for t in raw]
     parts = [x for t in toks for x in re.split(r"-(?=\w)", t)]  # "3-day", "ten-hour"
     numbers = frozenset(_NUMBER_WORDS.get(x, x) for x in parts if x[:1].isdigit() or x in _NUMBER_WORDS)
@@ -142,7 +141,9 @@ def differs(a: Look, b: Look, cosine: float | None = None) -> str | None:
     if a.numbers and b.numbers and a.numbers != b.numbers:
         return f"numbers differ ({' '.join(sorted(a.numbers ^ b.numbers))})"
     union = a.words | b.words
-    if not union or len(a.words & b.words) / len(union) < LOOKALIKE:
+    if not union:
+        return "no words to compare"  # emoji or symbols only: only an exact copy is a duplicate
+    if len(a.words & b.words) / len(union) < LOOKALIKE:
         return None
     if a.numbers != b.numbers:
         return f"numbers differ ({' '.join(sorted(a.numbers ^ b.numbers))})"
@@ -181,7 +182,7 @@ class MinHashIndex:
         from rensa import RMinHash
 
         m = RMinHash(num_perm=self.num_perm, seed=SEED)
-        m.update(shingles(tokens(text)) or [""])
+        m.update(shingles(tokens(text)) or [text])
         return m
 
     def add(self, text: str, search: bool = True) -> tuple[int, list[tuple[int, float]]]:

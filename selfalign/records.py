@@ -18,6 +18,11 @@ TOKEN = re.compile(r"\.?[^\W_](?:[\w']|[.,\-/](?=\w))*[+#]*|(?<![\w.])-\d+(?:[.,
                    r"|={2,3}|!==?|<=|>=|=>|->|<-|&&|\|\||\*\*|[=<>*^~|&]|(?<!\w)[-+/](?!\w)|(?<![\w.])\.{1,2}/", re.UNICODE)
 
 
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+
+
 def tokens(text: str) -> list[str]:
     """Case-folded tokens that keep meaning-bearing punctuation (C++ and C# stay apart, so do 3.5 and 35)."""
     return [t.casefold() for t in TOKEN.findall(unicodedata.normalize("NFKC", text).replace("’", "'"))]

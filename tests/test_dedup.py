@@ -253,3 +253,8 @@ def test_the_edit_type_benchmark_runs_on_a_sample_and_keeps_look_alikes_apart(tm
     assert res["combined:lookalike_wrongly_dropped"] <= 0.05
     assert res["lexical:insert_1"] > res["lexical:paraphrase"]  # the lexical pass sees edits, not rewordings
     assert "recall per edit type" in proc.stdout
+
+
+def test_texts_without_words_are_only_duplicates_when_exact():
+    out = list(dedup(recs("😀", "🎉🎉", "→ ?", "😀"), DedupConfig(threshold=2.0), Report("dedup"), None))
+    assert [o.id for o in out if isinstance(o, Dropped)] == ["r3"]

@@ -232,3 +232,22 @@ def test_refusals_hedges_and_harm_are_told_apart(gates, query, answer, expected)
 
 def test_a_short_arithmetic_question_needs_no_sentence(gates):
     assert reason(gates, "Quick: 15% of 240?", "36") is None
+
+
+@pytest.mark.parametrize("answer", [
+    "Week 1: run 3 km three times a week at an easy pace.\nWeek 2: run 4 km three times a week at an easy pace.\n"
+    "Week 3: run 5 km three times a week at an easy pace.\nRest a day between runs and stop if anything hurts.",
+    "In 2019 the company earned 5 million dollars in profit. In 2020 the company earned 7 million dollars in profit. "
+    "Growth came mostly from the new online shop, which opened in the spring of 2020.",
+    "Happy birthday to you, happy birthday to you.\nHappy birthday to you, happy birthday to you.\n"
+    "Happy birthday, dear Anna, happy birthday to you!",
+])
+def test_lines_alike_but_for_their_numbers_or_a_line_sung_twice_are_kept_whole(gates, answer):
+    v = gates.check("Write it out for me please, in full, as you would for a class", answer)
+    assert v.reason is None and v.answer == answer
+
+
+def test_item_counts_need_a_request_and_a_real_numbered_list():
+    assert t.items_short("Give three reasons to learn Python.", "It pays off by week 2. It is readable.") is None
+    assert t.items_short("I read 5 books by Le Guin this year. Suggest similar authors.",
+                         "1. Ursula Vernon.\n2. Becky Chambers.\n3. Ann Leckie.") is None

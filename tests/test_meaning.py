@@ -67,3 +67,10 @@ def test_keep_turns_the_meaning_gates_off(gates):
     rec = AlignedRecord.model_validate({"prompt": "Why is the sky blue during the day?", "thoughts": "t",
                                         "response": "El cielo es azul porque el aire dispersa la luz azul del sol."})
     assert isinstance(off.apply("principle", [rec], "response")[0], AlignedRecord)
+
+
+def test_code_in_an_answer_is_in_no_natural_language(gates):
+    q = "Как сделать запрос к API с помощью fetch в JavaScript?"
+    a = ("Используйте функцию fetch и дождитесь ответа:\n```js\nconst response = await fetch('https://example.com/api');\n"
+         "const data = await response.json();\nconsole.log(data);\n```\nТак вы получите данные в формате JSON.")
+    assert judge(gates, q, a) is None

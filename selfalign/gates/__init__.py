@@ -14,7 +14,7 @@ from selfalign.gates import text as t
 REASONS: dict[str, str] = {
     "truncated": "the backend stopped at the token limit, so the answer is cut",
     "missing_thoughts": "principle: no internal thoughts before the answer",
-    "missing_answer": "principle: no answer turn after the thoughts",
+    "missing_answer": "no answer (principle: no answer turn after the thoughts)",
     "answer_in_thoughts": "principle: the answer was written into the thoughts slot",
     "template_debris": "special tokens (</s>, <|im_end|>, [INST], ### Response:) or a made-up speaker turn "
                        "(User:, **User:**, [User]:), with no complete answer before it",
@@ -72,6 +72,8 @@ class TextGates:
         v = Verdict(answer.strip())
         if finish_reason == "length" and self.on("truncated"):
             return Verdict(v.answer, "truncated", f"stopped at the token limit ({completion_tokens} tokens)")
+        if not v.answer and self.on("missing_answer"):
+            return Verdict(v.answer, "missing_answer", "the answer is empty")
         floor = t.min_words(query, self.min_words)
         if self.on("template_debris") and (m := t.find_debris(v.answer, query)):
             head = v.answer[: m.start()].rstrip(" \t\n>*_#[(-")  # the turn's own decoration goes with it

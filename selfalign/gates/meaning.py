@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from selfalign.gates.text import is_cjk, min_words, refusal, structured, word_count, words
+from selfalign.gates.text import is_cjk, mask_code, min_words, refusal, structured, word_count, words
 from selfalign.records import Dropped
 
 # Language names a query may use to ask for another language ("translate into Spanish", "en français").
@@ -148,10 +148,15 @@ class MeaningGates:
             return None
         if _TRANSLATE.search(query):
             return None
+        answer = mask_code(answer)  # code is in no natural language
+        if word_count(answer) < self.MIN_WORDS_LANG:
+            return None
         sq, sa = script(query), script(answer)
         if sq and sa and sq != sa:
             lq, la = self.lang(query)[0], self.lang(answer)[0]
-            return None if self._names(query, la) else f"query in {lq} ({sq}), answer in {la} ({sa})"
+            if lq == la or self._names(query, la):
+                return None
+            return f"query in {lq} ({sq}), answer in {la} ({sa})"
         (lq, pq), (la, pa) = self.lang(query), self.lang(answer)
         need = 0.8 if {lq, la} in self.CLOSE else self.MIN_CONF
         if lq == la or pq < need or pa < need or self._names(query, la):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from selfalign.records import NUMBER_WORDS
+
 # -- spans that are content, not the model's own voice ----------------------------------------------
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
 
@@ -80,14 +82,14 @@ def find_debris(text: str, query: str = "") -> re.Match[str] | None:
 
 def structured(text: str) -> bool:
     """A script, a code block or a table: text whose embedding says little about what it answers."""
-    return "```" in text or len(re.findall(r"(?m)^\s*\|.*\|\s*$", text)) >= 2 \
-        or len(re.findall(r"(?m)^\s*\**[A-Z][\w'’ -]{0,24}?\**\s*:\s+\S", text)) >= 2
+    return "```" in text or len(re.findall(r"(?m)^[ \t]*\|.*\|[ \t]*$", text)) >= 2 \
+        or len(re.findall(r"(?m)^[ \t]*\**[A-Z][\w'’ -]{0,24}?\**[ \t]*:[ \t]+\S", text)) >= 2
 
 
 def lone_item(text: str) -> bool:
     """Does the text end in a list of a single item (a list cut off after its first entry)?"""
     lines = [ln for ln in text.rstrip().splitlines() if ln.strip()]
-    marker = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+\S")
+    marker = re.compile(r"^[ \t]*(?:[-*•]|\d{1,2}[.)])[ \t]+\S")
     n = 0
     for ln in reversed(lines):
         if not marker.match(ln):
@@ -110,9 +112,10 @@ def complete_ending(text: str) -> bool:
 
 
 # -- a requested number of items --------------------------------------------------------------------
-_NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
-_ASKED = re.compile(
-    r"\b(\d{1,2}|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\s+(?:[a-z-]+\s+){0,2}?"
+_ASKED = re.compile(  # a verb that asks for the items, then the count: "give me three reasons", "list 5 tips"
+    r"\b(?:give|list|name|suggest|provide|share|write|tell|recommend|offer|outline|describe|explain|summari[sz]e"
+    r"|show|create|make|plan|what are|top)\b(?:\s+[\w'-]+){0,3}?\s+"
+    r"(\d{1,2}|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\s+(?:[a-z-]+\s+){0,2}?"
     r"(?:reasons|ways|steps|tips|examples|ideas|things|causes|effects|benefits|advantages|disadvantages|pros|cons|facts"
     r"|points|items|options|rules|questions|mistakes|strategies|methods|tools|books|places|differences|similarities"
     r"|types|kinds|factors|features|signs|symptoms|uses|habits|exercises|recipes|foods|destinations|principles|laws"
@@ -128,10 +131,13 @@ def items_short(query: str, answer: str) -> str | None:
     m = _ASKED.search(query)
     if not m:
         return None
-    asked = int(m.group(1)) if m.group(1).isdigit() else _NUMBERS[m.group(1).lower()]
+    asked = int(m.group(1)) if m.group(1).isdigit() else int(NUMBER_WORDS[m.group(1).lower()])
     text = mask_code(answer)
-    numbered = len(set(re.findall(r"(?:^|\s)(\d{1,2})[.)]\s+\S", text)))
-    bullets = len(re.findall(r"(?m)^\s*[-*•]\s+\S", text))
+    markers = {int(n) for n in re.findall(r"(?:^|\s)(\d{1,2})[.)][ \t]+\S", text)}
+    numbered = 0
+    while numbered + 1 in markers:  # a numbered list counts 1, 2, 3...: "by week 2. It" is not one
+        numbered += 1
+    bullets = len(re.findall(r"(?m)^[ \t]*[-*•][ \t]+\S", text))
     ordinals = len({o.lower().removesuffix("ly") for o in _ORDINALS.findall(text)})
     given = max(numbered, bullets, ordinals)
     if 2 <= asked <= 12 and 0 < given < asked:
@@ -293,31 +299,34 @@ _CJK_REPEAT = re.compile(r"([^\s\d]{3,40}?)\1{2,}")
 
 
 def _key(unit: str) -> str:
-    """Units compare case-, space- and number-blind when they have words enough to be prose."""
+    """Units compare case- and space-blind, and blind to their first number when they have words enough
+    to be prose: a counter ("Day 3:", "Step 7.") changes in a loop, the other figures of a plan do not."""
     low = " ".join(unit.lower().split())
     if len(re.findall(r"[^\W\d_]{2,}", low)) >= 4 or sum(is_cjk(c) for c in low) >= 6:
-        low = re.sub(r"\d+", "#", low)
+        low = re.sub(r"\d+", "#", low, count=1)
     return re.sub(r"^(?:[-*•]|#\.|\d+[.)])\s*", "", low)
 
 
 def find_loop(text: str, min_words: float = 4) -> tuple[int, int] | None:
     """Where the text starts repeating itself, and how many copies follow back to back; or None.
 
-    Units are sentences and lines, compared without case and numbers (so "Day 3: X. Day 4: X." repeat).
-    Counted: a unit repeated back to back, a block of units repeated back to back three times, a phrase
-    repeated three times in a row (in scripts without spaces too). Not counted: repeats apart (a chorus
-    between verses, a summary restating the opening), and single lines repeated inside code blocks
-    (code repeats lines for a reason; a block of code lines looping three times still counts).
+    Units are sentences and lines. A loop: a unit or a block of units repeated back to back three times
+    or more, compared without case and numbers (so "Day 3: X. Day 4: X. Day 5: X." loops), or a phrase
+    repeated three times in a row (in scripts without spaces too). A stutter (two copies): the same
+    sentence twice in a row inside a paragraph, numbers included. Not counted: two lines alike (a song's
+    line sung twice, "Week 1: run 3 km" then "Week 2: run 4 km"), repeats apart (a chorus between
+    verses), and single lines repeated inside code blocks (a block of code lines looping still counts).
     """
     masked = mask_code(text)
-    units: list[tuple[int, str, bool]] = []  # start, key, inside code
+    units: list[tuple[int, str, bool, str, bool]] = []  # start, key, inside code, exact text, after a newline
     pos = 0
     for part in _UNIT.split(text):
         start = text.find(part, pos)
-        pos = start + len(part)
+        gap, pos = text[max(0, pos - 1): start], start + len(part)
         if part.strip():
-            units.append((start, _key(part), not masked[start: start + len(part)].strip()))
-    keys = [k for _, k, _ in units]
+            exact = " ".join(part.lower().split())
+            units.append((start, _key(part), not masked[start: start + len(part)].strip(), exact, "\n" in gap))
+    keys = [u[1] for u in units]
     for i in range(1, len(keys)):
         for size in range(1, min(8, (i + 1) // 2) + 1):
             block = keys[i - size + 1: i + 1]
@@ -328,8 +337,8 @@ def find_loop(text: str, min_words: float = 4) -> tuple[int, int] | None:
             copies, j = 2, i + 1
             while keys[j: j + size] == block:
                 copies, j = copies + 1, j + size
-            if copies == 2 and j < len(keys) and keys[j: j + size] != block and size > 1:
-                continue  # a block of lines seen twice (a chorus sung twice) is not yet a loop
+            if copies == 2 and not (size == 1 and units[i][3] == units[i - 1][3] and not units[i][4]):
+                continue  # two alike, but not one sentence said twice within a paragraph: not a loop
             return units[i - size + 1][0], copies
     for rx, cjk in ((_REPEAT, False), (_CJK_REPEAT, True)):
         m = rx.search(masked)
@@ -350,12 +359,14 @@ _BRIEF = re.compile(
     r"|\bhow many\b|\bwhat year\b|\bwhich year\b|\bwhat (?:is|'s) the (?:capital|square root|sum|product|result|value"
     r"|answer|date|population|atomic number|chemical symbol|formula)\b|\bwhat is \d"
     r"|\b\d+\s*[-+*/x×÷^]\s*\d+|\btrue or false\b|\bspell\b|\babbreviat|\bsynonym|\bantonym|\btranslate\b"
-    r"|\bone[- ]liner\b|\bemoji\b|\brhyme|^\W*quick(?:ly)?\b|\bin short\b|\d+(?:\.\d+)?\s*%\s*of\s*\d",
+    r"|\bone[- ]liner\b|\bemoji\b|\brhyme|^\W*quick(?:ly)?\b|\bin short\b|(?<![\d.])\d+(?:\.\d+)?[ \t]*%[ \t]*of[ \t]*\d",
     re.IGNORECASE)
 _FACT = re.compile(r"^\W*(?:who|when|where|which|whose|how (?:many|much|old|far|long|tall|big))\b", re.IGNORECASE)
 _BRIEF_OTHER = re.compile(r"一[个句词字]|一言|简短|简单回答|一句话|一語|一単語|短く|한 단어|한 문장|en (?:une|un) (?:mot|phrase)"
                           r"|en una (?:palabra|frase)|in einem (?:wort|satz)|in una parola|em uma palavra|одним словом"
-                          r"|(?:palabra|mot|wort|parola|palavra|слово)\b")
+                          r"|\b(?:palabra|mot|wort|parola|palavra|слово)\b")
+_DETAIL = re.compile(r"\bin detail\b|\bdetailed\b|\bthorough(?:ly)?\b|\bcomprehensive|\bessay\b|\bstep[- ]by[- ]step\b"
+                     r"|\bin depth\b|\bat length\b", re.IGNORECASE)
 _LONG = re.compile(r"\bin detail\b|\bdetailed\b|\bthorough|\bcomprehensive|\bessay\b|\bstory\b|\barticle\b|\bexplain\b"
                    r"|\bdescribe\b|\bstep[- ]by[- ]step\b|\bcompare\b|\bcontrast\b|\bpros and cons\b|\blist\b|\bplan\b"
                    r"|\bguide\b|\bletter\b|\bemail\b|\bparagraph|\bwhy\b|\bhow (?:do|does|can|should|to)\b|\b\d{2,4}[- ]words?\b",
@@ -371,6 +382,8 @@ def min_words(query: str, floor: int) -> float:
     m = re.search(r"\b(\d{2,4})[- ]words?\b", query, re.IGNORECASE)
     if m and not re.search(r"(?:less|fewer|under|at most|no more|maximum)\s+(?:than\s+)?" + m.group(1), query, re.I):
         return max(floor, int(m.group(1)) / 2)
+    if _DETAIL.search(query):
+        return floor
     if _BRIEF.search(query) or _BRIEF_OTHER.search(query.lower()):
         return 1
     if _FACT.search(query) and word_count(query) <= 10 and not _LONG.search(query):

@@ -213,15 +213,21 @@ class _NearDup:
             return
         vectors = self.embedder.encode([t for _, t in pending])
         if self.ref_index is not None:
-            best, where = self.ref_index.nearest(vectors)
+            best, _ = self.ref_index.nearest(vectors)
+            refs = self.ref_index.matrix()
             for k in np.flatnonzero(best >= self.config.threshold):
                 pos, text = pending[k]
-                ref = int(where[k])
-                if pos in self.fate or (self.config.second_look
-                                        and differs(look(text), look(self.against[ref][1]), float(best[k]))):
+                if pos in self.fate:
                     continue
-                self.fate[pos] = ("contaminated", self.ref_ids[ref], float(best[k]), "semantic")
-                self.contaminated_rows.add(self.row_of_rec[pos])
+                sims = refs @ vectors[k]
+                for ref in np.argsort(-sims)[: 8]:  # the nearest that passes the second look
+                    if sims[ref] < self.config.threshold:
+                        break
+                    if self.config.second_look and differs(look(text), look(self.against[ref][1]), float(sims[ref])):
+                        continue
+                    self.fate[pos] = ("contaminated", self.ref_ids[ref], float(sims[ref]), "semantic")
+                    self.contaminated_rows.add(self.row_of_rec[pos])
+                    break
         self.vectors.add(vectors)
         self.progress("embedding", self.report.read, None)
 
@@ -254,10 +260,10 @@ class _NearDup:
         how: dict[tuple[int, int], str] = {}
         looks: dict[int, Look] = {}
         keep_i, keep_j, keep_s = [], [], []
-        rejected = 0
+        rejected: set[tuple[int, int]] = set()
         for i, j, s, kind in found:
             for a, b, sim in zip(i.tolist(), j.tolist(), s.tolist(), strict=True):
-                if (a, b) in how:
+                if (a, b) in how or (a, b) in rejected:
                     continue
                 if cfg.second_look:
                     for row in (a, b):
@@ -265,12 +271,12 @@ class _NearDup:
                             looks[row] = look(self._text(row))
                     cos = float(matrix[a] @ matrix[b]) if matrix is not None else None
                     if differs(looks[a], looks[b], cos):
-                        rejected += 1
+                        rejected.add((a, b))
                         continue
                 how[(a, b)] = kind
                 keep_i.append(a), keep_j.append(b), keep_s.append(sim)
         if cfg.second_look:
-            self.report.extra["pairs_kept_apart_by_second_look"] = rejected
+            self.report.extra["pairs_kept_apart_by_second_look"] = len(rejected)
         eligible = np.ones(n, dtype=bool)
         eligible[list(self.contaminated_rows)] = False
         pairs = (np.array(keep_i, dtype=np.int64), np.array(keep_j, dtype=np.int64), np.array(keep_s, dtype=np.float32))

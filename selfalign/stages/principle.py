@@ -130,9 +130,9 @@ class PrincipleStage:
         if comp.finish_reason == "length" and "truncated" not in keep:
             n = comp.completion_tokens or self.params.max_tokens
             return drop(STAGE, rec, "truncated", f"stopped at the token limit ({n} tokens): {_clip(text, 120)}")
-        if parts is None:
+        if parts is None and "missing_answer" not in keep:
             return drop(STAGE, rec, "missing_answer", _clip(text))
-        thoughts, answer = parts
+        thoughts, answer = parts or ("", text.strip())
         if not answer and "missing_answer" not in keep:
             return drop(STAGE, rec, "missing_answer", _clip(text))
         if len(words(thoughts)) < 3 and "missing_thoughts" not in keep:
