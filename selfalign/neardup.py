@@ -20,9 +20,9 @@ NUM_PERM = 128
 BANDS = 32  # 32 bands of 4 rows: pairs with Jaccard 0.5 are candidates with probability 0.87, 0.6 with 0.99
 SEED = 7
 
-from selfalign.records import NUMBER_WORDS as _NUMBER_WORDS
-from selfalign.records import TOKEN as _TOKEN
-from selfalign.records import tokens
+from selfalign.normalize import NUMBER_WORDS as _NUMBER_WORDS
+from selfalign.normalize import TOKEN as _TOKEN
+from selfalign.normalize import tokens
 _NEGATION = {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot", "can't", "won't",
              "don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't", "shouldn't", "wouldn't",
              "couldn't", "mustn't", "haven't", "hasn't", "hadn't", "n't", "nor"}

@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from selfalign.normalize import NUMBER_WORDS, TOKEN, normalize_text, tokens  # noqa: F401 - re-exported
+
 TEMPLATE_VERSION = "1"
-
-
-# a token keeps the punctuation that carries meaning inside or at the end of it (C++, C#, F#, .NET, 3.5,
-# Node.js, -5), and operators are tokens of their own (== and ===, 2^10 and 2*10, / and ./)
-TOKEN = re.compile(r"\.?[^\W_](?:[\w']|[.,\-/](?=\w))*[+#]*|(?<![\w.])-\d+(?:[.,]\d+)*%?|\d+(?:[.,]\d+)*%?"
-                   r"|={2,3}|!==?|<=|>=|=>|->|<-|&&|\|\||\*\*|[=<>*^~|&]|(?<!\w)[-+/](?!\w)|(?<![\w.])\.{1,2}/", re.UNICODE)
-
-
-NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
-
-
-def tokens(text: str) -> list[str]:
-    """Case-folded tokens that keep meaning-bearing punctuation (C++ and C# stay apart, so do 3.5 and 35)."""
-    return [t.casefold() for t in TOKEN.findall(unicodedata.normalize("NFKC", text).replace("’", "'"))]
-
-
-def normalize_text(text: str) -> str:
-    """The form used for ids and exact dedup: case and whitespace folded, punctuation between tokens
-    dropped, punctuation inside tokens kept ("What is C++?" and "what is c++" match; "C#" does not)."""
-    return " ".join(tokens(text)) or " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def stable_id(*parts: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from selfalign.records import NUMBER_WORDS
+from selfalign.normalize import NUMBER_WORDS
 
 # -- spans that are content, not the model's own voice ----------------------------------------------
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)
