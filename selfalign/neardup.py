@@ -185,9 +185,8 @@ class MinHashIndex:
         m.update(shingles(tokens(text)) or [text])
         return m
 
-    def add(self, text: str, search: bool = True) -> tuple[int, list[tuple[int, float]]]:
-        """Add one row; return its row number and the earlier rows at or above the threshold."""
-        m = self.signature(text)
+    def add(self, m, search: bool = True) -> list[tuple[int, float]]:  # noqa: ANN001 - rensa.RMinHash
+        """Add the row with signature `m` (from `signature`); return the earlier rows at or above the threshold."""
         sig = np.asarray(m.digest(), dtype=np.uint32)
         found = self.match(m, sig) if search and self.size else []
         if self.size == len(self.sigs):
@@ -195,7 +194,7 @@ class MinHashIndex:
         self.sigs[self.size] = sig
         self.lsh.insert(self.size, m)
         self.size += 1
-        return self.size - 1, found
+        return found
 
     def match(self, m, sig: np.ndarray | None = None) -> list[tuple[int, float]]:  # noqa: ANN001
         """Rows whose estimated Jaccard with the signature `m` is at or above the threshold."""

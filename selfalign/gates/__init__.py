@@ -27,7 +27,6 @@ REASONS: dict[str, str] = {
     "restates_question": "only restates the query",
     "off_topic": "unrelated to the query",
 }
-ALWAYS = ("prompt_too_long", "backend_error")  # not quality judgements: never kept
 
 
 def parse_keep(values: list[str] | None) -> frozenset[str]:
@@ -67,11 +66,17 @@ class TextGates:
     def on(self, reason: str) -> bool:
         return reason not in self.keep
 
+    def truncated(self, finish_reason: str, completion_tokens: int) -> str | None:
+        """Why the answer counts as cut off (the backend stopped at the token limit), unless kept."""
+        if finish_reason == "length" and self.on("truncated"):
+            return f"stopped at the token limit ({completion_tokens} tokens)"
+        return None
+
     def check(self, query: str, answer: str, finish_reason: str = "stop", completion_tokens: int = 0,
               question_type: str | None = None) -> Verdict:
         v = Verdict(answer.strip())
-        if finish_reason == "length" and self.on("truncated"):
-            return Verdict(v.answer, "truncated", f"stopped at the token limit ({completion_tokens} tokens)")
+        if why := self.truncated(finish_reason, completion_tokens):
+            return Verdict(v.answer, "truncated", why)
         if not v.answer and self.on("missing_answer"):
             return Verdict(v.answer, "missing_answer", "the answer is empty")
         floor = t.min_words(query, self.min_words)

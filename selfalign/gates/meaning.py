@@ -120,6 +120,7 @@ class MeaningGates:
         self.language, self.relevance, self.embedding_model = language, relevance, embedding_model
         self.keep = keep
         self._lang: Any = None
+        self._langs: dict[str, tuple[str, float]] = {}
         self._embedder: Any = None
 
     @classmethod
@@ -130,9 +131,12 @@ class MeaningGates:
 
     # -- models, loaded on first use ------------------------------------------------------------------
     def lang(self, text: str) -> tuple[str, float]:
+        """Language of `text`, remembered for the batch: both gates ask about the same query and answer."""
         if self._lang is None:
             self._lang = Language()
-        return self._lang(text)
+        if text not in self._langs:
+            self._langs[text] = self._lang(text)
+        return self._langs[text]
 
     def embed(self, texts: list[str]) -> Any:
         if self._embedder is None:
@@ -174,6 +178,7 @@ class MeaningGates:
         """`outs` with records that fail a meaning gate turned into drops; order kept."""
         from selfalign.stages.common import clip, drop
 
+        self._langs.clear()  # bounded: one batch of texts
         outs = list(outs)
         kept = [i for i, o in enumerate(outs) if not isinstance(o, Dropped)]
         if not kept or not (self.language or self.relevance):

@@ -138,7 +138,8 @@ class _NearDup:
             if against:
                 self.ref_lexical = MinHashIndex(config.jaccard)
                 for _, t in against:
-                    self.ref_lexical.add(t, search=False)
+                    self.ref_lexical.add(self.ref_lexical.signature(t), search=False)
+        self._ref_looks: dict[int, Look] = {}
         self.vectors = EmbeddingIndex(embedder.dim) if embedder is not None else None
         self.rec_of_row: list[int] = []  # row r: the text of record rec_of_row[r]
         self.row_of_rec: dict[int, int] = {}
@@ -197,13 +198,18 @@ class _NearDup:
                 self.progress("reading", self.report.read, None)
         self._embed(pending)
 
+    def _ref_look(self, ref: int) -> Look:
+        if ref not in self._ref_looks:
+            self._ref_looks[ref] = look(self.against[ref][1])
+        return self._ref_looks[ref]
+
     def _lexical(self, pos: int, row: int, text: str) -> None:
-        _, found = self.lexical.add(text)
-        self.lex_pairs.extend((i, row, j) for i, j in found)
+        m = self.lexical.signature(text)
+        self.lex_pairs.extend((i, row, j) for i, j in self.lexical.add(m))
         if self.ref_lexical is not None and pos not in self.fate:
             mine = look(text)
-            for ref, jac in sorted(self.ref_lexical.match(self.lexical.signature(text)), key=lambda x: -x[1]):
-                if not self.config.second_look or differs(mine, look(self.against[ref][1])) is None:
+            for ref, jac in sorted(self.ref_lexical.match(m), key=lambda x: -x[1]):
+                if not self.config.second_look or differs(mine, self._ref_look(ref)) is None:
                     self.fate[pos] = ("contaminated", self.ref_ids[ref], jac, "lexical")
                     self.contaminated_rows.add(row)
                     return
@@ -220,10 +226,11 @@ class _NearDup:
                 if pos in self.fate:
                     continue
                 sims = refs @ vectors[k]
+                mine = look(text) if self.config.second_look else None
                 for ref in np.argsort(-sims)[: 8]:  # the nearest that passes the second look
                     if sims[ref] < self.config.threshold:
                         break
-                    if self.config.second_look and differs(look(text), look(self.against[ref][1]), float(sims[ref])):
+                    if mine is not None and differs(mine, self._ref_look(int(ref)), float(sims[ref])):
                         continue
                     self.fate[pos] = ("contaminated", self.ref_ids[ref], float(sims[ref]), "semantic")
                     self.contaminated_rows.add(self.row_of_rec[pos])

@@ -126,10 +126,10 @@ class PrincipleStage:
         """Parse one completion into thoughts and answer, apply the text gates."""
         text = comp.text
         keep = self.cfg.keep
+        # before the split: a completion cut at the token limit often has no answer turn yet
+        if why := self.gates.truncated(comp.finish_reason, comp.completion_tokens or self.params.max_tokens):
+            return drop(STAGE, rec, "truncated", f"{why}: {_clip(text, 120)}")
         parts = self.split(text)
-        if comp.finish_reason == "length" and "truncated" not in keep:
-            n = comp.completion_tokens or self.params.max_tokens
-            return drop(STAGE, rec, "truncated", f"stopped at the token limit ({n} tokens): {_clip(text, 120)}")
         if parts is None and "missing_answer" not in keep:
             return drop(STAGE, rec, "missing_answer", _clip(text))
         thoughts, answer = parts or ("", text.strip())
