@@ -6,26 +6,32 @@ call, so a run killed at any moment loses at most the call in flight.
 
 Several processes may share one cache file (Ray actors on one node): see `sqlite_store`. One connection
 may be used from several threads (Ray calls an actor's methods from its own threads), one at a time.
+The cache never fails a run: a corrupt, read-only or full file is said once on stderr and the run goes on
+without it (or without storing), as `sqlite_store.SqliteCache` describes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from selfalign.backends.base import Completion, SamplingParams
 from selfalign.records import TEMPLATE_VERSION
-from selfalign.sqlite_store import connect, select_in
+from selfalign.sqlite_store import SqliteCache, damage, remove, select_in
+
+COMPLETIONS, EMBEDDINGS = "completions.sqlite", "embeddings.sqlite"  # the files in the cache folder
 
 
-class CompletionCache:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.db = connect(path, "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
-        self._lock = threading.Lock()
+class CacheError(Exception):
+    """A cache command (info, clear) cannot be done; the message is one line that says why and what to do."""
+
+
+class CompletionCache(SqliteCache):
+    what, items, table = "completion cache", "completions", "completions"
+    schema = "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)"
 
     @staticmethod
     def key(backend: str, model: str, params: SamplingParams, prompt: str) -> str:
@@ -34,33 +40,66 @@ class CompletionCache:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, keys: list[str]) -> dict[str, Completion]:
-        with self._lock:
-            rows = list(select_in(self.db, "SELECT key, completion FROM completions WHERE key IN ({})", keys))
-        return {k: Completion.model_validate_json(c) for k, c in rows}
+        """The stored completions of `keys` (a row that no longer parses is a miss); {} if the cache is off."""
+        sql = "SELECT key, completion FROM completions WHERE key IN ({})"
+        rows = self._read(lambda db: list(select_in(db, sql, keys)), [])
+        found = {}
+        for k, c in rows:
+            try:
+                found[k] = Completion.model_validate_json(c)
+            except ValueError:
+                pass
+        return found
 
     def put(self, items: dict[str, Completion]) -> None:
-        with self._lock, self.db:
-            self.db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?)",
-                                [(k, c.model_dump_json()) for k, c in items.items()])
+        """Store `items`, unless the cache stopped storing."""
+        self._write(lambda db: db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?)",
+                                              [(k, c.model_dump_json()) for k, c in items.items()]))
 
     def stats(self) -> dict[str, Any]:
-        (n,) = self.db.execute("SELECT COUNT(*) FROM completions").fetchone()
+        """Path, completions and bytes on disk; CacheError if the cache cannot be read."""
+        n = self._read(lambda db: db.execute("SELECT COUNT(*) FROM completions").fetchone()[0], None)
+        if n is None:
+            raise CacheError(self.describe())
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
         return {"path": str(self.path), "completions": n, "bytes": size}
 
     def clear(self) -> int:
-        with self.db:
-            (n,) = self.db.execute("SELECT COUNT(*) FROM completions").fetchone()
-            self.db.execute("DELETE FROM completions")
-        self.db.execute("VACUUM")
-        return n
+        """Delete every completion and return how many there were; CacheError if the cache cannot be written."""
+        counted: list[int] = []
+
+        def delete(db: Any) -> None:
+            counted.append(db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+            db.execute("DELETE FROM completions")
+
+        if not self._write(delete):
+            raise CacheError(self.describe())
+        self._write(lambda db: db.execute("VACUUM"))  # gives the space back; the rows are gone either way
+        return counted[0]
 
 
-def default_cache() -> CompletionCache:
-    """The completion cache under the selfalign cache folder (`SELFALIGN_CACHE_DIR`)."""
+def default_cache(warn: Callable[[str], None] | None = None) -> CompletionCache:
+    """The completion cache under the selfalign cache folder (`SELFALIGN_CACHE_DIR`); `warn` as in SqliteCache."""
     from selfalign.embedded import cache_dir
 
-    return CompletionCache(cache_dir() / "completions.sqlite")
+    return CompletionCache(cache_dir() / COMPLETIONS, warn)
+
+
+def clear_cache() -> list[str]:
+    """`selfalign cache clear`: remove each cache file that is not a readable SQLite database (with its -wal
+    and -shm), then empty the completion cache. One line per thing done; CacheError if it cannot be done."""
+    from selfalign.embedded import cache_dir
+
+    done = []
+    for path in (cache_dir() / COMPLETIONS, cache_dir() / EMBEDDINGS):
+        if path.exists() and (why := damage(path)):
+            try:
+                remove(path)
+            except OSError as e:
+                raise CacheError(f"{path} is not a readable SQLite database ({why}); removing it failed: {e}") from None
+            done.append(f"removed {path}: it was not a readable SQLite database ({why})")
+    n = default_cache(warn=lambda _: None).clear()
+    return [*done, f"cleared {n} completions"]
 
 
 def open_backend(name: str, cache: bool = True, **options: Any) -> Any:

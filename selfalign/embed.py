@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from selfalign.sqlite_store import connect, select_in
+from selfalign.sqlite_store import SqliteCache, select_in
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
@@ -23,11 +24,17 @@ def embedding_model_path(name: str | None) -> str:
     return name  # a local folder
 
 
-class EmbeddingCache:
-    """Embeddings by model and text hash in SQLite, so a re-run (or a grown file) embeds only what is new."""
+class EmbeddingCache(SqliteCache):
+    """Embeddings by model and text hash in SQLite, so a re-run (or a grown file) embeds only what is new.
 
-    def __init__(self, path: str | os.PathLike, model: str):
-        self.db = connect(path, "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
+    Never fails a run: a corrupt, read-only or full file is said once on stderr and the run goes on without
+    it (or without storing), as `sqlite_store.SqliteCache` describes."""
+
+    what, items, table = "embedding cache", "embeddings", "embeddings"
+    schema = "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))"
+
+    def __init__(self, path: str | os.PathLike, model: str, warn: Callable[[str], None] | None = None):
+        super().__init__(path, warn)
         self.model = model
         self.hits = self.misses = 0
 
@@ -36,13 +43,16 @@ class EmbeddingCache:
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        rows = select_in(self.db, "SELECT key, vec FROM embeddings WHERE model = ? AND key IN ({})", keys, self.model)
+        """The stored embeddings of `keys`; {} if the cache is off."""
+        sql = "SELECT key, vec FROM embeddings WHERE model = ? AND key IN ({})"
+        rows = self._read(lambda db: list(select_in(db, sql, keys, self.model)), [])
         return {k: np.frombuffer(v, dtype=np.float32) for k, v in rows}
 
     def put(self, items: dict[str, np.ndarray]) -> None:
-        with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
-                                [(self.model, k, v.astype(np.float32).tobytes()) for k, v in items.items()])
+        """Store `items`, unless the cache stopped storing."""
+        self._write(lambda db: db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                                              [(self.model, k, v.astype(np.float32).tobytes())
+                                               for k, v in items.items()]))
 
 
 class Embedder:
