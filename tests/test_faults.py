@@ -1,5 +1,6 @@
 """The openai backend against a local server that injects faults: 429 with Retry-After, 5xx, resets,
-timeouts, and a prompt that never succeeds. Nothing is lost, and the API key appears nowhere."""
+timeouts, malformed 200s, bytes trickled past the deadline, and a prompt that never succeeds. Nothing is lost,
+the run goes on, and neither the API key nor a credential in the server's URL appears anywhere."""
 
 import json
 import sqlite3
@@ -15,6 +16,10 @@ KEY = "sk-planted-secret-4b1d"
 GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
         "far side both bulge, so most coasts see two high tides and two low tides every day.")
 PLANS = {"flaky429": ["429"], "flaky500": ["500", "502"], "reset": ["reset"], "slow": ["timeout"], "dead": ["503"] * 99}
+MALFORMED = {"notjson": ["notjson"] * 99, "nochoices": ["nochoices"] * 99, "nullchoices": ["nullchoices"] * 99,
+             "once": ["notext"]}
+SLOW = {"trickle": ["trickle"] * 99, "drip": ["drip"] * 99}
+FAULTS = {**PLANS, **MALFORMED, **SLOW}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -34,6 +39,31 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _raw(self, code, body):
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _trickle(self, fault):
+        """A status line, then (trickle) the headers and one body byte every 0.2 s of a 100 kB body, or (drip)
+        one header byte every 0.2 s; for a minute at most, or until the client hangs up."""
+        try:
+            if fault == "trickle":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+            else:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(300):
+                self.wfile.write(b" " if fault == "trickle" else b"a")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def do_GET(self):
         self.keys_seen.add(self.headers.get("Authorization", ""))
         self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model", "created": 0,
@@ -44,13 +74,21 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.endswith("/tokenize"):
             return self._json(404, {"error": "no tokenizer here"})
         prompt = body["prompt"]
-        tag = next((t for t in PLANS if f"[{t}]" in prompt[-200:]), None)
+        tag = next((t for t in FAULTS if f"[{t}]" in prompt[-200:]), None)
         n = self.attempts.get(prompt, 0)
         self.attempts[prompt] = n + 1
-        fault = PLANS[tag][n] if tag and n < len(PLANS[tag]) else None
+        fault = FAULTS[tag][n] if tag and n < len(FAULTS[tag]) else None
         if fault == "reset":
             self.connection.close()
             return
+        if fault in ("trickle", "drip"):
+            return self._trickle(fault)
+        if fault == "notjson":
+            return self._raw(200, b"<html>upstream hiccup</html>")
+        if fault in ("nochoices", "nullchoices", "notext"):
+            choices = {"nochoices": [], "nullchoices": None, "notext": [{"index": 0, "finish_reason": "stop"}]}
+            return self._json(200, {"id": "c", "object": "text_completion", "created": 0, "model": "fake",
+                                    "choices": choices[fault]})
         if fault == "timeout":
             time.sleep(3)
         elif fault == "429":
@@ -104,3 +142,61 @@ def test_backend_that_is_unreachable_stops_before_work(tmp_path):
     proc = run_cli("principle", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
                    stdin='{"prompt": "q"}\n', check=False, env={"OPENAI_API_KEY": KEY})
     assert proc.returncode == 2 and "cannot reach the server" in proc.stderr and KEY not in proc.stderr
+
+
+def _run(tmp_path, server, rows, *args, timeout=600):
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    return run_cli("principle", str(src), "--backend", "openai", "--base-url", server, "--concurrency", "4",
+                   "-o", str(tmp_path / "out.jsonl"), "--dropped", str(tmp_path / "d.jsonl"), *args, timeout=timeout,
+                   env={"OPENAI_API_KEY": KEY, "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")})
+
+
+def _attempts(tags):
+    return {t: n for p, n in Handler.attempts.items() for t in tags if f"[{t}]" in p[-200:]}
+
+
+def test_a_malformed_success_is_retried_then_becomes_a_drop_reason(tmp_path, server):
+    tags = [*MALFORMED, "fine"]
+    rows = [{"prompt": f"Why are there tides? [{t}]"} for t in tags]
+    _run(tmp_path, server, rows, "--max-retries", "2", "--request-timeout", "5")  # exits 0: the run goes on
+    assert {r["prompt"] for r in jsonl(tmp_path / "out.jsonl")} == {rows[3]["prompt"], rows[4]["prompt"]}
+    dropped = {d["record"]["prompt"]: d for d in jsonl(tmp_path / "d.jsonl")}
+    assert set(dropped) == {r["prompt"] for r in rows[:3]}
+    assert all(d["drop_reason"] == "backend_error" and "malformed response" in d["detail"] for d in dropped.values())
+    assert "choices is empty" in dropped[rows[1]["prompt"]]["detail"]
+    assert _attempts(tags) == {"notjson": 3, "nochoices": 3, "nullchoices": 3, "once": 2, "fine": 1}
+
+
+def test_request_timeout_is_a_deadline_for_the_whole_request(tmp_path, server):
+    rows = [{"prompt": f"Why are there tides? [{t}]"} for t in SLOW]
+    # a few seconds; each trickled attempt would last a minute (2 minutes in all) if only socket reads were timed
+    _run(tmp_path, server, rows, "--max-retries", "1", "--request-timeout", "1", timeout=20)
+    dropped = {d["record"]["prompt"]: d for d in jsonl(tmp_path / "d.jsonl")}
+    assert set(dropped) == {r["prompt"] for r in rows} and not jsonl(tmp_path / "out.jsonl")
+    assert all(d["drop_reason"] == "backend_error" and "timeout" in d["detail"].lower() for d in dropped.values())
+    assert _attempts(SLOW) == {"trickle": 2, "drip": 2}
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_credentials_in_the_server_url_are_never_printed(how):
+    url = "http://user:sk-secret-in-url@127.0.0.1:9/v1?api_key=sk-secret-in-query&x=1"
+    args = ["--base-url", url] if how == "option" else []
+    env = {"OPENAI_API_KEY": KEY, **({"OPENAI_BASE_URL": url} if how == "env" else {})}
+    proc = run_cli("principle", "--backend", "openai", "--max-retries", "0", *args, stdin='{"prompt": "q"}\n',
+                   check=False, env=env)
+    assert proc.returncode == 2 and "cannot reach the server" in proc.stderr and "127.0.0.1:9" in proc.stderr
+    assert "sk-secret" not in proc.stdout + proc.stderr and KEY not in proc.stdout + proc.stderr
+
+
+def test_redact_url_masks_credentials_and_nothing_else():
+    from selfalign.urls import redact_url
+
+    for plain in ["http://127.0.0.1:8000/v1", "https://api.openai.com/v1?model=x&n=2#top", "localhost:8000/v1", "",
+                  "http://[::1]:8000/v1", "https://host/v1?q=a%20b&empty"]:
+        assert redact_url(plain) == plain
+    assert redact_url("http://user:sk-1@host:8000/v1") == "http://user:***@host:8000/v1"
+    assert redact_url("https://sk-1@host/v1") == "https://***@host/v1"
+    assert redact_url("user:sk-1@host:8000/v1") == "user:***@host:8000/v1"
+    assert redact_url("http://h/v1?api_key=sk-1&model=m&access_token=t&Secret=s&sig=x&password=p&auth=a") == (
+        "http://h/v1?api_key=***&model=m&access_token=***&Secret=***&sig=***&password=***&auth=***")
+    assert redact_url("http://u:p@h/v1?key=k#token=t") == "http://u:***@h/v1?key=***#token=***"
