@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Turn a short principle set into SFT data, the SELF-ALIGN way. JSONL in (file or stdin), "
     "JSONL out (stdout or -o); progress and summaries on stderr.\n\n"
     "Example: selfalign generate --num 8 | selfalign principle | selfalign export > sft.jsonl",
-    no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    no_args_is_help=True, add_completion=False, rich_markup_mode="rich", pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
 T = TypeVar("T")
@@ -191,8 +191,20 @@ def make_backend(name: BackendName, cache: bool = True, **options: Any) -> Any:
                      (RuntimeError, ValueError, OSError))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm, Kubernetes, `timeout`): handled like Ctrl-C, exit 143."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 class Run:
-    """One command's plumbing: reads records, writes kept and dropped ones, counts, shows progress."""
+    """One command's plumbing: reads records, writes kept and dropped ones, counts, shows progress.
+
+    Every output file is locked and written under a side name, renamed when the stage finishes
+    (`selfalign.storage`); resumable stages (`resume()`) skip what their files already hold.
+    """
 
     def __init__(self, stage: str, output: str | None, dropped: str | None, report_path: str | None,
                  on_error: OnError, quiet: bool):
@@ -208,113 +220,222 @@ class Run:
         self.total: int | None = None  # known target (generate --num): the bar fills as records are kept
         self.flush_each = True  # model stages: every record reaches the pipe at once
         self.done: set[str] = set()
-        self.append = False
+        self.resumable = False
+        self._resuming = False
         self.quarantine: str | None = None
         self.shard: tuple[int, int] | None = None
         self._side: dict[str, Any] = {}
         self._phases: dict[str, Any] = {}
+        self._targets: dict[str, Any] = {}
 
     def resume(self) -> None:
-        """With -o: skip ids already in the output (or the dropped file), append the rest."""
-        from selfalign.io import done_ids
+        """With -o: skip records already in the output (or the dropped / quarantine file), append the rest;
+        a repeated id in the input is set aside as `duplicate_id`, interrupted or not."""
+        self.resumable = True
 
-        if self.output and self.output != "-":
-            self.done = done_ids(self.output) | done_ids(self.dropped_path)
-            self.append = True
-            if self.done and not self.quiet:
-                console.print(f"resuming: {len(self.done)} records already in {self.output}"
-                              f"{' or ' + self.dropped_path if self.dropped_path else ''}")
+    def _open_targets(self) -> None:
+        """Lock every output file and get its side file ready; a resumable run learns what is done."""
+        from selfalign.storage import Busy, Target, is_stream
+
+        self._resuming = resuming = self.resumable and not is_stream(self.output)  # only a file given with -o
+        for path in dict.fromkeys(p for p in (self.output, self.dropped_path, self.quarantine) if p and p != "-"):
+            target = Target(path)
+            try:
+                target.lock()
+            except Busy as e:
+                fail(str(e), 1)
+            except OSError as e:
+                fail(f"cannot write {path}: {e.strerror}", 1)
+            self.stack.callback(target.release)
+            self._targets[path] = target
+            warn = None if self.quiet else (lambda m: console.print(f"[yellow]set aside[/] {m}", highlight=False,
+                                                                    soft_wrap=True))
+            self.done |= target.prepare(resuming and not target.stream, warn or (lambda _: None))
+        if self.done and not self.quiet:
+            names = " or ".join(t.partial for t in self._targets.values() if not t.stream)
+            console.print(f"resuming: {len(self.done)} records already in {names}")
+
+    def _where(self, path: str | None) -> str | None:
+        """The file records for `path` are written to now (its side file, or the stream)."""
+        if path and path in self._targets:
+            return self._targets[path].write_path
+        return path
 
     def records(self, path: str, model: type[T]) -> Iterator[T]:
+        """The input's records, after checking that it can be read (before any output is created)."""
+        if path != "-":
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as e:
+                fail(f"{path}: cannot open: {e.strerror}", 1)
+        return self._records(path, model)
+
+    def _records(self, path: str, model: type[T]) -> Iterator[T]:
         from selfalign.io import InputError, read_records
         from selfalign.records import in_shard
+        from selfalign.storage import line_key
 
+        first: dict[str, int] = {}  # resumable stages: the line where each id was first seen
         try:
-            for _lineno, rec in read_records(path, model):
+            for lineno, rec in read_records(path, model):
                 if isinstance(rec, InputError):
                     if self.on_error is OnError.fail:
                         fail(str(rec), 1)
-                    console.print(f"[yellow]skipped[/] {rec}", highlight=False, soft_wrap=True)
-                    self.report.read += 1
-                    self.report.drop("invalid_input")
                     raw = rec.raw.decode("utf-8", "replace") if isinstance(rec.raw, bytes) else rec.raw
-                    bad = {"stage": self.report.stage, "drop_reason": "invalid_input", "detail": str(rec),
-                           "file": rec.path, "line": rec.lineno, "raw": raw if isinstance(raw, (dict, str)) else None}
-                    if self.quarantine:
-                        self._side_output(self.quarantine, append=True).write(bad)
-                    else:
-                        self._write_dropped(bad)
+                    self._set_aside(rec.path, rec.lineno, "invalid_input", str(rec),
+                                    raw=raw if isinstance(raw, (dict, str)) else None)
                     continue
-                if self.shard and not in_shard(str(getattr(rec, "id", "")), self.shard):
+                rid = str(getattr(rec, "id", ""))
+                if self.shard and not in_shard(rid, self.shard):
                     continue
-                if self.done and getattr(rec, "id", None) in self.done:
-                    self.report.extra["already_done"] = self.report.extra.get("already_done", 0) + 1
+                if self.resumable:
+                    name = "<stdin>" if path == "-" else path
+                    if rid in first:
+                        if line_key(name, lineno) not in self.done:
+                            self._set_aside(name, lineno, "duplicate_id", f"{name}:{lineno}: id {rid!r} is already "
+                                            f"used at line {first[rid]}", record_id=rid,
+                                            raw=rec.model_dump(mode="json", exclude_none=True))
+                        else:
+                            self._count_done()
+                        continue
+                    first[rid] = lineno
+                if self.done and rid in self.done:
+                    self._count_done()
                     continue
                 yield rec
         except InputError as e:
             fail(str(e), 1)
 
-    def _side_output(self, path: str, append: bool) -> Any:
+    def _count_done(self) -> None:
+        self.report.extra["already_done"] = self.report.extra.get("already_done", 0) + 1
+
+    def _set_aside(self, file: str, line: int | None, reason: str, detail: str, raw: Any = None,
+                   record_id: str | None = None) -> None:
+        """A bad input line or a repeated id: one line on stderr, one entry in --quarantine or --dropped,
+        not written again when a resumed run meets the same line."""
+        from selfalign.storage import line_key
+
+        if line is not None and line_key(file, line) in self.done:
+            self._count_done()
+            return
+        console.print(f"[yellow]skipped[/] {detail}", highlight=False, soft_wrap=True)
+        self.report.read += 1
+        self.report.drop(reason)
+        bad = {"id": record_id, "stage": self.report.stage, "drop_reason": reason, "detail": detail,
+               "file": file, "line": line, "raw": raw}
+        bad = {k: v for k, v in bad.items() if v is not None}
+        if self.quarantine:
+            self._side_output(self.quarantine).write(bad)
+        else:
+            self._write_dropped(bad)
+
+    def _side_output(self, path: str) -> Any:
         """The writer for a side file (dropped, quarantine), opened on first use."""
         if path not in self._side:
             from selfalign.io import Output
 
-            self._side[path] = self.stack.enter_context(Output(path, append=append))
+            target = self._targets.get(path)
+            append = bool(target and self._resuming and not target.stream)
+            self._side[path] = self.stack.enter_context(Output(self._where(path), append=append))
         return self._side[path]
 
     def _write_dropped(self, obj: Any) -> None:
         if self.dropped_path:
-            self._side_output(self.dropped_path, append=self.append).write(obj)
+            self._side_output(self.dropped_path).write(obj)
 
     def execute(self, results: Iterable[Any]) -> None:
-        from selfalign.io import Output
+        from selfalign import crashlog
+        from selfalign.io import Output, OutputError
         from selfalign.records import Dropped as DroppedRecord
 
-        interrupted = False
-        crashed = None
+        stopped: int | None = None
+        crashed: BaseException | None = None
         shown = 0.0
         with self.stack:
-            out = self.stack.enter_context(Output(self.output, append=self.append, flush_each=self.flush_each))
-            if not self.quiet:
-                from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-                self.progress = self.stack.enter_context(Progress(
-                    SpinnerColumn(), TextColumn("[bold]{task.description}[/]"), BarColumn(bar_width=None),
-                    TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=True))
-                self.task = self.progress.add_task(self.report.stage, total=self.total,
-                                                   stats=f"0 kept{f' of {self.total}' if self.total else ''}")
             try:
-                for item in results:
-                    if isinstance(item, DroppedRecord):
-                        self._write_dropped(item)
-                    else:
-                        out.write(item)
-                    now = time.monotonic()
-                    if self.progress is not None and now - shown >= 0.1:
-                        shown = now
-                        top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
-                        asked = self.report.extra.get("requests")
-                        top = (f"{asked} requests; " if asked else "") + top
-                        of = f" of {self.total}" if self.total else ""
-                        stats = (f"{self.report.kept} kept{of}, {sum(self.report.dropped.values())} dropped"
-                                 + (f"[dim] ({top})[/]" if top else ""))
-                        self.progress.update(self.task, stats=stats, completed=self.report.kept if self.total else None)
-            except KeyboardInterrupt:
-                interrupted = True
+                try:
+                    self._open_targets()
+                    target = self._targets.get(self.output or "")
+                    append = bool(target and self._resuming and not target.stream)
+                    out = self.stack.enter_context(Output(self._where(self.output), append=append,
+                                                          flush_each=self.flush_each))
+                    self._side[""] = out
+                    self._start_progress()
+                    for item in results:
+                        if isinstance(item, DroppedRecord):
+                            self._write_dropped(item)
+                        else:
+                            out.write(item)
+                        now = time.monotonic()
+                        if self.progress is not None and now - shown >= 0.1:
+                            shown = now
+                            self._show()
+                finally:
+                    self._close_outputs()
+            except KeyboardInterrupt as e:
+                stopped = 143 if isinstance(e, Terminated) else 130
             except (typer.Exit, SystemExit):
                 raise
             except BrokenPipeError:
                 sys.stderr.close()
                 raise typer.Exit(141) from None
-            except Exception as e:  # a backend that died mid-run: what is written stays, a re-run resumes
-                crashed = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+            except Exception as e:  # noqa: BLE001 - a backend that died mid-run: what is written stays
+                crashed = e
+            if stopped is None and crashed is None:
+                for t in self._targets.values():
+                    t.commit()
         self.finish()
-        if interrupted:
-            console.print("[yellow]interrupted:[/] finished records were written")
-            raise typer.Exit(130)
-        if crashed:
-            resume = f"; run the same command again to resume into {self.output}" if self.output else ""
-            fail(f"the run stopped: {crashed}. Finished records were written{resume}.", 1)
+        if stopped:
+            console.print(f"[yellow]{'terminated' if stopped == 143 else 'interrupted'}:[/] {self._kept_note()}",
+                          highlight=False, soft_wrap=True)
+            raise typer.Exit(stopped)
+        if isinstance(crashed, OutputError):
+            fail(f"{crashed}. {self._kept_note()}", 1)
+        if crashed is not None:
+            where = crashlog.write(crashed)
+            fail(f"the run stopped: {crashlog.one_line(crashed)} (traceback: {where}). {self._kept_note()}", 1)
+
+    def _start_progress(self) -> None:
+        if not self.quiet:
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = self.stack.enter_context(Progress(
+                SpinnerColumn(), TextColumn("[bold]{task.description}[/]"), BarColumn(bar_width=None),
+                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=True))
+            self.task = self.progress.add_task(self.report.stage, total=self.total,
+                                               stats=f"0 kept{f' of {self.total}' if self.total else ''}")
+
+    def _close_outputs(self) -> None:
+        """Flush and close every writer now, so a failed flush is reported as the run's error."""
+        from selfalign.io import OutputError
+
+        error = None
+        for w in [*self._side.values()]:
+            try:
+                w.close()
+            except OutputError as e:
+                error = error or e
+        if error:
+            raise error
+
+    def _kept_note(self) -> str:
+        """What an unfinished run left, and what to do next: only what is true."""
+        target = self._targets.get(self.output or "")
+        if target is None or target.stream:
+            return "Records finished before it were written." if self.output else ""
+        if self._resuming:
+            return f"Finished records are in {target.partial}; run the same command again to resume."
+        return f"The records so far are in {target.partial}; run the same command again to redo it."
+
+    def _show(self) -> None:
+        top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
+        asked = self.report.extra.get("requests")
+        top = (f"{asked} requests; " if asked else "") + top
+        of = f" of {self.total}" if self.total else ""
+        stats = (f"{self.report.kept} kept{of}, {sum(self.report.dropped.values())} dropped"
+                 + (f"[dim] ({top})[/]" if top else ""))
+        self.progress.update(self.task, stats=stats, completed=self.report.kept if self.total else None)
 
     def phase(self, name: str, done: int, total: int | None) -> None:
         """A step inside the stage with its own bar (dedup: embedding, then search)."""
@@ -454,7 +575,10 @@ def principle(
                                  not no_cache, {"principles": plist, "exemplars": elist, "config": cfg}, batch_size))
         return
     be = make_backend(backend, cache=not no_cache, **opts)
-    stage = PrincipleStage(be, plist, elist, cfg, run.report)
+    try:
+        stage = PrincipleStage(be, plist, elist, cfg, run.report)
+    except ValueError as e:
+        fail(str(e))
     run.execute(stage.run(run.records(input, PromptRecord)))
 
 
@@ -660,31 +784,64 @@ app.add_typer(cache_app, name="cache")
 
 @cache_app.command("info")
 def cache_info() -> None:
-    """Where the cache is and how many completions it holds.
+    """Where the cache is and how many completions it holds; a cache that cannot be read is said in one line.
 
     Example: [bold]selfalign cache info[/]
     """
-    from selfalign.cache import default_cache
+    from selfalign.cache import CacheError, default_cache
 
-    s = default_cache().stats()
+    cache = default_cache(warn=lambda _: None)
+    try:
+        s = cache.stats()
+    except CacheError as e:
+        fail(str(e), 1)
     typer.echo(f"{s['path']}: {s['completions']} completions, {s['bytes'] / 1e6:.1f} MB")
+    if cache.problem:  # readable, but it cannot store
+        typer.echo(f"warning: {cache.describe()}", err=True)
 
 
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Delete every stored completion.
+    """Delete every stored completion, and remove a cache file that is not a readable SQLite database.
 
     Example: [bold]selfalign cache clear[/]
     """
-    from selfalign.cache import default_cache
+    from selfalign.cache import CacheError, clear_cache
 
-    n = default_cache().clear()
-    console.print(f"cleared {n} completions")
+    try:
+        done = clear_cache()
+    except CacheError as e:
+        fail(str(e), 1)
+    for line in done:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error "
+                                               "on stderr instead of writing it to a log file.")] = False) -> None:
+    if debug:
+        from selfalign import crashlog
+
+        crashlog.DEBUG = True
 
 
 def main() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    app()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        app()
+    except KeyboardInterrupt as e:  # outside a stage's loop (loading a model): nothing was written
+        console.print("[yellow]terminated[/]" if isinstance(e, Terminated) else "[yellow]interrupted[/]")
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback in a log file
+        from rich.markup import escape
+
+        from selfalign import crashlog
+
+        where = crashlog.write(e)
+        console.print(f"[red]error:[/] {escape(crashlog.one_line(e))} (a selfalign bug; traceback: {where})",
+                      highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

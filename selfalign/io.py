@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -53,9 +54,11 @@ def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputErro
         if fp is not sys.stdin.buffer:
             stack.enter_context(fp)
         where = [0]
+        raw_line = [b""]
 
         def lines() -> Iterator[bytes]:
             for where[0], raw in enumerate(fp, 1):  # noqa: B007 - the line number of the last line read
+                raw_line[0] = raw
                 yield raw
 
         reader = jsonlines.Reader(lines())
@@ -72,7 +75,22 @@ def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputErro
                     problem = "empty line"
                 yield e.lineno, InputError(name, e.lineno, problem, e.line)
                 continue
+            if _SURROGATE.search(raw_line[0]) and (problem := _unencodable(obj)):
+                yield where[0], InputError(name, where[0], problem, raw_line[0])
+                continue
             yield where[0], obj
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate: fine only in pairs
+
+
+def _unencodable(obj: Any) -> str | None:
+    """Why a parsed line cannot be written as UTF-8 (a lone surrogate such as \\ud800), or None."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"holds a lone surrogate (\\u{ord(e.object[e.start]):04x}), which UTF-8 cannot encode"
+    return None
 
 
 def read_records(path: str, model: type[M]) -> Iterator[tuple[int, M | InputError]]:
@@ -88,23 +106,38 @@ def read_records(path: str, model: type[M]) -> Iterator[tuple[int, M | InputErro
             yield lineno, InputError(name, lineno, _validation_message(e), obj)
 
 
+class OutputError(Exception):
+    """Writing an output failed (a full disk, a closed device): one line says what and where."""
+
+    def __init__(self, path: str, err: OSError, count: int):
+        self.path, self.count = path, count
+        super().__init__(f"writing {path} failed: {err.strerror or err}")
+
+
 class Output:
-    """JSONL writer to stdout or a file.
+    """JSONL writer to stdout, a stream (a device, a pipe) or a file.
 
     By default every record is flushed, so a consumer down the pipe gets it at once. A fast stage
-    (export) passes `flush_each=False` and is flushed every 50 ms instead of on every line.
+    (export) passes `flush_each=False` and is flushed every 50 ms instead of on every line. A failed write
+    raises OutputError once; closing after it does not try again.
     """
 
     FLUSH_EVERY = 0.05
 
     def __init__(self, path: str | None = None, append: bool = False, flush_each: bool = True):
-        self.path = path
+        from selfalign.storage import is_stream
+
+        self.path = path or "-"
         self.flush_each = flush_each
+        self.failed = self.closed = False
         if path in (None, "-"):
             self._fp: IO[str] = sys.stdout
             self._own = False
         else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if is_stream(path):
+                append = False  # a device or a pipe is written, never appended to (it cannot seek)
+            else:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._fp = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
             self._own = True
         self._writer = jsonlines.Writer(self._fp, compact=True, flush=False,
@@ -114,18 +147,35 @@ class Output:
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:
         obj = record.model_dump(mode="json", exclude_none=True) if isinstance(record, BaseModel) else record
-        self._writer.write(obj)
+        try:
+            self._writer.write(obj)
+            now = time.monotonic()
+            if self.flush_each or now - self._flushed >= self.FLUSH_EVERY:
+                self._fp.flush()
+                self._flushed = now
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            self.failed = True
+            raise OutputError(self.path, e, self.count) from None
         self.count += 1
-        now = time.monotonic()
-        if self.flush_each or now - self._flushed >= self.FLUSH_EVERY:
-            self._fp.flush()
-            self._flushed = now
 
     def close(self) -> None:
-        with contextlib.suppress(BrokenPipeError):
-            self._fp.flush()
-        if self._own:
-            self._fp.close()
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if not self.failed:
+                self._fp.flush()
+        except BrokenPipeError:
+            pass
+        except OSError as e:
+            self.failed = True
+            raise OutputError(self.path, e, self.count) from None
+        finally:
+            if self._own:
+                with contextlib.suppress(OSError):  # a failed flush is not tried again on close
+                    self._fp.close()
 
     def __enter__(self) -> Output:
         return self
@@ -135,22 +185,12 @@ class Output:
 
 
 def done_ids(path: str | None) -> set[str]:
-    """Ids already written to an output file, after repairing a torn last line left by a crash."""
-    if not path or path == "-" or not Path(path).exists():
+    """Keys already written to an output file (see storage.scan): ids, after repairing a torn last line."""
+    from selfalign.storage import scan
+
+    if not path or path == "-":
         return set()
-    with open(path, "rb+") as fp:
-        data = fp.read()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            fp.truncate(cut)  # the half-written record is regenerated (from the cache)
-            data = data[:cut]
-    ids = set()
-    for line in data.splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            if isinstance(obj, dict) and obj.get("id"):
-                ids.add(str(obj["id"]))
-    return ids
+    return scan(path)
 
 
 def read_text(path: str | Path) -> str:

@@ -91,15 +91,18 @@ def test_ctrl_c_writes_what_is_finished_and_exits_130(tmp_path):
     out = tmp_path / "out.jsonl"
     proc = subprocess.Popen(_cmd(prompts, rules, out, tmp_path / "d.jsonl")[:-1], cwd=ROOT, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")})
+    partial = tmp_path / "out.jsonl.partial"  # written under a side name until the stage finishes
     deadline = time.monotonic() + 120  # wait for a condition (the first chunk written), not for a time
-    while proc.poll() is None and not (out.exists() and out.read_text().count("\n")) and time.monotonic() < deadline:
+    while (proc.poll() is None and not (partial.exists() and partial.read_text().count("\n"))
+           and time.monotonic() < deadline):
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before the first chunk was seen"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert "interrupted" in err and "kept" in err
-    rows = jsonl(out)  # every line is whole
+    assert "interrupted" in err and "kept" in err and "run the same command again to resume" in err
+    assert not out.exists()  # an unfinished output never has the final name
+    rows = jsonl(partial)  # every line is whole
     assert 0 < len(rows) < 40
 
 
@@ -113,7 +116,7 @@ def test_backend_dying_mid_run_ends_clearly_and_the_output_resumes(tmp_path):
                    "-o", str(out), env=env, check=False)
     assert proc.returncode == 1
     assert "the run stopped: RuntimeError: scripted engine crash" in proc.stderr and "again to resume" in proc.stderr
-    assert len(jsonl(out)) == 8  # two whole batches were written before the crash
+    assert not out.exists() and len(jsonl(tmp_path / "out.jsonl.partial")) == 8  # two whole batches, side name
     fine = write_jsonl(tmp_path / "fine.jsonl", [{"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
     again = run_cli("principle", str(prompts), "--backend", "scripted", "--model", str(fine), "--batch-size", "4",
                     "-o", str(out), env=env)
@@ -130,7 +133,9 @@ t0, folder, n = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for i in range(n):
     time.sleep(max(0.0, t0 + 0.1 * i - time.time()))
     try:
-        (CompletionCache if i % 2 else EmbeddingCache)(f"{folder}/{i}.sqlite", *([] if i % 2 else ["m"]))
+        c = (CompletionCache if i % 2 else EmbeddingCache)(f"{folder}/{i}.sqlite", *([] if i % 2 else ["m"]))
+        if c.problem:
+            print(i, c.problem, flush=True)
     except Exception as e:
         print(i, repr(e), flush=True)
 '''

@@ -4,7 +4,8 @@ Each line is `{"text": "..."}`, optionally with `"match": "substring"`: a prompt
 whose `match` occurs in its last 400 characters, else the next unmatched rule in turn (cycling); a rule's
 `"finish_reason": "length"` reports the answer as cut at the token limit.
 A line `{"delay": SECONDS}` makes each prompt take that long; `{"log": PATH}` appends one line per
-prompt answered to PATH (tests count regenerations with it); `{"crash_after": N}` makes the backend die
+prompt answered to PATH (tests count regenerations with it); `{"max_context": N}` sets the context window
+(tokens are words here); `{"crash_after": N}` makes the backend die
 (raise) once it has answered N prompts, as an engine crash would; `{"exit_after": N}` makes its whole
 process exit at that point instead, as one killed by the OOM killer would, and with `"once": PATH` it does
 so only if PATH does not exist yet (it is created first), so a restarted process goes on.
@@ -45,7 +46,7 @@ class ScriptedBackend:
         self.exit = next((r for r in settings if "exit_after" in r), None)
         self.model = model or "inline"
         self.rules = rules
-        self.max_context = max_context
+        self.max_context = int(next((r["max_context"] for r in settings if "max_context" in r), max_context))
         self.calls = 0
         self.prompts_seen = 0
         self._turn = 0

@@ -23,6 +23,7 @@ from selfalign.stages.common import clip as _clip
 from selfalign.templates import principle_prefix, principle_prompt, principle_turn_stops
 
 STAGE = "principle"
+MIN_QUESTION_TOKENS = 32  # a principle set leaving less room than this for the question is refused up front
 
 
 class PrincipleConfig(BaseModel):
@@ -96,6 +97,19 @@ class PrincipleStage:
             + [(f"exemplar {i} question", e.user) for i, e in enumerate(exemplars, 1)],
             min_words=config.min_words, keep=config.keep)
         self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep, config.embedding_model)
+        self.check_fits()
+
+    def check_fits(self) -> None:
+        """Refuse before any work when the principles and exemplars leave no room for a question and its
+        answer: otherwise every record would be dropped as prompt_too_long (and a resume would skip them)."""
+        fixed = self.backend.count_tokens(principle_prompt(self.prefix, "", self.cfg.persona))
+        room = self.backend.max_context - fixed - self.params.max_tokens
+        if room < MIN_QUESTION_TOKENS:
+            raise ValueError(
+                f"the principle set and exemplars take {fixed} tokens; with --max-tokens {self.params.max_tokens} "
+                f"that leaves {max(room, 0)} of the model's {self.backend.max_context}-token context for a question "
+                f"(at least {MIN_QUESTION_TOKENS} needed): shorten the principles or exemplars, lower --max-tokens, "
+                "or use a model with a longer context")
 
     def run(self, records: Iterable[PromptRecord]) -> Iterator[AlignedRecord | Dropped]:
         """Records out in input order, each kept or dropped with a reason."""
