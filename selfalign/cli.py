@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from selfalign.gates import REASONS
+from selfalign.runner import Runner, RunError, Stopped, Terminated, on_sigterm
 
 app = typer.Typer(
     name="selfalign",
@@ -191,212 +192,51 @@ def make_backend(name: BackendName, cache: bool = True, **options: Any) -> Any:
                      (RuntimeError, ValueError, OSError))
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (Slurm, Kubernetes, `timeout`): handled like Ctrl-C, exit 143."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-class Run:
-    """One command's plumbing: reads records, writes kept and dropped ones, counts, shows progress.
-
-    Every output file is locked and written under a side name, renamed when the stage finishes
-    (`selfalign.storage`); resumable stages (`resume()`) skip what their files already hold.
-    """
+class Run(Runner):
+    """A Runner with the CLI's face: rich progress and summary tables on stderr, one-line errors."""
 
     def __init__(self, stage: str, output: str | None, dropped: str | None, report_path: str | None,
                  on_error: OnError, quiet: bool):
-        from selfalign.report import Report
-
-        self.report = Report(stage)
-        self.output, self.dropped_path, self.report_path = output, dropped, report_path
-        self.on_error, self.quiet = on_error, quiet
-        self.stack = ExitStack()
+        super().__init__(stage, output, dropped, report_path, on_error.value,
+                         say=(lambda _: None) if quiet else self._say)
+        self.quiet = quiet
         self.progress: Any = None
         self.task: Any = None
         self.principle_names: dict[str, str] | None = None
         self.total: int | None = None  # known target (generate --num): the bar fills as records are kept
-        self.flush_each = True  # model stages: every record reaches the pipe at once
-        self.done: set[str] = set()
-        self.resumable = False
-        self._resuming = False
-        self.quarantine: str | None = None
-        self.shard: tuple[int, int] | None = None
-        self._side: dict[str, Any] = {}
         self._phases: dict[str, Any] = {}
-        self._targets: dict[str, Any] = {}
+        self._shown = 0.0
 
-    def resume(self) -> None:
-        """With -o: skip records already in the output (or the dropped / quarantine file), append the rest;
-        a repeated id in the input is set aside as `duplicate_id`, interrupted or not."""
-        self.resumable = True
+    @staticmethod
+    def _say(message: str) -> None:
+        from rich.markup import escape
 
-    def _open_targets(self) -> None:
-        """Lock every output file and get its side file ready; a resumable run learns what is done."""
-        from selfalign.storage import Busy, Target, is_stream
-
-        self._resuming = resuming = self.resumable and not is_stream(self.output)  # only a file given with -o
-        for path in dict.fromkeys(p for p in (self.output, self.dropped_path, self.quarantine) if p and p != "-"):
-            target = Target(path)
-            try:
-                target.lock()
-            except Busy as e:
-                fail(str(e), 1)
-            except OSError as e:
-                fail(f"cannot write {path}: {e.strerror}", 1)
-            self.stack.callback(target.release)
-            self._targets[path] = target
-            warn = None if self.quiet else (lambda m: console.print(f"[yellow]set aside[/] {m}", highlight=False,
-                                                                    soft_wrap=True))
-            self.done |= target.prepare(resuming and not target.stream, warn or (lambda _: None))
-        if self.done and not self.quiet:
-            names = " or ".join(t.partial for t in self._targets.values() if not t.stream)
-            console.print(f"resuming: {len(self.done)} records already in {names}")
-
-    def _where(self, path: str | None) -> str | None:
-        """The file records for `path` are written to now (its side file, or the stream)."""
-        if path and path in self._targets:
-            return self._targets[path].write_path
-        return path
-
-    def records(self, path: str, model: type[T]) -> Iterator[T]:
-        """The input's records, after checking that it can be read (before any output is created)."""
-        if path != "-":
-            try:
-                with open(path, "rb"):
-                    pass
-            except OSError as e:
-                fail(f"{path}: cannot open: {e.strerror}", 1)
-        return self._records(path, model)
-
-    def _records(self, path: str, model: type[T]) -> Iterator[T]:
-        from selfalign.io import InputError, read_records
-        from selfalign.records import in_shard
-        from selfalign.storage import line_key
-
-        first: dict[str, int] = {}  # resumable stages: the line where each id was first seen
-        try:
-            for lineno, rec in read_records(path, model):
-                if isinstance(rec, InputError):
-                    if self.on_error is OnError.fail:
-                        fail(str(rec), 1)
-                    raw = rec.raw.decode("utf-8", "replace") if isinstance(rec.raw, bytes) else rec.raw
-                    self._set_aside(rec.path, rec.lineno, "invalid_input", str(rec),
-                                    raw=raw if isinstance(raw, (dict, str)) else None)
-                    continue
-                rid = str(getattr(rec, "id", ""))
-                if self.shard and not in_shard(rid, self.shard):
-                    continue
-                if self.resumable:
-                    name = "<stdin>" if path == "-" else path
-                    if rid in first:
-                        if line_key(name, lineno) not in self.done:
-                            self._set_aside(name, lineno, "duplicate_id", f"{name}:{lineno}: id {rid!r} is already "
-                                            f"used at line {first[rid]}", record_id=rid,
-                                            raw=rec.model_dump(mode="json", exclude_none=True))
-                        else:
-                            self._count_done()
-                        continue
-                    first[rid] = lineno
-                if self.done and rid in self.done:
-                    self._count_done()
-                    continue
-                yield rec
-        except InputError as e:
-            fail(str(e), 1)
-
-    def _count_done(self) -> None:
-        self.report.extra["already_done"] = self.report.extra.get("already_done", 0) + 1
-
-    def _set_aside(self, file: str, line: int | None, reason: str, detail: str, raw: Any = None,
-                   record_id: str | None = None) -> None:
-        """A bad input line or a repeated id: one line on stderr, one entry in --quarantine or --dropped,
-        not written again when a resumed run meets the same line."""
-        from selfalign.storage import line_key
-
-        if line is not None and line_key(file, line) in self.done:
-            self._count_done()
-            return
-        console.print(f"[yellow]skipped[/] {detail}", highlight=False, soft_wrap=True)
-        self.report.read += 1
-        self.report.drop(reason)
-        bad = {"id": record_id, "stage": self.report.stage, "drop_reason": reason, "detail": detail,
-               "file": file, "line": line, "raw": raw}
-        bad = {k: v for k, v in bad.items() if v is not None}
-        if self.quarantine:
-            self._side_output(self.quarantine).write(bad)
+        head, _, rest = message.partition(" ")
+        if head in ("skipped", "set") and rest:
+            message = f"[yellow]{head}[/] {escape(rest)}"
         else:
-            self._write_dropped(bad)
+            message = escape(message)
+        console.print(message, highlight=False, soft_wrap=True)
 
-    def _side_output(self, path: str) -> Any:
-        """The writer for a side file (dropped, quarantine), opened on first use."""
-        if path not in self._side:
-            from selfalign.io import Output
-
-            target = self._targets.get(path)
-            append = bool(target and self._resuming and not target.stream)
-            self._side[path] = self.stack.enter_context(Output(self._where(path), append=append))
-        return self._side[path]
-
-    def _write_dropped(self, obj: Any) -> None:
-        if self.dropped_path:
-            self._side_output(self.dropped_path).write(obj)
+    def records(self, path: Any, model: type[T]) -> Iterator[T]:
+        try:
+            return super().records(path, model)
+        except RunError as e:
+            fail(str(e), e.code)
 
     def execute(self, results: Iterable[Any]) -> None:
-        from selfalign import crashlog
-        from selfalign.io import Output, OutputError
-        from selfalign.records import Dropped as DroppedRecord
+        try:
+            super().execute(results)
+        except Stopped as e:
+            console.print(f"[yellow]{escape_text(str(e))}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.code) from None
+        except RunError as e:
+            fail(str(e), e.code)
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise typer.Exit(141) from None
 
-        stopped: int | None = None
-        crashed: BaseException | None = None
-        shown = 0.0
-        with self.stack:
-            try:
-                try:
-                    self._open_targets()
-                    target = self._targets.get(self.output or "")
-                    append = bool(target and self._resuming and not target.stream)
-                    out = self.stack.enter_context(Output(self._where(self.output), append=append,
-                                                          flush_each=self.flush_each))
-                    self._side[""] = out
-                    self._start_progress()
-                    for item in results:
-                        if isinstance(item, DroppedRecord):
-                            self._write_dropped(item)
-                        else:
-                            out.write(item)
-                        now = time.monotonic()
-                        if self.progress is not None and now - shown >= 0.1:
-                            shown = now
-                            self._show()
-                finally:
-                    self._close_outputs()
-            except KeyboardInterrupt as e:
-                stopped = 143 if isinstance(e, Terminated) else 130
-            except (typer.Exit, SystemExit):
-                raise
-            except BrokenPipeError:
-                sys.stderr.close()
-                raise typer.Exit(141) from None
-            except Exception as e:  # noqa: BLE001 - a backend that died mid-run: what is written stays
-                crashed = e
-            if stopped is None and crashed is None:
-                for t in self._targets.values():
-                    t.commit()
-        self.finish()
-        if stopped:
-            console.print(f"[yellow]{'terminated' if stopped == 143 else 'interrupted'}:[/] {self._kept_note()}",
-                          highlight=False, soft_wrap=True)
-            raise typer.Exit(stopped)
-        if isinstance(crashed, OutputError):
-            fail(f"{crashed}. {self._kept_note()}", 1)
-        if crashed is not None:
-            where = crashlog.write(crashed)
-            fail(f"the run stopped: {crashlog.one_line(crashed)} (traceback: {where}). {self._kept_note()}", 1)
-
-    def _start_progress(self) -> None:
+    def start(self) -> None:
         if not self.quiet:
             from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -406,29 +246,11 @@ class Run:
             self.task = self.progress.add_task(self.report.stage, total=self.total,
                                                stats=f"0 kept{f' of {self.total}' if self.total else ''}")
 
-    def _close_outputs(self) -> None:
-        """Flush and close every writer now, so a failed flush is reported as the run's error."""
-        from selfalign.io import OutputError
-
-        error = None
-        for w in [*self._side.values()]:
-            try:
-                w.close()
-            except OutputError as e:
-                error = error or e
-        if error:
-            raise error
-
-    def _kept_note(self) -> str:
-        """What an unfinished run left, and what to do next: only what is true."""
-        target = self._targets.get(self.output or "")
-        if target is None or target.stream:
-            return "Records finished before it were written." if self.output else ""
-        if self._resuming:
-            return f"Finished records are in {target.partial}; run the same command again to resume."
-        return f"The records so far are in {target.partial}; run the same command again to redo it."
-
-    def _show(self) -> None:
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.progress is None or now - self._shown < 0.1:
+            return
+        self._shown = now
         top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
         asked = self.report.extra.get("requests")
         top = (f"{asked} requests; " if asked else "") + top
@@ -447,9 +269,15 @@ class Run:
         self.progress.update(self._phases[name], completed=done, total=total, stats=unit)
 
     def finish(self) -> None:
-        self.report.write_json(self.report_path)
+        super().finish()
         if not self.quiet:
             self.report.print(console, self.principle_names)
+
+
+def escape_text(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 # ---- commands ------------------------------------------------------------------------------------
@@ -827,7 +655,7 @@ def _options(debug: Annotated[bool, typer.Option("--debug", help="Show the trace
 
 def main() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app()
     except KeyboardInterrupt as e:  # outside a stage's loop (loading a model): nothing was written
