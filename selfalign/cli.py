@@ -560,6 +560,47 @@ def refine(
     run.execute(run_refine(run.records(input, AlignedRecord), be, cfg, run.report))
 
 
+@app.command("run")
+def run_recipe(
+    recipe: Annotated[str, typer.Argument(help="Recipe file (TOML): the backend, the stages in order, the output folder.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="NAME.FIELD=VALUE", help="Change one option "
+                    "(repeatable), e.g. principle.temperature=0.3, backend.model=/models/x, run.out=out/big.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan and stop.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run a whole workflow from one recipe file into one folder, resuming stage by stage; writes report.html
+    and a dataset card (README.md) with the constitution beside the data.
+
+    Example: [bold]selfalign run examples/recipe.toml --set self-instruct.num=100 --dry-run[/]
+    """
+    from selfalign.recipe import load_recipe, plan_text
+    from selfalign.recipe import run_recipe as run_all
+
+    try:
+        plan = load_recipe(recipe, set_)
+    except ValueError as e:
+        fail(str(e))
+    if dry_run:
+        typer.echo(plan_text(plan))
+        return
+    say = (lambda _: None) if quiet else Run._say
+    try:
+        reports = run_all(plan, say=say, source=recipe)
+    except Stopped as e:
+        console.print(f"[yellow]{escape_text(str(e))}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(e.code) from None
+    except RunError as e:
+        fail(str(e), e.code)
+    except ValueError as e:
+        fail(str(e))
+    if not quiet:
+        for name, rep in reports.items():
+            top = ", ".join(f"{r} {n}" for r, n in rep.dropped.most_common(3))
+            console.print(f"{name:>14}: {rep.read} read, {rep.kept} kept" + (f" (dropped: {top})" if top else ""),
+                          highlight=False)
+        console.print(f"done: {plan.out} (README.md, report.html)", highlight=False)
+
+
 class ReportFormat(str, Enum):
     html = "html"
     text = "text"

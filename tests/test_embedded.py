@@ -77,3 +77,17 @@ def test_the_embedded_backend_reports_length_and_both_stages_drop_truncated_answ
         dropped = jsonl(tmp_path / f"{stage}-d.jsonl")
         assert proc.stdout == "" and [d["drop_reason"] for d in dropped] == ["truncated"] * len(rows)
         assert all("(4 tokens)" in d["detail"] for d in dropped)
+
+
+def test_python_api_gives_the_same_records_as_the_cli_on_the_embedded_model(tmp_path, monkeypatch):
+    from selfalign import Export, Load, Pipeline, Principle
+
+    src = write_jsonl(tmp_path / "q.jsonl", [{"prompt": q} for q in QUESTIONS[:2]])
+    cache = {"SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
+    monkeypatch.setenv("SELFALIGN_CACHE_DIR", cache["SELFALIGN_CACHE_DIR"])
+    aligned = run_cli("principle", str(src), "--max-tokens", "48", "--keep", "all", "--seed", "1", "-q",
+                      env=cache).stdout
+    cli = jsonl(run_cli("export", "-q", stdin=aligned).stdout)
+    Pipeline([Load(path=str(src)), Principle(max_tokens=48, keep=["all"], seed=1), Export()]).run(
+        out_dir=tmp_path / "out")  # the embedded model (transformers), as the CLI's default
+    assert jsonl(tmp_path / "out" / "export.jsonl") == cli and len(cli) == 2

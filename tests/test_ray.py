@@ -36,6 +36,9 @@ def _principle_setup(tmp_path, n=40):
 
 
 def _ids(path):
+    """Ids written so far: the finished file, else its side file (an unfinished stage's output)."""
+    if not path.exists():
+        path = path.with_name(path.name + ".partial")
     return [r["id"] for r in jsonl(path)] if path.exists() else []
 
 
@@ -226,7 +229,7 @@ def test_an_actor_process_that_dies_is_restarted_and_no_id_is_written_twice(tmp_
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and len(errors) == 1 and "process died 3 times" in errors[0], proc.stderr[-2000:]
     assert proc.stdout == ""  # Ray's held-back messages about the dead workers went to stderr too
-    assert all(len(line) < 400 for line in proc.stderr.splitlines())  # each cut to its first sentence
+    assert all(len(line) < 600 for line in proc.stderr.splitlines())  # each cut to its first sentence (+ log path)
 
 
 def test_dedup_embeds_on_the_actor_pool_and_drops_what_a_local_run_drops(tmp_path, cluster):
