@@ -213,7 +213,8 @@ selfalign_recipe_hash: {digest}
 
 # Synthetic SFT data made with selfalign
 
-Made by `selfalign run` from the recipe below (hash `{digest}`; every kept record's provenance carries it).
+Made by `selfalign run` from the recipe below (hash `{digest}`, also in the provenance of every record in the
+stage files).
 The answers were written under a principle set with worked exemplars (SELF-ALIGN); the principles and the
 model's internal thoughts were removed from the exported files ("principle engraving").
 
