@@ -200,8 +200,8 @@ class RayExecutor:
                   cache: bool, stage_args: dict[str, Any], batch_size: int | None) -> Iterator[Any]:
         """Run `stage` over `records` on the actor pool; yield kept records (dicts) and `Dropped` ones.
 
-        The report is kept here, on the driver, from what comes back: `read` counts the records sent,
-        each of which comes back exactly once (kept, or dropped with its reason).
+        Each record sent comes back exactly once (kept, or dropped with its reason); the runner that consumes
+        this stream counts it, as for a local run. `report` gets only this executor's extras.
         """
         if stage not in STAGES:
             raise ValueError(f"stage {stage!r} does not run as a Ray map")
@@ -240,16 +240,8 @@ class RayExecutor:
             if seq in seen:  # a chunk retried after an actor died: its records were already written
                 continue
             seen.add(seq)
-            report.read += 1
             obj = json.loads(str(row["json"]))
-            if kind == "dropped":
-                item = Dropped.model_validate(obj)
-                report.drop(item.drop_reason)
-                yield item
-            else:
-                report.kept += 1
-                report.principles.update(obj.get("principles") or [])
-                yield obj
+            yield Dropped.model_validate(obj) if kind == "dropped" else obj  # counted by the runner
         if len(seen) != total:
             raise RuntimeError(f"{total - len(seen)} of {total} records did not come back from the Ray actors")
 

@@ -20,6 +20,27 @@ class Report:
     def drop(self, reason: str) -> None:
         self.dropped[reason] += 1
 
+    def count(self, item: Any) -> None:
+        """Count one item of a stage's stream: a Dropped record by its reason, anything else as kept (with the
+        principles it cites). Every stage is counted here, by whoever consumes its stream (the Runner)."""
+        self.read += 1
+        reason = getattr(item, "drop_reason", None)
+        if reason is not None:
+            self.dropped[reason] += 1
+            return
+        self.kept += 1
+        cited = getattr(item, "principles", None)
+        if cited is None and isinstance(item, dict):
+            cited = item.get("principles")
+        if cited:
+            self.principles.update(cited)
+
+    def tally(self, items: Any) -> Any:
+        """`items`, passed through, each counted."""
+        for item in items:
+            self.count(item)
+            yield item
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"stage": self.stage, "read": self.read, "kept": self.kept,
                                "dropped": dict(self.dropped.most_common()),

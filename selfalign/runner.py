@@ -204,6 +204,7 @@ class Runner:
                     self._side[""] = out
                     self.start()
                     for item in results:
+                        self.report.count(item)
                         if isinstance(item, Dropped):
                             self._write_dropped(item)
                         else:

@@ -21,7 +21,7 @@ def test_normalised_exact_duplicates_all_go_distinct_records_all_stay():
     rs = recs("What is the capital of France?", "what is the capital of france", "WHAT IS  the capital, of France?!",
               "How do airplanes fly?", "Write a poem about the sea.", "how do airplanes fly")
     report = Report("dedup")
-    out = list(dedup(rs, DedupConfig(threshold=2.0, jaccard=2.0), report, None))
+    out = list(report.tally(dedup(rs, DedupConfig(threshold=2.0, jaccard=2.0), report, None)))
     assert [r.id for r in out if not isinstance(r, Dropped)] == ["r0", "r3", "r4"]
     dropped = [r for r in out if isinstance(r, Dropped)]
     assert [(d.id, d.duplicate_of) for d in dropped] == [("r1", "r0"), ("r2", "r0"), ("r5", "r3")]

@@ -41,7 +41,7 @@ def test_self_instruct_from_public_format_accepts_num_novel_prompts(tmp_path):
                                 {"text": " Compose a short toast for a wedding dinner.\n7. List four board games "
                                          "for families.\n8. Explain what a prime number is."}])
     report = Report("generate")
-    out = list(self_instruct(pool, be, GenerateConfig(num=5, seed=1, batch_size=2), report))
+    out = list(report.tally(self_instruct(pool, be, GenerateConfig(num=5, seed=1, batch_size=2), report)))
     kept = [r for r in out if isinstance(r, PromptRecord)]
     reasons = {d.drop_reason for d in out if isinstance(d, Dropped)}
     assert len(kept) == 5
@@ -74,3 +74,23 @@ def test_red_team_keeps_question_type_and_topic(tmp_path):
     assert len(kept) == 2  # the scripted model only knows two distinct questions: no duplicates kept
     assert all(r.question_type in {"science", "history"} and r.topic for r in kept)
     assert kept[0].topic == "tides" or kept[0].topic in {"volcanoes", "the printing press", "glaciers"}
+
+
+def test_every_count_in_the_report_is_a_record_in_dropped_or_the_output(tmp_path):
+    """Counts come from the stream in one place: a drop the report counts (surplus after --num included)
+    is a line in --dropped, for generate and for the stages after it."""
+    from collections import Counter
+
+    from conftest import jsonl, run_cli, write_jsonl
+
+    rules = write_jsonl(tmp_path / "rules.jsonl", [{"text": " Explain how tides work.\n7. Describe how bees make honey."
+                                                            "\n8. Name three rivers in Europe.\n9. Why do cats purr?"}])
+    be = ["--backend", "scripted", "--model", str(rules)]
+    out, dropped, report = tmp_path / "p.jsonl", tmp_path / "d.jsonl", tmp_path / "r.json"
+    run_cli("generate", "--num", "2", "--no-embeddings", *be, "-o", str(out), "--dropped", str(dropped),
+            "--report", str(report), "-q")
+    rep = json.loads(report.read_text())
+    by_reason = Counter(d["drop_reason"] for d in jsonl(dropped))
+    assert rep["dropped"].get("surplus_after_num", 0) >= 1
+    assert rep["dropped"] == dict(by_reason) and rep["kept"] == len(jsonl(out)) == 2
+    assert rep["read"] == rep["kept"] + sum(by_reason.values())

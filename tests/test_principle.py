@@ -100,7 +100,7 @@ def test_prompt_that_overflows_the_context_is_dropped_never_cut():
     st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), report)
     short = PromptRecord.model_validate({"prompt": "Short question?"})
     long = PromptRecord.model_validate({"prompt": "word " * 2000})
-    out = list(st.run([short, long]))
+    out = list(report.tally(st.run([short, long])))
     assert isinstance(out[0], AlignedRecord)
     assert isinstance(out[1], Dropped) and out[1].drop_reason == "prompt_too_long"
     assert "prompt tokens" in out[1].detail and out[1].id == long.id

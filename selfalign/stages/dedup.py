@@ -102,17 +102,13 @@ def _exact_only(records: Iterable[Record], field: str, report: Report, against: 
     ref_exact = {text_key(t): rid for rid, t in against}
     exact: dict[bytes, str] = {}
     for rec in records:
-        report.read += 1
         key = text_key(dedup_text(rec, field))
         if key in ref_exact:
-            report.drop("contaminated")
             yield _dup(rec, "contaminated", ref_exact[key], 1.0, "exact")
         elif key in exact:
-            report.drop("exact_duplicate")
             yield _dup(rec, "exact_duplicate", exact[key], 1.0, "exact")
         else:
             exact[key] = rec.id
-            report.kept += 1
             yield rec
 
 
@@ -159,18 +155,12 @@ class _NearDup:
             for pos, line in enumerate(spool):
                 rec = self.kinds[pos].model_validate_json(line)
                 reason, of, score, match = self._verdict(pos, dup_of, sim, how)
-                if reason is None:
-                    self.report.kept += 1
-                    yield rec
-                else:
-                    self.report.drop(reason)
-                    yield _dup(rec, reason, of, score, match)
+                yield rec if reason is None else _dup(rec, reason, of, score, match)
 
     def _read(self, records: Iterable[Record], spool) -> None:
         first: dict[bytes, int] = {}
         pending: list[tuple[int, str]] = []
         for pos, rec in enumerate(records):
-            self.report.read += 1
             self.offsets.append(spool.tell())
             spool.write(rec.model_dump_json().encode() + b"\n")
             self.ids.append(rec.id)
@@ -195,7 +185,7 @@ class _NearDup:
                     self._embed(pending)
                     pending = []
             elif pos % 1024 == 0:
-                self.progress("reading", self.report.read, None)
+                self.progress("reading", len(self.offsets), None)
         self._embed(pending)
 
     def _ref_look(self, ref: int) -> Look:
@@ -236,7 +226,7 @@ class _NearDup:
                     self.contaminated_rows.add(self.row_of_rec[pos])
                     break
         self.vectors.add(vectors)
-        self.progress("embedding", self.report.read, None)
+        self.progress("embedding", len(self.offsets), None)
 
     def _text(self, row: int) -> str:
         pos = self.rec_of_row[row]

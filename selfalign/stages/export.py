@@ -58,20 +58,16 @@ def to_sft(prompt: str, answer: str, fmt: str, system: str | None) -> dict[str, 
 def export(records: Iterable[ExportInput], config: ExportConfig, report: Report,
            count_tokens: Callable[[str], int] | None = None) -> Iterator[dict[str, Any] | Dropped]:
     for rec in records:
-        report.read += 1
         answer = getattr(rec, config.answer)
         if not isinstance(answer, str) or not answer.strip():
-            report.drop(f"no_{config.answer}")
             yield drop(STAGE, rec, f"no_{config.answer}", f"record has no {config.answer!r} to export")
             continue
         out = to_sft(rec.prompt, answer.strip(), config.format, config.system)
         if count_tokens is not None:
             n = count_tokens(rec.prompt) + count_tokens(answer) + (count_tokens(config.system) if config.system else 0)
             if config.max_tokens is not None and n > config.max_tokens:
-                report.drop("too_many_tokens")
                 yield drop(STAGE, rec, "too_many_tokens", f"{n} tokens > {config.max_tokens}")
                 continue
             out["num_tokens"] = n
         out["id"] = rec.id
-        report.kept += 1
         yield out

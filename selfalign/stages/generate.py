@@ -131,33 +131,27 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
         checks = []
         for comp in backend.generate(prompts, _params(cfg, calls, ["\n\n\n"])):
             if comp.finish_reason == "error":
-                report.drop("backend_error")
+                yield drop(STAGE, {"prompt": "(a self-instruct request)"}, "backend_error", comp.error)
                 continue
             items, cut = parse_numbered(comp.text, comp.finish_reason != "length")
             if cut:
-                report.read += 1
-                report.drop("unfinished_item")
                 yield drop(STAGE, {"prompt": cut}, "unfinished_item", "the completion ended mid-item")
             for text in items:
-                report.read += 1
                 problem = candidate_problem(text, cfg)
                 if problem:
-                    report.drop(problem[0])
                     yield drop(STAGE, {"prompt": text}, *problem)
                 else:
                     checks.append(text)
         # the novelty check of one call's candidates is one batch of embeddings
         for text, problem in zip(checks, novelty.check(checks), strict=True):
             if problem:
-                report.drop(problem[0])
                 yield drop(STAGE, {"prompt": text}, *problem)
                 continue
             if accepted >= cfg.num:
-                report.drop("surplus_after_num")
+                yield drop(STAGE, {"prompt": text}, "surplus_after_num", f"--num {cfg.num} already reached")
                 continue
             generated.append(text)
             accepted += 1
-            report.kept += 1
             yield PromptRecord(id=stable_id(text), prompt=text, source="self-instruct", provenance=[prov])
     report.extra["requests"] = requests
     if accepted < cfg.num:
@@ -211,29 +205,24 @@ def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, r
         comps = backend.generate(prompts, params)
         fresh = []
         for (qt, topic), comp in zip(batch, comps, strict=True):
-            report.read += 1
             text = " ".join(comp.text.split())
             meta = {"prompt": text, "question_type": qt.name, "topic": topic}
             if comp.finish_reason == "error":
-                report.drop("backend_error")
                 yield drop(STAGE, meta, "backend_error", comp.error)
                 continue
             problem = candidate_problem(text, cfg) if text else ("empty", "no question written")
             if problem:
-                report.drop(problem[0])
                 yield drop(STAGE, meta, *problem)
                 continue
             fresh.append(meta)
         for meta, problem in zip(fresh, novelty.check([m["prompt"] for m in fresh]), strict=True):
             if problem:
-                report.drop(problem[0])
                 yield drop(STAGE, meta, *problem)
                 continue
             if accepted >= cfg.num:
-                report.drop("surplus_after_num")
+                yield drop(STAGE, meta, "surplus_after_num", f"--num {cfg.num} already reached")
                 continue
             accepted += 1
-            report.kept += 1
             yield PromptRecord(id=stable_id(meta["prompt"]), source="red-team", provenance=[prov], **meta)
     report.extra["requests"] = requests
     report.extra["topics"] = sum(len(v) for v in topics.values())

@@ -114,15 +114,8 @@ class PrincipleStage:
     def run(self, records: Iterable[PromptRecord]) -> Iterator[AlignedRecord | Dropped]:
         """Records out in input order, each kept or dropped with a reason."""
         for batch in batched(records, self.cfg.batch_size or getattr(self.backend, "chunk_size", 16)):
-            self.report.read += len(batch)
             outs = answer_batch(STAGE, self.backend, self.params, batch, self.render, self.judge)
-            for out in self.meaning.apply(STAGE, outs, "response"):
-                if isinstance(out, Dropped):
-                    self.report.drop(out.drop_reason)
-                else:
-                    self.report.kept += 1
-                    self.report.principles.update(out.principles)
-                yield out
+            yield from self.meaning.apply(STAGE, outs, "response")
 
     def render(self, rec: PromptRecord) -> str:
         return principle_prompt(self.prefix, rec.prompt, self.cfg.persona)

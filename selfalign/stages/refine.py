@@ -67,11 +67,5 @@ def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineCon
             v.answer, config.max_list_items)))
 
     for batch in batched(records, config.batch_size or getattr(backend, "chunk_size", 16)):
-        report.read += len(batch)
         render = lambda rec: refine_prompt(rec.prompt, config.persona)  # noqa: E731
-        for out in meaning.apply(STAGE, answer_batch(STAGE, backend, params, batch, render, judge), "verbose_response"):
-            if isinstance(out, Dropped):
-                report.drop(out.drop_reason)
-            else:
-                report.kept += 1
-            yield out
+        yield from meaning.apply(STAGE, answer_batch(STAGE, backend, params, batch, render, judge), "verbose_response")
