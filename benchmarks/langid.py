@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data" / "langid.jsonl"

@@ -22,7 +22,8 @@ from selfalign.runner import Runner
 
 
 class BackendConfig(BaseModel):
-    """One backend for every model stage (the CLI's --backend, --model, ... options)."""
+    """One backend for every model stage (the CLI's --backend, --model, ... options). Options left None take the
+    backend's own default; one the chosen backend does not take is an error naming it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,27 +32,23 @@ class BackendConfig(BaseModel):
     seed: int | None = None
     cache: bool = True
     base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str | None = None
     api_key_file: str | None = None
-    concurrency: int = 8
-    max_retries: int = 4
-    timeout: float = 120.0
+    concurrency: int | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
     max_model_len: int | None = None
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int | None = None
+    gpu_memory_utilization: float | None = None
     dtype: str | None = None
     quantization: str | None = None
 
     def open(self) -> Any:
         from selfalign.cache import open_backend
 
-        opts = self.model_dump(exclude={"name", "cache"})
-        if self.name != "vllm":
-            for k in ("tensor_parallel_size", "gpu_memory_utilization", "quantization"):
-                opts.pop(k)
-        if self.name != "openai":
-            for k in ("base_url", "api_key_env", "api_key_file", "concurrency", "max_retries", "timeout"):
-                opts.pop(k)
+        opts = self.model_dump(exclude={"name", "cache"}, exclude_none=True)
+        if "max_model_len" in opts and self.name in ("openai", "scripted"):
+            opts["max_context"] = opts.pop("max_model_len")
         return open_backend(self.name, self.cache, **opts)
 
 

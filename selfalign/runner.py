@@ -116,7 +116,6 @@ class Runner:
     def _records(self, path: str, model: type[T]) -> Iterator[T]:
         from selfalign.io import InputError, read_records
         from selfalign.records import in_shard
-        from selfalign.storage import line_key
 
         first: dict[str, int] = {}  # resumable stages: the line where each id was first seen
         name = "<stdin>" if path == "-" else path

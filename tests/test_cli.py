@@ -138,3 +138,17 @@ def test_shards_cover_the_input_exactly_once(tmp_path, script, n):
     assert kept == whole and all(parts)
     bad = run_cli("principle", str(src), *be, "--shard", "3/3", check=False)
     assert bad.returncode == 2 and "0 <= I < N" in bad.stderr
+
+
+def test_backend_options_are_shared_by_every_model_stage_and_checked(tmp_path, script):
+    rules = script([{"text": " By 2 (informative).\n\nSage: Fine."}])
+    for cmd in ("generate", "principle", "refine"):
+        help_text = run_cli(cmd, "--help", env={"COLUMNS": "200"}).stdout
+        for opt in ("--tensor-parallel-size", "--max-retries", "--request-timeout", "--quantization"):
+            assert opt in help_text, (cmd, opt)
+    proc = run_cli("principle", "--backend", "scripted", "--model", rules, "--tensor-parallel-size", "4",
+                   stdin='{"prompt": "q"}\n', check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "--tensor-parallel-size: not an option of the scripted backend" in proc.stderr
+    proc = run_cli("refine", "--backend", "transformers", "--concurrency", "4", stdin="", check=False)
+    assert proc.returncode == 2 and "--concurrency: not an option of the transformers backend" in proc.stderr

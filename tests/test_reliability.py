@@ -136,21 +136,25 @@ def test_an_interrupted_stage_never_leaves_a_file_under_its_final_name(tmp_path)
 
 # 6 -----------------------------------------------------------------------------------------------------
 def test_a_second_run_on_the_same_output_is_refused(tmp_path):
-    src = _prompts(tmp_path, 40)
-    rules = _rules(tmp_path, delay=0.5)
+    src = _prompts(tmp_path, 4)
+    rules = _rules(tmp_path)
     out = tmp_path / "out.jsonl"
-    first = _popen(["principle", str(src), "--backend", "scripted", "--model", rules, "--batch-size", "2", "--keep", "all",
-                    "-o", str(out)], tmp_path)
+    # the first run reads a pipe we hold open: it is alive, holding the lock, for as long as the test needs
+    first = _popen(["principle", "-", "--backend", "scripted", "--model", rules, "--batch-size", "2", "--keep", "all",
+                    "-o", str(out)], tmp_path, stdin=subprocess.PIPE)
     try:
-        _wait_for_lines(tmp_path / "out.jsonl.partial", first)
+        first.stdin.write("".join(line + "\n" for line in src.read_text().splitlines()[:2]))
+        first.stdin.flush()
+        _wait_for_lines(tmp_path / "out.jsonl.partial", first, 2)
         second = _principle(src, _rules(tmp_path, name="fast.jsonl"), "-o", str(out), check=False)
         assert second.returncode == 1
         assert f"{out} is being written by another selfalign run (pid {first.pid}" in second.stderr
+        first.stdin.write("".join(line + "\n" for line in src.read_text().splitlines()[2:]))
     finally:
-        first.send_signal(signal.SIGINT)
-        first.communicate(timeout=60)
-    ids = [r["id"] for r in jsonl(tmp_path / "out.jsonl.partial")]
-    assert len(ids) == len(set(ids))
+        first.communicate(timeout=120)
+    assert first.returncode == 0
+    ids = [r["id"] for r in jsonl(out)]
+    assert len(ids) == len(set(ids)) == 4  # the refused run wrote nothing into it
 
 
 # 7 -----------------------------------------------------------------------------------------------------

@@ -89,8 +89,11 @@ def test_torn_last_line_is_repaired(tmp_path):
 def test_ctrl_c_writes_what_is_finished_and_exits_130(tmp_path):
     prompts, rules, _ = _setup(tmp_path, n=40, delay=0.25)  # 16 prompts a chunk: a chunk takes 4 s
     out = tmp_path / "out.jsonl"
+    # a process started in the background by a non-interactive shell inherits SIGINT ignored (and Python then
+    # keeps it so): give the child the default, as a terminal's foreground job has
     proc = subprocess.Popen(_cmd(prompts, rules, out, tmp_path / "d.jsonl")[:-1], cwd=ROOT, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")})
+                            text=True, env={**os.environ, "SELFALIGN_CACHE_DIR": str(tmp_path / "cache")},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     partial = tmp_path / "out.jsonl.partial"  # written under a side name until the stage finishes
     deadline = time.monotonic() + 120  # wait for a condition (the first chunk written), not for a time
     while (proc.poll() is None and not (partial.exists() and partial.read_text().count("\n"))

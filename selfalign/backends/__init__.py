@@ -30,9 +30,29 @@ def backend_class(name: str) -> type:
     return cls
 
 
+FLAGS = {"timeout": "--request-timeout", "max_context": "--max-model-len", "model": "--model"}
+
+
+def flag(option: str) -> str:
+    """The CLI flag of a backend option (`tensor_parallel_size` -> `--tensor-parallel-size`)."""
+    return FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
 def load_backend(name: str, **options: Any) -> Backend:
-    """Build the backend called `name`; a missing extra fails with the exact install command."""
+    """Build the backend called `name` from typed options; an option it does not take is an error naming it
+    (`seed` is the exception: the sampling seed reaches every backend through SamplingParams, and only the
+    engines that take one are seeded). A missing extra fails with the exact install command."""
+    import inspect
+
     cls = backend_class(name)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    if "seed" not in accepted:
+        options.pop("seed", None)
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        takes = ", ".join(flag(p) for p in accepted if p not in ("rules", "device", "batch_size")) or "none"
+        raise ValueError(f"{', '.join(flag(k) for k in unknown)}: not an option of the {name} backend "
+                         f"(it takes {takes})")
     try:
         return cls(**options)  # some backends import their libraries here
     except ImportError as e:

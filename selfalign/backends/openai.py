@@ -37,7 +37,7 @@ class OpenAIBackend:
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  api_key_file: str | None = None,
                  concurrency: int = 8, max_retries: int = 4, timeout: float = 120.0,
-                 max_context: int | None = None, **_: Any):
+                 max_context: int | None = None):
         import openai
 
         url = base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1"

@@ -27,7 +27,7 @@ class ScriptedBackend:
     supports_logit_bias = False
 
     def __init__(self, model: str | None = None, rules: list[dict[str, str]] | None = None,
-                 max_context: int = 8192, **_: Any):
+                 max_context: int = 8192):
         if rules is None:
             if not model:
                 raise ValueError("the scripted backend needs --model PATH to a JSONL file of {'text': ...}")

@@ -57,7 +57,7 @@ class TransformersBackend:
     chunk_size = 64  # sorted by length inside, then run `batch_size` at a time
 
     def __init__(self, model: str | None = None, batch_size: int = 16, device: str | None = None,
-                 dtype: str | None = None, **_: Any):
+                 dtype: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging

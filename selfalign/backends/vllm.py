@@ -21,7 +21,7 @@ class VLLMBackend:
 
     def __init__(self, model: str | None = None, seed: int | None = None, max_model_len: int | None = None,
                  tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, dtype: str = "auto",
-                 quantization: str | None = None, enforce_eager: bool = False, **_: Any):
+                 quantization: str | None = None, enforce_eager: bool = False):
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
         import torch
         import vllm

@@ -1,0 +1,41 @@
+"""The `selfalign` command: a thin typer layer wiring files, options and progress to the stages.
+
+`app.py` holds the shared options and the run's display, `models.py` the model commands (generate,
+principle, refine), `data.py` the others (dedup, export, run, report, cache). Heavy packages (torch,
+transformers, vllm, sentence-transformers) are imported only inside commands.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from selfalign.cli import models  # noqa: F401, I001 - the commands register on `app`; this order is --help's
+from selfalign.cli import data  # noqa: F401
+from selfalign.cli.app import app, console
+from selfalign.runner import Terminated, on_sigterm
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        app()
+    except KeyboardInterrupt as e:  # outside a stage's loop (loading a model): nothing was written
+        console.print("[yellow]terminated[/]" if isinstance(e, Terminated) else "[yellow]interrupted[/]")
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback in a log file
+        from rich.markup import escape
+
+        from selfalign import crashlog
+
+        where = crashlog.write(e)
+        console.print(f"[red]error:[/] {escape(crashlog.one_line(e))} (a selfalign bug; traceback: {where})",
+                      highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

