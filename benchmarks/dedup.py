@@ -49,7 +49,7 @@ def run_dedup(path: Path, env: dict, *extra: str) -> dict:
 
 def embed_alone(texts: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds to embed the texts dedup embeds (distinct after normalisation), model loaded, no cache."""
-    from selfalign.embed import Embedder
+    from selfalign.embeddings import Embedder
     from selfalign.records import normalize_text
 
     unique = list({normalize_text(t): t for t in texts}.values())
@@ -206,7 +206,7 @@ def main() -> None:
 
     if args.scale_only:
         return print_scale(result, biggest, planted, emb_s, emb_cpu, cold, mem, args.json)
-    from selfalign.embed import Embedder
+    from selfalign.embeddings import Embedder
 
     emb = Embedder(cache=work / "cache" / "embeddings.sqlite")
     vectors = emb.encode(texts)

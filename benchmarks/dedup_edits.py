@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from selfalign.records import Dropped, PromptRecord  # noqa: E402
-from selfalign.report import Report  # noqa: E402
+from selfalign.counts import Report  # noqa: E402
 from selfalign.stages.dedup import DedupConfig, dedup  # noqa: E402
 
 DATA = HERE / "data" / "dedup_edits.jsonl"
@@ -117,8 +117,8 @@ def main() -> None:
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--sample", type=int, help="only the first N base prompts and N/2 look-alike pairs")
     args = ap.parse_args()
-    from selfalign.embed import Embedder
-    from selfalign.embedded import cache_dir
+    from selfalign.embeddings import Embedder
+    from selfalign.paths import cache_dir
 
     bases, looks = load()
     if args.sample:

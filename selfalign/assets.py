@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from selfalign.io import InputError, read_json_lines, read_text
+from selfalign.jsonl import InputError, read_json_lines, read_text
 
 DATA = resources.files("selfalign") / "data"
 

@@ -79,7 +79,7 @@ class CompletionCache(SqliteCache):
 
 def default_cache(warn: Callable[[str], None] | None = None) -> CompletionCache:
     """The completion cache under the selfalign cache folder (`SELFALIGN_CACHE_DIR`); `warn` as in SqliteCache."""
-    from selfalign.embedded import cache_dir
+    from selfalign.paths import cache_dir
 
     return CompletionCache(cache_dir() / COMPLETIONS, warn)
 
@@ -87,7 +87,7 @@ def default_cache(warn: Callable[[str], None] | None = None) -> CompletionCache:
 def clear_cache() -> list[str]:
     """`selfalign cache clear`: remove each cache file that is not a readable SQLite database (with its -wal
     and -shm), then empty the completion cache. One line per thing done; CacheError if it cannot be done."""
-    from selfalign.embedded import cache_dir
+    from selfalign.paths import cache_dir
 
     done = []
     for path in (cache_dir() / COMPLETIONS, cache_dir() / EMBEDDINGS):
@@ -99,15 +99,6 @@ def clear_cache() -> list[str]:
             done.append(f"removed {path}: it was not a readable SQLite database ({why})")
     n = default_cache(warn=lambda _: None).clear()
     return [*done, f"cleared {n} completions"]
-
-
-def open_backend(name: str, cache: bool = True, **options: Any) -> Any:
-    """The backend called `name` (options set to None are left out), behind the completion cache unless
-    `cache` is False. The CLI builds it so; so does each Ray actor."""
-    from selfalign.backends import load_backend
-
-    backend = load_backend(name, **{k: v for k, v in options.items() if v is not None})
-    return CachedBackend(backend, default_cache()) if cache else backend
 
 
 class CachedBackend:

@@ -44,7 +44,7 @@ class BackendConfig(BaseModel):
     quantization: str | None = None
 
     def open(self) -> Any:
-        from selfalign.cache import open_backend
+        from selfalign.backends import open_backend
 
         opts = self.model_dump(exclude={"name", "cache"}, exclude_none=True)
         if "max_model_len" in opts and self.name in ("openai", "scripted"):
@@ -99,7 +99,7 @@ class _Generate(Stage):
     def _embedder(self) -> Any:
         if not self.embeddings:
             return None
-        from selfalign.embed import Embedder
+        from selfalign.embeddings import Embedder
 
         return Embedder()
 
@@ -207,8 +207,8 @@ class Dedup(Stage):
     embedding_model: str | None = None
 
     def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
-        from selfalign.embed import Embedder
-        from selfalign.embedded import cache_dir
+        from selfalign.embeddings import Embedder
+        from selfalign.paths import cache_dir
         from selfalign.stages.dedup import DedupConfig, dedup, load_reference
 
         cfg = DedupConfig(field=self.field, threshold=self.threshold, jaccard=self.jaccard,
@@ -371,7 +371,7 @@ def _stamped(items: Iterator[Any], stamp: str | None) -> Iterator[Any]:
 def _saved_report(path: Path) -> Any:
     import json
 
-    from selfalign.report import Report
+    from selfalign.counts import Report
 
     data = json.loads(path.read_text()) if path.exists() else {}
     rep = Report(data.get("stage", path.stem))

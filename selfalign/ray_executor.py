@@ -321,7 +321,7 @@ def chunk_size(backend: str) -> int:
 # ---- the actors ----------------------------------------------------------------------------------
 def build_backend(backend: str, options: dict[str, Any], cache: bool) -> Any:
     """What `make_backend` builds on the driver, built inside an actor: the backend behind the cache."""
-    from selfalign.cache import open_backend
+    from selfalign.backends import open_backend
 
     return open_backend(backend, cache, **options)
 
@@ -351,7 +351,7 @@ class StageWorker:
         self.error: str | None = None
         try:
             _actor_setup(cache_dir, threads, backend == "transformers")
-            from selfalign.report import Report
+            from selfalign.counts import Report
 
             self.backend = build_backend(backend, options, cache)
             if stage == "principle":
@@ -485,8 +485,8 @@ class EmbedWorker:
         self.error: str | None = None
         try:
             _actor_setup(cache_dir, threads, True)
-            from selfalign.embed import Embedder
-            from selfalign.embedded import cache_dir as selfalign_cache
+            from selfalign.embeddings import Embedder
+            from selfalign.paths import cache_dir as selfalign_cache
 
             self.embedder = Embedder(model, cache=selfalign_cache() / "embeddings.sqlite" if cache else None)
         except Exception as e:  # noqa: BLE001 - returned by info(), raised on the driver

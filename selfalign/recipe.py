@@ -134,7 +134,7 @@ def run_recipe(recipe: Recipe, say: Any = None, source: str | None = None) -> di
     digest = recipe.digest()
     reports = Pipeline(recipe.stages(), stamp=digest).run(out, backend=recipe.backend, say=say)
     if recipe.report.html:
-        from selfalign.report_view import Summary, render_html
+        from selfalign.report_page import Summary, render_html
 
         summary = Summary()
         for f in sorted(out.glob("*.jsonl")) + sorted(out.glob("*.json")):

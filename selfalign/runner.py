@@ -42,7 +42,7 @@ class Runner:
     def __init__(self, stage: str, output: str | None = None, dropped: str | None = None,
                  report_path: str | None = None, on_error: str = "skip", quarantine: str | None = None,
                  shard: tuple[int, int] | None = None, say: Callable[[str], None] | None = None):
-        from selfalign.report import Report
+        from selfalign.counts import Report
 
         self.report = Report(stage)
         self.output, self.dropped_path, self.report_path = output, dropped, report_path
@@ -114,7 +114,7 @@ class Runner:
         return (rec for p in paths for rec in self._records(p, model))
 
     def _records(self, path: str, model: type[T]) -> Iterator[T]:
-        from selfalign.io import InputError, read_records
+        from selfalign.jsonl import InputError, read_records
         from selfalign.records import in_shard
 
         first: dict[str, int] = {}  # resumable stages: the line where each id was first seen
@@ -172,7 +172,7 @@ class Runner:
     def _side_output(self, path: str) -> Any:
         """The writer for a side file (dropped, quarantine), opened on first use."""
         if path not in self._side:
-            from selfalign.io import Output
+            from selfalign.jsonl import Output
 
             target = self._targets.get(path)
             append = bool(target and self._resuming and not target.stream)
@@ -187,7 +187,7 @@ class Runner:
         """Write `results` (kept records and Dropped ones); returns the Report, or raises Stopped/RunError
         once what is finished is written and the report saved."""
         from selfalign import crashlog
-        from selfalign.io import Output, OutputError
+        from selfalign.jsonl import Output, OutputError
         from selfalign.records import Dropped
 
         stopped: int | None = None
@@ -235,7 +235,7 @@ class Runner:
 
     def _close_outputs(self) -> None:
         """Flush and close every writer now, so a failed flush is reported as the run's error."""
-        from selfalign.io import OutputError
+        from selfalign.jsonl import OutputError
 
         error = None
         for w in [*self._side.values()]:

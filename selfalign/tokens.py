@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from selfalign.embedded import cache_dir
+from selfalign.paths import cache_dir
 
 _TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 
@@ -44,7 +44,7 @@ def token_counter(spec: str) -> Callable[[str], int]:
         return lambda text: len(enc.encode(text, disallowed_special=()))
     from transformers import AutoTokenizer
 
-    from selfalign.embedded import resolve_model
+    from selfalign.paths import resolve_model
 
     tok = AutoTokenizer.from_pretrained(resolve_model(spec.removeprefix("hf:")))
     return lambda text: len(tok(text, add_special_tokens=False).input_ids)

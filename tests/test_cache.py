@@ -14,7 +14,7 @@ import pytest
 
 from selfalign.backends.base import Completion, SamplingParams
 from selfalign.cache import CompletionCache
-from selfalign.embed import EmbeddingCache
+from selfalign.embeddings import EmbeddingCache
 
 from conftest import ROOT, jsonl, run_cli, write_jsonl
 

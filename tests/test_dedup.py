@@ -1,8 +1,8 @@
 import pytest
 
-from selfalign.embed import Embedder
+from selfalign.embeddings import Embedder
 from selfalign.records import Dropped, Record
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.stages.dedup import DedupConfig, dedup
 
 from conftest import jsonl, run_cli, write_jsonl

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from selfalign.records import AlignedRecord
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.stages.export import ExportConfig, export
 
 from conftest import jsonl, run_cli, write_jsonl
@@ -44,7 +44,7 @@ def test_messages_output_loads_in_datasets_and_trl(tmp_path):
     from transformers import AutoTokenizer
     from trl.data_utils import apply_chat_template, is_conversational
 
-    from selfalign.embedded import model_dir
+    from selfalign.paths import model_dir
 
     src = write_jsonl(tmp_path / "a.jsonl", ROWS)
     out = tmp_path / "sft.jsonl"
@@ -61,7 +61,7 @@ def test_trl_sft_trainer_tokenizes_the_export_and_takes_a_step(tmp_path):
     trl = pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selfalign.embedded import model_dir
+    from selfalign.paths import model_dir
 
     src = write_jsonl(tmp_path / "a.jsonl", ROWS)
     out = tmp_path / "sft.jsonl"

@@ -2,9 +2,9 @@ import json
 
 from selfalign import assets
 from selfalign.backends.scripted import ScriptedBackend
-from selfalign.embed import Embedder
+from selfalign.embeddings import Embedder
 from selfalign.records import Dropped, PromptRecord, normalize_text
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.stages.generate import GenerateConfig, candidate_problem, parse_numbered, red_team, self_instruct
 
 

@@ -5,7 +5,7 @@ from selfalign.backends.base import Completion
 from selfalign.gates import parse_keep
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import AlignedRecord, Dropped, PromptRecord
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.stages.principle import PrincipleConfig, PrincipleStage, cited_principles
 from selfalign.templates import principle_prefix
 

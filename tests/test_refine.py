@@ -1,6 +1,6 @@
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import AlignedRecord, Dropped, RefinedRecord
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.stages.refine import RefineConfig, cap_list, clean_verbose, refine
 
 LONG = ("Photosynthesis is how plants turn light into chemical energy. In the chloroplasts, chlorophyll absorbs "

@@ -14,7 +14,7 @@ import tracemalloc
 
 import pytest
 
-from selfalign.io import done_ids
+from selfalign.jsonl import done_ids
 
 from conftest import ROOT, jsonl, run_cli, write_jsonl
 

@@ -84,7 +84,7 @@ def _free_port() -> int:
 def server():
     import httpx
 
-    from selfalign.embedded import model_dir
+    from selfalign.paths import model_dir
 
     port = _free_port()
     log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"selfalign-vllm-server-{port}.log"), "w")

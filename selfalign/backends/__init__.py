@@ -59,4 +59,15 @@ def load_backend(name: str, **options: Any) -> Backend:
         raise RuntimeError(f"backend {name!r} needs {e.name}: {_INSTALL.get(name, '')}") from None
 
 
-__all__ = ["Backend", "Completion", "SamplingParams", "backend_class", "load_backend", "NAMES"]
+def open_backend(name: str, cache: bool = True, **options: Any) -> Any:
+    """The backend called `name` (options set to None are left out), behind the completion cache unless
+    `cache` is False. The CLI builds it so; so do the Python API and each Ray actor."""
+    backend = load_backend(name, **{k: v for k, v in options.items() if v is not None})
+    if not cache:
+        return backend
+    from selfalign.cache import CachedBackend, default_cache
+
+    return CachedBackend(backend, default_cache())
+
+
+__all__ = ["Backend", "Completion", "SamplingParams", "backend_class", "load_backend", "open_backend", "NAMES"]

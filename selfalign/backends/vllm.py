@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
-from selfalign.embedded import resolve_model
+from selfalign.paths import resolve_model
 
 
 class VLLMBackend:

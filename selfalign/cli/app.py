@@ -194,7 +194,7 @@ def _engine(backend: BackendName, **options: Any) -> dict[str, Any]:
 
 def make_backend(name: BackendName, cache: bool = True, **options: Any) -> Any:
     """The chosen backend, behind the completion cache unless `cache` is False."""
-    from selfalign.cache import open_backend
+    from selfalign.backends import open_backend
 
     return _starting(f"loading {name.value} backend ...", lambda: open_backend(name.value, cache, **options),
                      (RuntimeError, ValueError, OSError))

@@ -75,8 +75,8 @@ def dedup(
 
     Example: [bold]selfalign dedup aligned.jsonl --dropped dups.jsonl > unique.jsonl[/]
     """
-    from selfalign.embedded import cache_dir
-    from selfalign.io import InputError
+    from selfalign.paths import cache_dir
+    from selfalign.jsonl import InputError
     from selfalign.records import Record
     from selfalign.stages.dedup import DedupConfig, load_reference
     from selfalign.stages.dedup import dedup as run_dedup
@@ -97,7 +97,7 @@ def dedup(
                              lambda: rx.embedder(embedding_model, cache=not no_cache))
         cfg.block *= ray_actors  # each actor embeds a whole block per step
     elif threshold <= 1:
-        from selfalign.embed import Embedder
+        from selfalign.embeddings import Embedder
 
         try:
             embedder = Embedder(embedding_model, cache=None if no_cache else cache_dir() / "embeddings.sqlite")
@@ -214,8 +214,8 @@ def report(
     """
     import json as _json
 
-    from selfalign.io import InputError
-    from selfalign.report_view import Summary, print_text, render_html
+    from selfalign.jsonl import InputError
+    from selfalign.report_page import Summary, print_text, render_html
 
     summary = Summary()
     try:

@@ -89,7 +89,7 @@ def generate(
     Example: [bold]selfalign generate --num 8 > prompts.jsonl[/]
     """
     from selfalign import assets
-    from selfalign.io import InputError
+    from selfalign.jsonl import InputError
     from selfalign.stages.generate import GenerateConfig, red_team, self_instruct
 
     rx = _ray_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
@@ -116,7 +116,7 @@ def generate(
     be = _ray_backend(rx, backend, not no_cache, opts) if rx else make_backend(backend, cache=not no_cache, **opts)
     embedder = None
     if not no_embeddings:
-        from selfalign.embed import Embedder
+        from selfalign.embeddings import Embedder
 
         embedder = Embedder()
 
@@ -158,7 +158,7 @@ def principle(
     Example: [bold]selfalign principle prompts.jsonl --dropped dropped.jsonl > aligned.jsonl[/]
     """
     from selfalign import assets
-    from selfalign.io import InputError
+    from selfalign.jsonl import InputError
     from selfalign.records import PromptRecord
     from selfalign.stages.principle import PrincipleConfig, PrincipleStage
 

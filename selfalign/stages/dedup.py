@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from pydantic import BaseModel
 
-from selfalign.embed import Embedder, EmbeddingIndex
+from selfalign.embeddings import Embedder, EmbeddingIndex
 from selfalign.neardup import Look, MinHashIndex, differs, look
 from selfalign.records import Dropped, Record, normalize_text
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.stages.common import drop
 
 STAGE = "dedup"
@@ -51,7 +51,7 @@ def load_reference(paths: list[str]) -> list[tuple[str, str]]:
 
     The id is the line's own `id`, else `file:line`. A line without any of those fields is an error.
     """
-    from selfalign.io import InputError, read_json_lines
+    from selfalign.jsonl import InputError, read_json_lines
 
     out = []
     for path in paths:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from selfalign.records import Dropped, stable_id
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.stages.common import drop
 
 STAGE = "export"

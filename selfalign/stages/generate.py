@@ -13,9 +13,9 @@ from pydantic import BaseModel
 
 from selfalign.assets import QuestionType
 from selfalign.backends.base import Backend, SamplingParams
-from selfalign.embed import Embedder, EmbeddingIndex
+from selfalign.embeddings import Embedder, EmbeddingIndex
 from selfalign.records import Dropped, PromptRecord, Provenance, normalize_text, stable_id
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.stages.common import drop
 from selfalign.templates import questions_prompt, self_instruct_prompt, topics_prompt
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from selfalign.assets import Exemplar, Principle, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, PromptRecord, Provenance
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
 from selfalign.gates.text import ngrams, words

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, Provenance, RefinedRecord
-from selfalign.report import Report
+from selfalign.counts import Report
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
 from selfalign.stages.common import answer_batch, batched, clip as _clip, drop

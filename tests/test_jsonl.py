@@ -1,4 +1,4 @@
-from selfalign.io import InputError, Output, read_records
+from selfalign.jsonl import InputError, Output, read_records
 from selfalign.records import PromptRecord, stable_id
 
 from conftest import jsonl

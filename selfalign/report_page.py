@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from selfalign.io import InputError, read_json_lines
+from selfalign.jsonl import InputError, read_json_lines
 
 SAMPLE = 200  # example records kept per kind
 LENGTHS = 5000  # texts kept per length distribution
