@@ -114,6 +114,10 @@ class OutputError(Exception):
         super().__init__(f"writing {path} failed: {err.strerror or err}")
 
 
+class Unwritable(ValueError):
+    """A record that cannot be written as UTF-8 JSON (a lone surrogate); nothing of it was written."""
+
+
 class Output:
     """JSONL writer to stdout, a stream (a device, a pipe) or a file.
 
@@ -155,6 +159,8 @@ class Output:
                 self._flushed = now
         except BrokenPipeError:
             raise
+        except UnicodeEncodeError as e:  # a lone surrogate from a model or a server: the line was not written
+            raise Unwritable(f"a lone surrogate (\\u{ord(e.object[e.start]):04x})") from None
         except OSError as e:
             self.failed = True
             raise OutputError(self.path, e, self.count) from None

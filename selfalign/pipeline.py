@@ -81,7 +81,7 @@ class _Generate(Stage):
     writes: ClassVar[str] = "prompts"
     needs_model: ClassVar[bool] = True
     num: int = 20
-    seed: int = 0
+    seed: int | None = None  # default: the backend's seed, else 0
     novelty_threshold: float = 0.85
     embeddings: bool = True
     max_requests: int | None = None
@@ -90,7 +90,7 @@ class _Generate(Stage):
     def _config(self, **extra: Any) -> Any:
         from selfalign.stages.generate import GenerateConfig
 
-        fields = {"num": self.num, "seed": self.seed, "novelty_threshold": self.novelty_threshold,
+        fields = {"num": self.num, "seed": self.seed or 0, "novelty_threshold": self.novelty_threshold,
                   "max_requests": self.max_requests, **extra}
         if self.batch_size:
             fields["batch_size"] = self.batch_size
@@ -305,12 +305,14 @@ class Pipeline:
                 inputs = [str(Path(st.path).resolve())]
                 latest[st.records] = [*latest.get(st.records, []), f"{st.label}.jsonl"] \
                     if st.records == "prompts" else [f"{st.label}.jsonl"]
+                if st.records != "prompts":
+                    latest["answers"] = [f"{st.label}.jsonl"]
                 steps.append((st, inputs, f"{st.label}.jsonl"))
                 continue
             if wants is None:
                 inputs = []
-            elif wants == "aligned":
-                inputs = latest.get("aligned") or latest.get("refined") or []
+            elif wants == "aligned":  # the newest answers: a Dedup after Refine reads the refined ones
+                inputs = latest.get("answers", [])
             else:
                 inputs = latest.get(wants, [])
             if wants is not None and not inputs:
@@ -318,6 +320,8 @@ class Pipeline:
             out = f"{st.label}.jsonl"
             kind = "refined" if isinstance(st, Dedup) and inputs == latest.get("refined") else st.writes
             latest[kind] = [*latest.get(kind, []), out] if kind == "prompts" and st.reads is None else [out]
+            if kind in ("aligned", "refined"):
+                latest["answers"] = [out]
             steps.append((st, inputs, out))
         return steps
 
@@ -329,13 +333,20 @@ class Pipeline:
         folder.mkdir(parents=True, exist_ok=True)
         (executor or LocalExecutor()).check()
         be = backend
+        seed = backend.seed if isinstance(backend, BackendConfig) else None
         reports: dict[str, Any] = {}
         try:
             for st, inputs, out in self.plan():
+                if seed is not None and getattr(st, "seed", 0) is None:  # the run's seed, where a stage sets none
+                    st = st.model_copy(update={"seed": seed})
                 paths = [str(folder / p) for p in inputs]  # (a Load's input is absolute: the join keeps it)
                 target = folder / out
-                if target.exists() and all(target.stat().st_mtime >= Path(p).stat().st_mtime for p in paths):
-                    reports[st.label] = _saved_report(folder / f"{st.label}.json")
+                options = _digest(st)
+                saved = _saved_report(folder / f"{st.label}.json")
+                if saved.extra.get("options") != options:  # new options: the stage's old files are not its output
+                    _forget(folder, st.label, say if target.exists() else None)
+                elif target.exists() and all(target.stat().st_mtime >= Path(p).stat().st_mtime for p in paths):
+                    reports[st.label] = saved
                     continue
                 if st.needs_model and not hasattr(be, "generate"):
                     be = (be or BackendConfig()).open()
@@ -343,6 +354,7 @@ class Pipeline:
                                         str(folder / f"{st.label}.json"), say=say)
                 if st.resumable:
                     runner.resume()
+                runner.report.extra["options"] = options
                 step = st.build(be, runner)
                 records = runner.records(paths, st.input_model()) if paths else iter(())
                 reports[st.label] = runner.execute(_stamped(step(records), self.stamp))
@@ -368,6 +380,21 @@ def _stamped(items: Iterator[Any], stamp: str | None) -> Iterator[Any]:
         yield item
 
 
+def _digest(stage: Stage) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{stage.kind} {stage.model_dump_json()}".encode()).hexdigest()[:16]
+
+
+def _forget(folder: Path, label: str, say: Callable[[str], None] | None) -> None:
+    """Remove a stage's files made under other options, so it starts afresh (and every stage after it)."""
+    if say:
+        say(f"{label}: its options changed since its files were made; making them again")
+    for name in (f"{label}.jsonl", f"{label}-dropped.jsonl", f"{label}.json"):
+        for path in (folder / name, folder / f"{name}.partial"):
+            path.unlink(missing_ok=True)
+
+
 def _saved_report(path: Path) -> Any:
     import json
 
@@ -378,4 +405,5 @@ def _saved_report(path: Path) -> Any:
     rep.read, rep.kept = data.get("read", 0), data.get("kept", 0)
     rep.dropped.update(data.get("dropped", {}))
     rep.principles.update(data.get("principles_cited", {}))
+    rep.extra.update({k: v for k, v in data.items() if k == "options"})
     return rep

@@ -32,7 +32,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (Slurm, Kubernetes, `timeout`): handled like Ctrl-C, exit 143."""
 
 
+TERMINATED = False  # set once SIGTERM came: a stop outside a stage's loop exits 143 too
+
+
 def on_sigterm(signum: int, frame: Any) -> None:
+    global TERMINATED
+    TERMINATED = True
     raise Terminated()
 
 
@@ -56,6 +61,8 @@ class Runner:
         self._resuming = False
         self._side: dict[str, Any] = {}
         self._targets: dict[str, Any] = {}
+        self._first: dict[str, str] = {}
+        self._inputs: list[str] = []
 
     # ---- hooks for a display -------------------------------------------------------------------------
     def start(self) -> None:
@@ -89,7 +96,11 @@ class Runner:
                 raise RunError(f"cannot write {path}: {e.strerror}") from None
             self.stack.callback(target.release)
             self._targets[path] = target
-            self.done |= target.prepare(resuming and not target.stream, lambda m: self.say(f"set aside {m}"))
+        for path, target in self._targets.items():  # every lock is held before any file is touched
+            try:
+                self.done |= target.prepare(resuming and not target.stream, lambda m: self.say(f"set aside {m}"))
+            except OSError as e:
+                raise RunError(f"cannot write {path}: {e.strerror}") from None
         if self.done:
             names = " or ".join(t.partial for t in self._targets.values() if not t.stream)
             self.say(f"resuming: {len(self.done)} records already in {names}")
@@ -104,6 +115,7 @@ class Runner:
     def records(self, path: str | list[str], model: type[T]) -> Iterator[T]:
         """The input's records, after checking that every file can be read (before any output is made)."""
         paths = [path] if isinstance(path, str) else list(path)
+        self._inputs = paths
         for p in paths:
             if p != "-":
                 try:
@@ -117,7 +129,7 @@ class Runner:
         from selfalign.jsonl import InputError, read_records
         from selfalign.records import in_shard
 
-        first: dict[str, int] = {}  # resumable stages: the line where each id was first seen
+        first = self._first  # resumable stages: where each id was first seen, over every input file
         name = "<stdin>" if path == "-" else path
         try:
             for lineno, rec in read_records(path, model):
@@ -134,10 +146,10 @@ class Runner:
                 if self.resumable:
                     if rid in first:
                         self._set_aside(name, lineno, "duplicate_id", f"{name}:{lineno}: id {rid!r} is already "
-                                        f"used at line {first[rid]}", record_id=rid,
+                                        f"used at {first[rid]}", record_id=rid,
                                         raw=rec.model_dump(mode="json", exclude_none=True))
                         continue
-                    first[rid] = lineno
+                    first[rid] = f"line {lineno}" if len(self._inputs) < 2 else f"{name}:{lineno}"
                 if self.done and rid in self.done:
                     self._count_done()
                     continue
@@ -187,7 +199,7 @@ class Runner:
         """Write `results` (kept records and Dropped ones); returns the Report, or raises Stopped/RunError
         once what is finished is written and the report saved."""
         from selfalign import crashlog
-        from selfalign.jsonl import Output, OutputError
+        from selfalign.jsonl import Output, OutputError, Unwritable
         from selfalign.records import Dropped
 
         stopped: int | None = None
@@ -203,11 +215,17 @@ class Runner:
                     self._side[""] = out
                     self.start()
                     for item in results:
-                        self.report.count(item)
-                        if isinstance(item, Dropped):
+                        try:
+                            if isinstance(item, Dropped):
+                                self._write_dropped(item)
+                            else:
+                                out.write(item)
+                        except Unwritable as e:  # set aside with its id, without the text that cannot be written
+                            rid = item.get("id") if isinstance(item, dict) else getattr(item, "id", None)
+                            item = Dropped(id=rid, stage=self.report.stage, drop_reason="unwritable",
+                                           detail=f"cannot be written as UTF-8 JSON: {e}")
                             self._write_dropped(item)
-                        else:
-                            out.write(item)
+                        self.report.count(item)
                         self.tick()
                 finally:
                     self._close_outputs()

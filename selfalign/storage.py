@@ -34,8 +34,12 @@ class Busy(Exception):
 
 
 def is_stream(path: str | None) -> bool:
-    """Stdout, or an existing path that is not a regular file (a device, a pipe): write it, never read it."""
-    return path in (None, "-") or (os.path.exists(path) and not os.path.isfile(path))
+    """Stdout, a path under /dev or /proc (`/dev/stdout` may lead to a file: it is still the stream), or an
+    existing path that is not a regular file (a device, a pipe): write it, never read it."""
+    if path in (None, "-"):
+        return True
+    assert path is not None
+    return path.startswith(("/dev/", "/proc/")) or (os.path.exists(path) and not os.path.isfile(path))
 
 
 def line_key(file: str, line: int) -> str:
@@ -114,7 +118,9 @@ class Target:
     def __init__(self, path: str | None):
         self.path = path
         self.stream = is_stream(path)
-        self.partial = None if self.stream else str(path) + PARTIAL
+        # a symlink stays a link: its target is what gets the side file, the lock and the rename
+        self.real = None if self.stream else os.path.realpath(str(path))
+        self.partial = None if self.real is None else self.real + PARTIAL
         self._lock: IO[bytes] | None = None
 
     @property
@@ -126,7 +132,7 @@ class Target:
         """Take the output's lock, or raise Busy naming the run that holds it."""
         if self.stream:
             return
-        lock_path = str(self.path) + ".lock"
+        lock_path = str(self.real) + ".lock"
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         while True:
             fp = open(lock_path, "a+b")  # noqa: SIM115 - held until release()
@@ -157,25 +163,25 @@ class Target:
         started afresh. Returns the keys already written."""
         if self.stream:
             return set()
-        assert self.partial is not None and self.path is not None
+        assert self.partial is not None and self.real is not None
         if not resume:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.partial)
+            open(self.partial, "w").close()  # noqa: SIM115 - afresh: even with nothing written, the old file goes
             return set()
-        if not os.path.exists(self.partial) and os.path.isfile(self.path):
-            os.replace(self.path, self.partial)
-        return scan(self.partial, warn, self.path)
+        if not os.path.exists(self.partial) and os.path.isfile(self.real):
+            os.replace(self.real, self.partial)
+        open(self.partial, "a").close()  # noqa: SIM115
+        return scan(self.partial, warn, self.real)
 
     def commit(self) -> None:
         """The stage finished: the side file takes the final name (an empty file if nothing was written)."""
-        if self.stream or self.partial is None or self.path is None:
+        if self.stream or self.partial is None or self.real is None:
             return
         if os.path.exists(self.partial):
-            os.replace(self.partial, self.path)
+            os.replace(self.partial, self.real)
 
     def release(self) -> None:
         if self._lock is not None:
             with contextlib.suppress(OSError):
-                os.remove(str(self.path) + ".lock")
+                os.remove(str(self.real) + ".lock")
             self._lock.close()
             self._lock = None

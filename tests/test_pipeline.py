@@ -102,3 +102,22 @@ def test_recipe_runs_resumes_after_a_crash_and_writes_a_dataset_card(tmp_path):
     assert stamped[-2:] == [digest, digest]  # the records made by the resumed run carry the recipe's hash
     assert (out / "constitution" / "principle-principles.md").exists() and (out / "report.html").exists()
     assert json.loads((out / "principle.json").read_text())["kept"] == 2
+
+
+def test_each_stage_reads_the_newest_answers_and_changed_options_redo_a_stage(tmp_path):
+    from selfalign import BackendConfig, Refine
+
+    steps = Pipeline([Load(path="p.jsonl"), Principle(), Refine(), Dedup(), Export(verbose=True)]).plan()
+    assert [(st.label, inputs) for st, inputs, _ in steps][2:] == [
+        ("refine", ["principle.jsonl"]), ("dedup", ["refine.jsonl"]), ("export", ["dedup.jsonl"])]
+    rules = str(write_jsonl(tmp_path / "rules.jsonl", RULES))
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"Question {i} about the tides?"} for i in range(3)])
+    out = tmp_path / "out"
+    backend = BackendConfig(name="scripted", model=rules, seed=3, cache=False)
+    Pipeline([Load(path=str(prompts)), Principle(keep=["all"]), Export()]).run(out, backend=backend)
+    assert {r["provenance"][-1]["sampling"]["seed"] for r in jsonl(out / "principle.jsonl")} == {3}  # the run's seed
+    said = []
+    Pipeline([Load(path=str(prompts)), Principle(keep=["all"], temperature=0.1), Export()]).run(
+        out, backend=backend, say=said.append)
+    assert any("principle: its options changed" in m for m in said)
+    assert {r["provenance"][-1]["sampling"]["temperature"] for r in jsonl(out / "principle.jsonl")} == {0.1}

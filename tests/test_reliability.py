@@ -288,3 +288,68 @@ def test_a_missing_input_creates_no_output(tmp_path, missing):
         proc = run_cli(*stage, str(tmp_path / missing), "-o", str(out), check=False)
         assert proc.returncode == 1 and ": cannot open: " in proc.stderr
         assert not list(tmp_path.glob("out.jsonl*"))
+
+
+# review findings -------------------------------------------------------------------------------------------
+def test_a_symlinked_output_stays_a_link_and_dev_stdout_is_the_stream(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Why?", "response": "Because."}])
+    (tmp_path / "real.jsonl").write_text("")
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "real.jsonl")
+    run_cli("export", str(src), "-o", str(tmp_path / "link.jsonl"), "-q")
+    assert (tmp_path / "link.jsonl").is_symlink() and len(jsonl(tmp_path / "real.jsonl")) == 1
+    shell = f"{sys.executable} -m selfalign export {src} -o /dev/stdout -q > {tmp_path / 'redirected.jsonl'}"
+    assert subprocess.run(shell, shell=True, cwd=ROOT).returncode == 0
+    assert len(jsonl(tmp_path / "redirected.jsonl")) == 1 and not (tmp_path / "redirected.jsonl.partial").exists()
+
+
+def test_a_side_file_with_nothing_written_replaces_the_old_one(tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Why?"}])  # no response: dropped by export
+    good = write_jsonl(tmp_path / "good.jsonl", [{"prompt": "Why?", "response": "Because."}])
+    dropped = tmp_path / "d.jsonl"
+    run_cli("export", str(bad), "-o", str(tmp_path / "o.jsonl"), "--dropped", str(dropped), "-q")
+    assert len(jsonl(dropped)) == 1
+    run_cli("export", str(good), "-o", str(tmp_path / "o.jsonl"), "--dropped", str(dropped), "-q")
+    assert jsonl(dropped) == [] and len(jsonl(tmp_path / "o.jsonl")) == 1
+
+
+def test_a_record_a_model_cannot_write_is_set_aside_not_a_stopped_run(tmp_path):
+    from selfalign import assets
+    from selfalign.backends.scripted import ScriptedBackend
+    from selfalign.gates import parse_keep
+    from selfalign.records import PromptRecord
+    from selfalign.runner import Runner
+    from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+
+    be = ScriptedBackend(rules=[{"match": "broken", "text": " By 2 (informative).\n\nSage: bad \ud800 text here."},
+                                {"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
+    runner = Runner("principle", str(tmp_path / "out.jsonl"), str(tmp_path / "d.jsonl"))
+    keep = parse_keep(["all"])
+    stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(keep=keep),
+                           runner.report)
+    recs = [PromptRecord(prompt="A broken one?"), PromptRecord(prompt="Why are there tides?")]
+    report = runner.execute(stage.run(recs))
+    assert [d["drop_reason"] for d in jsonl(tmp_path / "d.jsonl")] == ["unwritable"]
+    assert len(jsonl(tmp_path / "out.jsonl")) == 1 and report.dropped["unwritable"] == 1 and report.kept == 1
+
+
+def test_a_repeated_id_is_caught_across_input_files(tmp_path):
+    from selfalign.records import PromptRecord
+    from selfalign.runner import Runner
+
+    a = write_jsonl(tmp_path / "a.jsonl", [{"prompt": "Why is the sea salty?"}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "Why is the sea salty?"}, {"prompt": "Why rain?"}])
+    runner = Runner("principle", str(tmp_path / "out.jsonl"), str(tmp_path / "d.jsonl"))
+    runner.resume()
+    runner.execute(runner.records([str(a), str(b)], PromptRecord))
+    assert [r["prompt"] for r in jsonl(tmp_path / "out.jsonl")] == ["Why is the sea salty?", "Why rain?"]
+    assert [(d["drop_reason"], d["file"], d["line"]) for d in jsonl(tmp_path / "d.jsonl")] == [
+        ("duplicate_id", str(b), 1)]
+
+
+def test_recipe_user_errors_are_one_line_not_a_bug_report(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'out = "{tmp_path / "o"}"\n[[stage]]\nkind = "load"\npath = "{tmp_path / "p.jsonl"}"\n'
+                      f'[[stage]]\nkind = "principle"\nprinciples = "{tmp_path / "missing.md"}"\n')
+    for extra in ([], ["--dry-run"]):
+        proc = run_cli("run", str(recipe), *extra, check=False)
+        assert proc.returncode == 2 and "missing.md" in proc.stderr and "bug" not in proc.stderr

@@ -194,6 +194,10 @@ def _completion(body: str, params: SamplingParams) -> Completion:
     choice = _list(data, "choices")[0]
     if not isinstance(choice, dict) or not isinstance(choice.get("text"), str):
         raise Malformed("malformed response: the choice has no text")
+    try:
+        choice["text"].encode("utf-8")
+    except UnicodeEncodeError:
+        raise Malformed("malformed response: the text holds a lone surrogate") from None
     text, _ = cut_at_stop(choice["text"], params.stop)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Completion(text=text, finish_reason="length" if choice.get("finish_reason") == "length" else "stop",

@@ -13,6 +13,7 @@ import sys
 from selfalign.cli import models  # noqa: F401, I001 - the commands register on `app`; this order is --help's
 from selfalign.cli import data  # noqa: F401
 from selfalign.cli.app import app, console
+from selfalign import runner
 from selfalign.runner import Terminated, on_sigterm
 
 __all__ = ["app", "main"]
@@ -23,6 +24,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app()
+    except SystemExit as e:  # typer turns an interrupt outside a stage's loop into exit 130
+        if e.code == 130 and runner.TERMINATED:
+            console.print("[yellow]terminated[/]")
+            sys.exit(143)
+        raise
     except KeyboardInterrupt as e:  # outside a stage's loop (loading a model): nothing was written
         console.print("[yellow]terminated[/]" if isinstance(e, Terminated) else "[yellow]interrupted[/]")
         sys.exit(143 if isinstance(e, Terminated) else 130)

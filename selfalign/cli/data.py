@@ -167,13 +167,17 @@ def run_recipe(
     from selfalign.recipe import load_recipe, plan_text
     from selfalign.recipe import run_recipe as run_all
 
+    from selfalign.jsonl import InputError
+
+    # what a user can cause (a missing file, a bad option, an unreachable server, a missing extra) is one line
+    user_errors = (InputError, ValueError, RuntimeError, OSError)
     try:
         plan = load_recipe(recipe, set_)
-    except ValueError as e:
+        if dry_run:
+            typer.echo(plan_text(plan))
+            return
+    except user_errors as e:
         fail(str(e))
-    if dry_run:
-        typer.echo(plan_text(plan))
-        return
     say = (lambda _: None) if quiet else Run._say
     try:
         reports = run_all(plan, say=say, source=recipe)
@@ -182,7 +186,7 @@ def run_recipe(
         raise typer.Exit(e.code) from None
     except RunError as e:
         fail(str(e), e.code)
-    except ValueError as e:
+    except user_errors as e:
         fail(str(e))
     if not quiet:
         for name, rep in reports.items():
