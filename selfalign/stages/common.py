@@ -31,6 +31,13 @@ def clip(text: str, n: int = 200) -> str:
     return text if len(text) <= n else text[:n] + "..."
 
 
+def count_tokens(backend: Any, texts: list[str]) -> list[int]:
+    """Token counts of `texts` by the backend's own tokenizer; in one batch where the backend can (a server
+    counts them concurrently rather than one round trip after another)."""
+    many = getattr(backend, "count_tokens_many", None)
+    return list(many(texts)) if many is not None else [backend.count_tokens(t) for t in texts]
+
+
 def answer_batch(stage: str, backend: Any, params: Any, batch: list[R], render: Callable[[R], str],
                  judge: Callable[[R, Any], Any]) -> list[Any]:
     """Render, check the context, generate and judge one batch; results in input order.
@@ -41,9 +48,8 @@ def answer_batch(stage: str, backend: Any, params: Any, batch: list[R], render: 
     """
     results: list[Any] = []
     ready: list[tuple[int, R, str]] = []
-    for rec in batch:
-        prompt = render(rec)
-        n = backend.count_tokens(prompt)
+    prompts = [render(rec) for rec in batch]
+    for rec, prompt, n in zip(batch, prompts, count_tokens(backend, prompts), strict=True):
         if n + params.max_tokens > backend.max_context:
             results.append(drop(stage, rec, "prompt_too_long",
                                 f"{n} prompt tokens + {params.max_tokens} new > context {backend.max_context}"))
