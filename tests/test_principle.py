@@ -145,3 +145,31 @@ def test_a_truncated_completion_from_the_backend_is_dropped_with_its_token_count
     st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), Report("p"))
     out = list(st.run([PromptRecord.model_validate({"prompt": "How does the water cycle work?"})]))
     assert isinstance(out[0], Dropped) and out[0].drop_reason == "truncated" and "tokens)" in out[0].detail
+
+
+def test_a_batch_is_counted_in_one_call_where_the_backend_counts_many():
+    """A server backend counts a whole batch concurrently: the stage must hand it the batch, not one prompt
+    at a time, and judge each prompt by its own count."""
+
+    class Batched(ScriptedBackend):
+        def __init__(self):
+            super().__init__(rules=[{"text": f" By 2 (informative) I explain.\n\nSage: {GOOD}"}], max_context=2048)
+            self.batches: list[int] = []
+
+        def count_tokens(self, text):
+            raise AssertionError("counted one at a time")
+
+        def count_tokens_many(self, texts):
+            self.batches.append(len(texts))
+            return [10_000 if "LONG" in t else 1500 for t in texts]
+
+    be = Batched()
+    be.count_tokens = lambda text: 1500  # check_fits counts the fixed prefix once
+    stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(batch_size=4),
+                           Report("principle"))
+    recs = [PromptRecord(prompt=f"Question {i} about water? {'LONG' if i == 2 else ''}") for i in range(6)]
+    out = list(stage.run(recs))
+    assert be.batches == [4, 2]
+    assert [o.drop_reason if isinstance(o, Dropped) else "kept" for o in out] == [
+        "kept", "kept", "prompt_too_long", "kept", "kept", "kept"]
+    assert "10000 prompt tokens" in out[2].detail
