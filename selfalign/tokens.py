@@ -34,7 +34,9 @@ def _prepare_tiktoken_cache(name: str) -> None:
 
 @cache
 def token_counter(spec: str) -> Callable[[str], int]:
-    """`tiktoken:o200k_base`, `tiktoken:cl100k_base`, or a tokenizer folder (`hf:PATH` or `PATH`)."""
+    """`tiktoken:o200k_base`, `tiktoken:cl100k_base`, a tokenizer folder, or a Hugging Face model name whose
+    tokenizer is in the local Hugging Face cache (`hf:` before a folder or name is allowed). Never downloads:
+    a name not in the cache is a RuntimeError saying how to fetch it."""
     if spec.startswith("tiktoken:"):
         import tiktoken
 
@@ -46,5 +48,15 @@ def token_counter(spec: str) -> Callable[[str], int]:
 
     from selfalign.paths import resolve_model
 
-    tok = AutoTokenizer.from_pretrained(resolve_model(spec.removeprefix("hf:")))
-    return lambda text: len(tok(text, add_special_tokens=False).input_ids)
+    where = resolve_model(spec.removeprefix("hf:"))
+    if Path(where).is_dir():
+        tok = AutoTokenizer.from_pretrained(where)
+    elif Path(where).exists() or where.startswith((".", "/", "~")) or where.count("/") > 1:
+        raise RuntimeError(f"no tokenizer folder at {where}")
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(where, local_files_only=True)
+        except (OSError, ValueError):
+            raise RuntimeError(f"{where!r} is neither a tokenizer folder nor a model in the local Hugging Face "
+                               f"cache: fetch it once with `hf download {where}` (or pass a folder)") from None
+    return lambda text: len(tok(text, add_special_tokens=False, verbose=False).input_ids)

@@ -127,14 +127,47 @@ def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):
     kept, dropped = _accounted(tmp_path, proc)
     assert kept, [d["drop_reason"] for d in dropped]
     assert "sk-test-not-logged" not in proc.stdout + proc.stderr
+    assert (f"server: vLLM at {server}, model smollm2, context 4096 (from the server), token counts from /tokenize, "
+            "logit bias: yes, 3 requests at a time (--concurrency)") in proc.stderr
     for rec in kept:
         assert rec["response"].strip()
         assert rec["provenance"][-1]["backend"] == "openai" and rec["provenance"][-1]["model"] == "smollm2"
-    # token counts come from the server's own tokenizer: an overlong prompt is dropped, never cut
-    long = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "word " * 5000}])
+        assert rec["provenance"][-1]["sampling"]["logit_bias"] == {"Sorry": -100.0}
+    # token counts come from the server's own tokenizer: an overlong prompt is dropped with the server's count,
+    # never cut
+    from selfalign.assets import load_exemplars, load_principles
+    from selfalign.templates import principle_prefix, principle_prompt
+
+    text = " ".join(["word"] * 5000)
+    long = write_jsonl(tmp_path / "long.jsonl", [{"prompt": text}])
     proc = run_cli("principle", str(long), "--backend", "openai", "--base-url", server, "-q",
                    "--dropped", str(tmp_path / "long-dropped.jsonl"))
-    assert jsonl(tmp_path / "long-dropped.jsonl")[0]["drop_reason"] == "prompt_too_long"
+    [drop] = jsonl(tmp_path / "long-dropped.jsonl")
+    rendered = principle_prompt(principle_prefix(load_principles(), load_exemplars(), "Sage"), text, "Sage")
+    assert drop["drop_reason"] == "prompt_too_long"
+    assert drop["detail"] == f"{_server_count(server, rendered)} prompt tokens + 256 new > context 4096"
+
+
+def _server_count(server, text):
+    import httpx
+
+    r = httpx.post(server.removesuffix("/v1") + "/tokenize", json={"model": "smollm2", "prompt": text}, timeout=60)
+    return r.json()["count"]
+
+
+def test_openai_backend_counts_with_the_vllm_servers_tokenizer(server):
+    from selfalign.backends import load_backend
+
+    b = load_backend("openai", base_url=server)
+    try:
+        assert (b.server.kind, b.max_context, b.server.context_from, b.server.tokenize) == (
+            "vllm", 4096, "the server", "/tokenize")
+        assert b.supports_logit_bias and b.concurrency == 8
+        texts = ["Why is the sky blue?", "def add(a, b):\n    return a + b", "東京は日本の首都です。"]
+        want = [_server_count(server, t) for t in texts]
+        assert [b.count_tokens(t) for t in texts] == want and b.count_tokens_many(texts) == want
+    finally:
+        b.close()
 
 
 def test_openai_backend_reports_length_from_a_vllm_server_and_truncated_answers_are_dropped(tmp_path, server):
