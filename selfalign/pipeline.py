@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from selfalign.executors import Executor, LocalExecutor  # noqa: F401 - LocalExecutor: part of the API
 from selfalign.runner import Runner
 from selfalign.steps import (  # noqa: F401 - the stages are part of this module's API
     STAGES,
@@ -79,17 +80,16 @@ class Pipeline:
             steps.append((st, inputs, out))
         return steps
 
-    def run(self, out_dir: str | os.PathLike, backend: Any = None, executor: Any = None,
+    def run(self, out_dir: str | os.PathLike, backend: Any = None, executor: Executor | None = None,
             say: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Run every stage not yet done; returns each stage's Report by name. `backend`: a backend object, a
-        BackendConfig, or None (the embedded model, opened only if a stage needs it)."""
+        BackendConfig, or None (the embedded model, opened only if a stage needs it). `executor`: where the
+        stages run (default: a LocalExecutor); it is closed at the end, with every backend it opened."""
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        (executor or LocalExecutor()).check()
-        be = backend
         seed = backend.seed if isinstance(backend, BackendConfig) else None
         reports: dict[str, Any] = {}
-        try:
+        with executor or LocalExecutor() as ex:
             for st, inputs, out in self.plan():
                 if seed is not None and getattr(st, "seed", 0) is None:  # the run's seed, where a stage sets none
                     st = st.model_copy(update={"seed": seed})
@@ -102,27 +102,14 @@ class Pipeline:
                 elif target.exists() and all(target.stat().st_mtime >= Path(p).stat().st_mtime for p in paths):
                     reports[st.label] = saved
                     continue
-                if st.needs_model and not hasattr(be, "generate"):
-                    be = (be or BackendConfig()).open()
                 runner = PipelineRunner(st.kind, str(target), str(folder / f"{st.label}-dropped.jsonl"),
                                         str(folder / f"{st.label}.json"), say=say)
                 if st.resumable:
                     runner.resume()
                 runner.report.extra["options"] = options
-                step = st.build(be, runner)
                 records = runner.records(paths, st.input_model()) if paths else iter(())
-                reports[st.label] = runner.execute(_stamped(step(records), self.stamp))
-        finally:
-            if be is not backend and hasattr(be, "close"):
-                be.close()
+                reports[st.label] = runner.execute(_stamped(ex.run(st, backend, records, runner), self.stamp))
         return reports
-
-
-class LocalExecutor:
-    """Stages run in this process, one after another."""
-
-    def check(self) -> None:
-        return None
 
 
 def _stamped(items: Iterator[Any], stamp: str | None) -> Iterator[Any]:

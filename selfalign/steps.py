@@ -1,5 +1,10 @@
 """The pipeline's stages as typed configs: each a pydantic model (`extra="forbid"`) whose fields are the CLI's
-options for that stage, saying what it reads and writes and building its step over a Runner."""
+options for that stage, saying what it reads and writes and building its step over a Runner.
+
+A stage runs in two steps, so that an executor can build it somewhere else: `prepare(runner)` reads its files
+where the run is driven (a bad file fails there, before any model loads) and returns them; `build(backend,
+runner, prepared, embedder)` makes the step, here or in a worker that rebuilt the stage as `cls(**config)`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from selfalign.runner import Runner
+
+Step = Callable[[Iterator[Any]], Iterator[Any]]
 
 
 class BackendConfig(BaseModel):
@@ -32,6 +39,7 @@ class BackendConfig(BaseModel):
     gpu_memory_utilization: float | None = None
     dtype: str | None = None
     quantization: str | None = None
+    tokenizer: str | None = None
 
     def open(self) -> Any:
         from selfalign.backends import open_backend
@@ -52,19 +60,36 @@ class Stage(BaseModel):
     writes: ClassVar[str]
     needs_model: ClassVar[bool] = False
     resumable: ClassVar[bool] = False
+    # each record's result depends on that record alone: an executor may split the records among workers
+    per_record: ClassVar[bool] = False
     name: str | None = None  # the file name in the output folder (default: the stage's kind)
 
     @property
     def label(self) -> str:
         return self.name or self.kind
 
-    def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        """What the stage reads from files, read where the run is driven; tells the runner what it will show."""
+        return {}
+
+    def embeds(self) -> tuple[str | None, bool] | None:
+        """The embedding model the stage needs, (name, cached), or None: the executor starts it (once for
+        every stage that names the same one) and hands it to `build`."""
+        return None
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         raise NotImplementedError
 
     def input_model(self) -> type[BaseModel]:
         from selfalign.records import AlignedRecord, PromptRecord
 
         return PromptRecord if self.reads == "prompts" else AlignedRecord
+
+
+def _keep(values: list[str]) -> frozenset[str]:
+    from selfalign.gates import parse_keep
+
+    return parse_keep(values or None)
 
 
 class _Generate(Stage):
@@ -86,25 +111,28 @@ class _Generate(Stage):
             fields["batch_size"] = self.batch_size
         return GenerateConfig(**fields)
 
-    def _embedder(self) -> Any:
-        if not self.embeddings:
-            return None
-        from selfalign.embeddings import Embedder
+    def _count(self, runner: Runner) -> None:
+        runner.total = (getattr(runner, "total", None) or 0) + self.num  # the bar's end: the prompts to keep
 
-        return Embedder()
+    def embeds(self) -> tuple[str | None, bool] | None:
+        return (None, False) if self.embeddings else None
 
 
 class SelfInstruct(_Generate):
     kind: ClassVar[str] = "self-instruct"
     seeds: str | None = None  # our JSONL, the public self-instruct format; default: the bundled pool
 
-    def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
+
+        self._count(runner)
+        return {"pool": assets.load_seeds(self.seeds)}
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.generate import self_instruct
 
-        pool, cfg, embedder = assets.load_seeds(self.seeds), self._config(), self._embedder()
-        runner.total = self.num
-        return lambda _: self_instruct(pool, backend, cfg, runner.report, embedder)
+        cfg = self._config()
+        return lambda _: self_instruct(prepared["pool"], backend, cfg, runner.report, embedder)
 
 
 class RedTeam(_Generate):
@@ -113,23 +141,36 @@ class RedTeam(_Generate):
     topics_per_type: int = 10
     max_types: int | None = None
 
-    def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
+
+        self._count(runner)
+        return {"types": assets.load_question_types(self.question_types)}
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.generate import red_team
 
-        types = assets.load_question_types(self.question_types)
         cfg = self._config(topics_per_type=self.topics_per_type, max_types=self.max_types)
-        embedder = self._embedder()
-        runner.total = self.num
-        return lambda _: red_team(types, backend, cfg, runner.report, embedder)
+        return lambda _: red_team(prepared["types"], backend, cfg, runner.report, embedder)
 
 
-class Principle(Stage):
+class _Answering(Stage):
+    """A stage that answers each record with the model on its own (principle, refine): resumed by id, and
+    split among workers by an executor that has them. Its subclasses have the fields `keep`, `seed`, ..."""
+
+    needs_model: ClassVar[bool] = True
+    resumable: ClassVar[bool] = True
+    per_record: ClassVar[bool] = True
+
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        _keep(getattr(self, "keep", []))  # an unknown drop reason fails before any model loads
+        return {}
+
+
+class Principle(_Answering):
     kind: ClassVar[str] = "principle"
     reads: ClassVar[str | None] = "prompts"
     writes: ClassVar[str] = "aligned"
-    needs_model: ClassVar[bool] = True
-    resumable: ClassVar[bool] = True
     principles: str | None = None
     exemplars: str | None = None
     persona: str = "Sage"
@@ -143,27 +184,28 @@ class Principle(Stage):
     batch_size: int | None = None
     seed: int | None = None
 
-    def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
-        from selfalign.gates import parse_keep
+
+        super().prepare(runner)
+        principles = assets.load_principles(self.principles)
+        runner.principle_names = {p.id: p.name for p in principles}
+        return {"principles": principles, "exemplars": assets.load_exemplars(self.exemplars)}
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.principle import PrincipleConfig, PrincipleStage
 
         cfg = PrincipleConfig(persona=self.persona, rename=self.rename, temperature=self.temperature,
                               top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed,
-                              min_words=self.min_words, keep=parse_keep(self.keep or None),
+                              min_words=self.min_words, keep=_keep(self.keep),
                               push_down_apologies=self.apology_bias, batch_size=self.batch_size)
-        principles = assets.load_principles(self.principles)
-        runner.principle_names = {p.id: p.name for p in principles}
-        stage = PrincipleStage(backend, principles, assets.load_exemplars(self.exemplars), cfg, runner.report)
-        return stage.run
+        return PrincipleStage(backend, prepared["principles"], prepared["exemplars"], cfg, runner.report).run
 
 
-class Refine(Stage):
+class Refine(_Answering):
     kind: ClassVar[str] = "refine"
     reads: ClassVar[str | None] = "aligned"
     writes: ClassVar[str] = "refined"
-    needs_model: ClassVar[bool] = True
-    resumable: ClassVar[bool] = True
     persona: str = "Sage"
     temperature: float = 0.3
     top_p: float = 0.7
@@ -174,13 +216,12 @@ class Refine(Stage):
     batch_size: int | None = None
     seed: int | None = None
 
-    def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
-        from selfalign.gates import parse_keep
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.refine import RefineConfig, refine
 
         cfg = RefineConfig(persona=self.persona, temperature=self.temperature, top_p=self.top_p,
                            max_tokens=self.max_tokens, repetition_penalty=self.repetition_penalty,
-                           min_words=self.min_words, keep=parse_keep(self.keep or None), batch_size=self.batch_size,
+                           min_words=self.min_words, keep=_keep(self.keep), batch_size=self.batch_size,
                            seed=self.seed)
         return lambda records: refine(records, backend, cfg, runner.report)
 
@@ -195,18 +236,36 @@ class Dedup(Stage):
     second_look: bool = True
     against: list[str] = Field(default_factory=list)
     embedding_model: str | None = None
+    cache: bool = True  # read and store embeddings in the cache
+    search: str = "auto"  # all-pairs, cluster, or auto (clusters past cluster_above texts)
+    cluster_above: int = 20_000
+    cluster_size: int = 1000
 
-    def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
-        from selfalign.embeddings import Embedder
-        from selfalign.paths import cache_dir
-        from selfalign.stages.dedup import DedupConfig, dedup, load_reference
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        from selfalign.stages.dedup import load_reference
+
+        return {"reference": load_reference(self.against)}
+
+    def embeds(self) -> tuple[str | None, bool] | None:
+        return (self.embedding_model, self.cache) if self.threshold <= 1 else None
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        from selfalign.stages.dedup import DedupConfig, dedup
 
         cfg = DedupConfig(field=self.field, threshold=self.threshold, jaccard=self.jaccard,
-                          second_look=self.second_look)
-        reference = load_reference(self.against)
-        embedder = (Embedder(self.embedding_model, cache=cache_dir() / "embeddings.sqlite")
-                    if self.threshold <= 1 else None)
-        return lambda records: dedup(records, cfg, runner.report, embedder, reference)
+                          second_look=self.second_look, search=self.search, cluster_above=self.cluster_above,
+                          cluster_size=self.cluster_size)
+        cfg.block *= getattr(embedder, "parallel", 1)  # a pool of workers embeds a whole block each per step
+        cache = getattr(embedder, "cache", None)
+
+        def step(records: Iterator[Any]) -> Iterator[Any]:
+            hits, misses = (cache.hits, cache.misses) if cache else (0, 0)
+            yield from dedup(records, cfg, runner.report, embedder, prepared["reference"],
+                             getattr(runner, "phase", None))
+            if cache is not None:
+                runner.say(f"embeddings: {cache.hits - hits} from cache, {cache.misses - misses} computed")
+
+        return step
 
     def input_model(self) -> type[BaseModel]:
         from selfalign.records import Record
@@ -224,18 +283,23 @@ class Export(Stage):
     tokenizer: str | None = None
     max_tokens: int | None = None
 
-    def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        if not (self.tokenizer or self.max_tokens is not None):
+            return {"counter": None}
+        from selfalign.tokens import token_counter
+
+        try:
+            return {"counter": token_counter(self.tokenizer or "tiktoken:o200k_base")}
+        except (RuntimeError, OSError, ValueError) as e:
+            raise ValueError(f"--tokenizer {self.tokenizer}: {e}") from None
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.export import ExportConfig, export
 
-        counter = None
-        if self.tokenizer or self.max_tokens is not None:
-            from selfalign.tokens import token_counter
-
-            counter = token_counter(self.tokenizer or "tiktoken:o200k_base")
         cfg = ExportConfig(format=self.format, system=self.system, max_tokens=self.max_tokens,
                            answer="verbose_response" if self.verbose else "response")
-        runner.flush_each = False
-        return lambda records: export(records, cfg, runner.report, counter)
+        runner.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
+        return lambda records: export(records, cfg, runner.report, prepared["counter"])
 
     def input_model(self) -> type[BaseModel]:
         from selfalign.stages.export import ExportInput
@@ -251,17 +315,13 @@ class Load(Stage):
     path: str
     records: str = "prompts"  # what the file holds: prompts, aligned or refined records
 
-    def build(self, backend: Any, runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
-        return _counted(runner)
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        return lambda records: records  # the runner counts what comes out
 
     def input_model(self) -> type[BaseModel]:
         from selfalign.records import AlignedRecord, PromptRecord, RefinedRecord
 
         return {"prompts": PromptRecord, "aligned": AlignedRecord, "refined": RefinedRecord}[self.records]
-
-
-def _counted(runner: Runner) -> Callable[[Iterator[Any]], Iterator[Any]]:
-    return lambda records: records  # the runner counts what comes out
 
 
 STAGES: dict[str, type[Stage]] = {c.kind: c for c in (Load, SelfInstruct, RedTeam, Principle, Dedup, Export, Refine)}

@@ -1,33 +1,8 @@
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""Fixtures and hooks only; the helpers tests import live in tests/support."""
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
-
-
-def run_cli(*args: str, stdin: str | None = None, env: dict | None = None, check: bool = True,
-            cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "selfalign", *args], input=stdin, capture_output=True,
-                          text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"selfalign {' '.join(args)} exited {proc.returncode}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def jsonl(text_or_path) -> list[dict]:
-    text = Path(text_or_path).read_text() if isinstance(text_or_path, Path) else text_or_path
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+from support import write_jsonl
 
 
 @pytest.fixture

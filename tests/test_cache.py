@@ -16,7 +16,7 @@ from selfalign.backends.base import Completion, SamplingParams
 from selfalign.cache import CompletionCache
 from selfalign.embeddings import EmbeddingCache
 
-from conftest import ROOT, jsonl, run_cli, write_jsonl
+from support import ROOT, jsonl, run_cli, write_jsonl
 
 GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
         "far side both bulge, so most coasts see two high tides and two low tides every day.")

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, jsonl, run_cli, write_jsonl
+from support import ROOT, jsonl, run_cli, write_jsonl
 
 GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
         "far side both bulge, so most coasts see two high tides and two low tides every day.")
@@ -17,9 +17,7 @@ def test_help_is_fast_and_does_not_import_torch():
             "heavy = [m for m in ('torch', 'transformers', 'vllm', 'sentence_transformers', 'ray') if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-    for cmd in ("generate", "principle", "dedup", "export", "refine"):
-        assert "Example:" in run_cli(cmd, "--help").stdout
+    assert out.strip() == "[]"  # (each command's help: test_cli_options.py)
 
 
 def test_import_selfalign_stays_light():
@@ -114,11 +112,6 @@ def test_each_kind_of_bad_line_gets_one_clear_line_and_no_good_record_is_lost(tm
     assert [x["drop_reason"] for x in d] == ["prompt_too_long"]  # the 10 MB prompt: judged, not cut
 
 
-def test_unknown_option_value_is_one_clear_error(tmp_path):
-    proc = run_cli("export", "--format", "csv", stdin="", check=False)
-    assert proc.returncode == 2 and "Invalid value for '--format'" in proc.stderr and "csv" in proc.stderr
-
-
 @pytest.mark.parametrize("n", [2, 3])
 def test_shards_cover_the_input_exactly_once(tmp_path, script, n):
     rules = script([{"match": "number 3 ", "text": " By 2 (informative).\n\nSage: Short."},
@@ -136,19 +129,3 @@ def test_shards_cover_the_input_exactly_once(tmp_path, script, n):
     kept = {r for p in parts for r in p} - {d["id"] for i in range(n) if (tmp_path / f"d{i}.jsonl").exists()
                                             for d in jsonl(tmp_path / f"d{i}.jsonl")}
     assert kept == whole and all(parts)
-    bad = run_cli("principle", str(src), *be, "--shard", "3/3", check=False)
-    assert bad.returncode == 2 and "0 <= I < N" in bad.stderr
-
-
-def test_backend_options_are_shared_by_every_model_stage_and_checked(tmp_path, script):
-    rules = script([{"text": " By 2 (informative).\n\nSage: Fine."}])
-    for cmd in ("generate", "principle", "refine"):
-        help_text = run_cli(cmd, "--help", env={"COLUMNS": "200"}).stdout
-        for opt in ("--tensor-parallel-size", "--max-retries", "--request-timeout", "--quantization"):
-            assert opt in help_text, (cmd, opt)
-    proc = run_cli("principle", "--backend", "scripted", "--model", rules, "--tensor-parallel-size", "4",
-                   stdin='{"prompt": "q"}\n', check=False)
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert "--tensor-parallel-size: not an option of the scripted backend" in proc.stderr
-    proc = run_cli("refine", "--backend", "transformers", "--concurrency", "4", stdin="", check=False)
-    assert proc.returncode == 2 and "--concurrency: not an option of the transformers backend" in proc.stderr

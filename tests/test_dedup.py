@@ -5,7 +5,7 @@ from selfalign.records import Dropped, Record
 from selfalign.counts import Report
 from selfalign.stages.dedup import DedupConfig, dedup
 
-from conftest import jsonl, run_cli, write_jsonl
+from support import jsonl, run_cli, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +242,7 @@ def test_the_edit_type_benchmark_runs_on_a_sample_and_keeps_look_alikes_apart(tm
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from support import ROOT
 
     out = tmp_path / "edits.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dedup_edits.py"), "--sample", "30",

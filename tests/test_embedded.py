@@ -5,7 +5,7 @@ import pytest
 from selfalign import assets
 from selfalign.templates import principle_prefix, principle_prompt
 
-from conftest import jsonl, run_cli, write_jsonl
+from support import jsonl, run_cli, write_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import jsonl, run_cli, write_jsonl
+from support import jsonl, run_cli, write_jsonl
 
 KEY = "sk-planted-secret-4b1d"
 GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "

@@ -81,7 +81,7 @@ def test_every_count_in_the_report_is_a_record_in_dropped_or_the_output(tmp_path
     is a line in --dropped, for generate and for the stages after it."""
     from collections import Counter
 
-    from conftest import jsonl, run_cli, write_jsonl
+    from support import jsonl, run_cli, write_jsonl
 
     rules = write_jsonl(tmp_path / "rules.jsonl", [{"text": " Explain how tides work.\n7. Describe how bees make honey."
                                                             "\n8. Name three rivers in Europe.\n9. Why do cats purr?"}])

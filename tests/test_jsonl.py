@@ -1,7 +1,7 @@
 from selfalign.jsonl import InputError, Output, read_records
 from selfalign.records import PromptRecord, stable_id
 
-from conftest import jsonl
+from support import jsonl
 
 
 def test_bad_lines_are_reported_with_file_and_line_and_the_rest_is_read(tmp_path):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import jsonl, run_cli, write_jsonl
+from support import jsonl, run_cli, write_jsonl
 
 pytestmark = pytest.mark.llamacpp
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]: make test-llamacpp")

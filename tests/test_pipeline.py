@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from selfalign import Dedup, Export, Load, Pipeline, Principle, SelfInstruct
 from selfalign.backends.scripted import ScriptedBackend
 
-from conftest import jsonl, run_cli, write_jsonl
+from support import jsonl, run_cli, write_jsonl
 
 GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
         "far side both bulge, so most coasts see two high tides and two low tides every day.")

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from support import ROOT
 
 
 def test_quality_benchmark_on_a_sample_accounts_for_every_record_and_keeps_clean_answers(tmp_path):

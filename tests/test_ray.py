@@ -15,11 +15,10 @@ import time
 
 import pytest
 
-from conftest import ROOT, jsonl, run_cli, write_jsonl
+from support import ROOT, jsonl, run_cli, write_jsonl
 
 GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
         "far side both bulge, so most coasts see two high tides and two low tides every day.")
-INSTALL = "--executor ray needs Ray: pip install 'selfalign[ray]'"
 
 
 def _principle_setup(tmp_path, n=40):
@@ -260,21 +259,24 @@ def test_dedup_embeds_on_the_actor_pool_and_drops_what_a_local_run_drops(tmp_pat
     assert again.stdout == first.stdout and "13 from cache, 0 computed" in again.stderr
 
 
-def test_without_ray_the_error_says_what_to_install(tmp_path, script):
-    stub = tmp_path / "stub" / "ray"
-    stub.mkdir(parents=True)
-    (stub / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n")
-    rules = script([{"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
-    env = {"PYTHONPATH": str(tmp_path / "stub")}
-    for cmd in (["principle"], ["refine"], ["generate", "--num", "1"]):
-        proc = run_cli(*cmd, "--backend", "scripted", "--model", rules, "--executor", "ray", stdin='{"prompt": "q"}\n',
-                       env=env, check=False)
-        assert proc.returncode == 2 and proc.stdout == ""
-        assert proc.stderr.strip() == f"error: {INSTALL}"
-    proc = run_cli("dedup", "--executor", "ray", stdin='{"prompt": "q"}\n', env=env, check=False)
-    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {INSTALL}"
-    # the local executor does not need it
-    assert run_cli("principle", "--backend", "scripted", "--model", rules, "-q", stdin='{"prompt": "q"}\n', env=env).stdout
+def test_a_pipeline_on_the_ray_executor_gives_the_records_of_a_local_one(tmp_path, cluster, monkeypatch):
+    """The Python API swaps executors: the same stage configs, the principle stage rebuilt in each actor from
+    its class and config; the files are those of a local run, record for record."""
+    from selfalign import BackendConfig, Export, Load, Pipeline, Principle
+    from selfalign.executors.ray import RayExecutor, RayOptions
+
+    prompts, rules, _ = _principle_setup(tmp_path, n=12)
+    stages = [Load(path=str(prompts)), Principle(batch_size=3), Export()]
+    backend = BackendConfig(name="scripted", model=str(rules), cache=False)
+    Pipeline(stages).run(tmp_path / "local", backend=backend)
+    monkeypatch.setenv("RAY_AUTH_MODE", cluster["env"]["RAY_AUTH_MODE"])
+    ex = RayExecutor(RayOptions(address=cluster["args"][-1], actors=2))
+    reports = Pipeline(stages).run(tmp_path / "ray", backend=backend, executor=ex)
+    assert reports["principle"].extra["executor"] == "ray cluster, 2 actors" and reports["principle"].read == 12
+    for name in ("principle.jsonl", "principle-dropped.jsonl", "export.jsonl"):
+        here, there = (sorted(map(str, jsonl(tmp_path / d / name))) for d in ("local", "ray"))
+        assert there == here and here, name
+    assert not ex.started  # the executor left Ray at the end of the run
 
 
 def test_resources_a_local_instance_cannot_give_are_an_error_not_a_hang(tmp_path, script):

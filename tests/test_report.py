@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import run_cli, write_jsonl
+from support import run_cli, write_jsonl
 
 GOOD = "Tides come from the Moon's gravity pulling on the oceans, so most coasts see two high tides a day."
 

