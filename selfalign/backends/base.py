@@ -35,6 +35,9 @@ class Backend(Protocol):
     model: str
     max_context: int
     supports_logit_bias: bool
+    # True where `choice_logprobs` reads exact log-probabilities (from logits, or from a server's logprobs);
+    # False (or absent) where it cannot, and the judge falls back to a sampled vote through `generate`
+    supports_logprobs: bool
     chunk_size: int  # prompts a stage hands over per call: the unit of streaming and checkpointing
 
     def count_tokens(self, text: str) -> int:
@@ -43,6 +46,19 @@ class Backend(Protocol):
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         """One completion per prompt, in order. Text ends before the first stop sequence."""
+        ...
+
+    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float] | None]:
+        """For each prompt, the log-probability of each choice as the very next token after it, in order.
+
+        A choice is text that continues the prompt by exactly one token of the model's tokenizer (e.g. " A" after
+        "Better answer:"): `prompt + choice` must tokenize as the prompt's own tokens plus one. Otherwise
+        ValueError, naming the choice: nothing is guessed. The value is the full-vocabulary log-softmax of the
+        model's raw next-token logits (no temperature, top-p, penalties or logit bias), not renormalised over the
+        choices, so the choices' probabilities need not sum to 1 and their difference is the log-odds between
+        them. None for a prompt the backend could not score (a failed request); the caller drops that one.
+        Only backends with `supports_logprobs` implement it.
+        """
         ...
 
     def close(self) -> None: ...
@@ -56,3 +72,21 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
         if s and 0 <= i < cut:
             cut = i
     return text[:cut], cut < len(text)
+
+
+def choice_token_ids(encode: Any, prompt: str, choices: list[str]) -> tuple[list[int], list[int]]:
+    """The prompt's token ids and, for each choice, the one token that `prompt + choice` adds to them.
+
+    `encode(text) -> list[int]` is the model's tokenizer (no special tokens). ValueError when a choice does not
+    continue the prompt as exactly one new token: its log-probability would then not be one next-token value.
+    """
+    ids = list(encode(prompt))
+    out = []
+    for choice in choices:
+        full = list(encode(prompt + choice))
+        if len(full) != len(ids) + 1 or full[: len(ids)] != ids:
+            raise ValueError(f"the choice {choice!r} does not continue the prompt as exactly one token of this "
+                             f"model's tokenizer ({len(full) - len(ids)} tokens, or it merges with the prompt's "
+                             "last token): choose single-token choices")
+        out.append(full[-1])
+    return ids, out

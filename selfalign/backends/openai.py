@@ -29,7 +29,6 @@ What it promises:
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import sys
@@ -38,8 +37,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from selfalign.backends import servers
-from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
+from selfalign.backends import replies, servers
+from selfalign.backends.base import Completion, SamplingParams
 from selfalign.urls import redact_url
 
 ESTIMATE = "tiktoken:o200k_base"
@@ -49,10 +48,6 @@ COUNT_WAVE = 64  # tokenizer requests in flight at once: a chunk of prompts is o
 # contend (measured, 64 principle prompts on a local server: 0.32 s one by one, 0.15 s 8 at once, 0.43 s 64)
 LOCKED_WAVE = 8
 REMEMBERED = 256  # recent texts whose count is kept
-
-
-class Malformed(ValueError):
-    """A 200 whose body is not what the API promises."""
 
 
 class TokenizerFailed(RuntimeError):
@@ -67,6 +62,7 @@ class OpenAIBackend:
     name = "openai"
     chunk_size = 64
     supports_logit_bias = False  # until the server is known: see servers.BIAS
+    supports_logprobs = False  # and servers.LOGPROBS
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  api_key_file: str | None = None,
@@ -102,7 +98,7 @@ class OpenAIBackend:
         except openai.OpenAIError as e:
             self.close()
             raise RuntimeError(f"cannot reach the server at {self.base_url}: {type(e).__name__}") from None
-        except Malformed as e:
+        except replies.Malformed as e:
             self.close()
             raise RuntimeError(f"the server at {self.base_url} did not list its models: {e}") from None
         except BaseException:
@@ -123,6 +119,7 @@ class OpenAIBackend:
             raise RuntimeError(server.no_context(self.base_url))
         self.model, self.max_context = server.model, int(server.context)
         self.supports_logit_bias = server.logit_bias
+        self.supports_logprobs = server.kind in servers.LOGPROBS
         self.concurrency, why = (max(1, concurrency), "--concurrency") if concurrency else _auto_concurrency(server)
         self._gate = asyncio.Semaphore(self.concurrency)
         self._count_gate = asyncio.Semaphore(LOCKED_WAVE if server.kind == "llama-cpp-python" else COUNT_WAVE)
@@ -133,8 +130,8 @@ class OpenAIBackend:
 
     async def _models(self) -> list[dict]:
         raw = await self.client.models.with_raw_response.list()
-        data = _json(raw.http_response.text)
-        models = _list(data, "data", empty_ok=True)
+        data = replies.body_object(raw.http_response.text)
+        models = replies.field_list(data, "data", empty_ok=True)
         return [m for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     async def _detect(self, model: str | None, need_context: bool) -> servers.Server:
@@ -268,17 +265,55 @@ class OpenAIBackend:
                     raw = await self.client.completions.with_raw_response.create(
                         model=self.model, prompt=prompt, max_tokens=params.max_tokens, temperature=params.temperature,
                         top_p=params.top_p, stop=params.stop or None, seed=params.seed, extra_body=extra)
-                    return _completion(raw.http_response.text, params)
-                except Malformed as e:
+                    return replies.completion(raw.http_response.text, params)
+                except replies.Malformed as e:
                     error = str(e)
                 except self._openai.APITimeoutError:
-                    return _failed(f"APITimeoutError: no complete answer within {self.timeout:g}s")
+                    return replies.failed(f"APITimeoutError: no complete answer within {self.timeout:g}s")
                 except self._openai.OpenAIError as e:  # the client has retried what is worth retrying
                     status = getattr(e, "status_code", None)
-                    return _failed(f"{type(e).__name__}{f' {status}' if status else ''}")
+                    return replies.failed(f"{type(e).__name__}{f' {status}' if status else ''}")
                 except Exception as e:  # noqa: BLE001 - whatever one request raises is that request's drop reason
-                    return _failed(type(e).__name__)
-        return _failed(error)
+                    return replies.failed(type(e).__name__)
+        return replies.failed(error)
+
+    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float] | None]:
+        """See Backend.choice_logprobs: the server echoes `prompt + choice` with each token's log-probability,
+        and the last one is the choice's. None for a prompt whose requests failed after the retries."""
+        if not self.supports_logprobs:
+            raise ValueError(f"the {self.server.label} server gives no exact log-probabilities")
+
+        async def one(prompt: str) -> dict[str, float] | None:
+            got = await asyncio.gather(*(self._echo_logprob(prompt, c) for c in choices))
+            return None if any(v is None for v in got) else dict(zip(choices, got, strict=True))
+
+        async def all_of_them() -> list[dict[str, float] | None]:
+            return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+        return self._run(all_of_them())
+
+    async def _echo_logprob(self, prompt: str, choice: str) -> float | None:
+        async with self._gate:
+            for attempt in range(self.max_retries + 1):
+                if attempt:
+                    await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+                try:
+                    raw = await self.client.completions.with_raw_response.create(
+                        model=self.model, prompt=prompt + choice, max_tokens=0, temperature=0, logprobs=0, echo=True)
+                    data = replies.body_object(raw.http_response.text)
+                    lp = replies.field_list(data, "choices")[0].get("logprobs") or {}
+                    tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
+                except replies.Malformed:
+                    continue
+                except Exception:  # noqa: BLE001 - the client has retried what is worth retrying
+                    return None
+                if not tokens or not values or not isinstance(values[-1], int | float):
+                    continue  # malformed: no log-probabilities in the echo
+                if tokens[-1] != choice:
+                    raise ValueError(f"the choice {choice!r} is not one token of the server's tokenizer after this "
+                                     f"prompt (its last token is {tokens[-1]!r}): choose single-token choices")
+                return max(float(values[-1]), -9999.0)
+        return None
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -340,48 +375,3 @@ def _retry_after(value: str | None) -> float | None:
         return min(max(float(value), 0.0), 30.0) if value else None
     except ValueError:
         return None
-
-
-def _failed(error: str) -> Completion:
-    return Completion(text="", finish_reason="error", error=error)
-
-
-def _json(body: str) -> dict:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise Malformed("malformed response: not JSON") from None
-    if not isinstance(data, dict):
-        raise Malformed(f"malformed response: a JSON {type(data).__name__}, not an object")
-    return data
-
-
-def _list(data: dict, name: str, empty_ok: bool = False) -> list:
-    """`data[name]`, a list (non-empty unless `empty_ok`), or Malformed saying how it falls short."""
-    value = data.get(name)
-    if not isinstance(value, list) or not (value or empty_ok):
-        why = ("missing" if name not in data else "null" if value is None else "empty" if value == []
-               else f"a {type(value).__name__}, not a list")
-        raise Malformed(f"malformed response: {name} is {why}")
-    return value
-
-
-def _completion(body: str, params: SamplingParams) -> Completion:
-    """The Completion in a 200's body, or Malformed saying what is wrong with it."""
-    data = _json(body)
-    choice = _list(data, "choices")[0]
-    if not isinstance(choice, dict) or not isinstance(choice.get("text"), str):
-        raise Malformed("malformed response: the choice has no text")
-    try:
-        choice["text"].encode("utf-8")
-    except UnicodeEncodeError:
-        raise Malformed("malformed response: the text holds a lone surrogate") from None
-    text, _ = cut_at_stop(choice["text"], params.stop)
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-    return Completion(text=text, finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
-                      prompt_tokens=_count(usage.get("prompt_tokens")),
-                      completion_tokens=_count(usage.get("completion_tokens")))
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -9,6 +9,12 @@ prompt answered to PATH (tests count regenerations with it); `{"max_context": N}
 (raise) once it has answered N prompts, as an engine crash would; `{"exit_after": N}` makes its whole
 process exit at that point instead, as one killed by the OOM killer would, and with `"once": PATH` it does
 so only if PATH does not exist yet (it is created first), so a restarted process goes on.
+
+A line `{"choices": {" A": -0.2, " B": -1.7}}`, optionally with `"match": "substring"`, gives fixed
+log-probabilities for `choice_logprobs` (the judge's): a prompt gets the first such rule whose `match` occurs
+anywhere in it (the judge's answers sit in the middle of its prompt), else the first rule without a `match`;
+a choice the rule does not list gets -100. Only a script with such a line `supports_logprobs`; `"choices":
+null` in a matched rule makes that prompt unscorable (None, as a failed request).
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ class ScriptedBackend:
                 if isinstance(obj, InputError):
                     raise obj
                 rules.append(obj)
-        settings = [r for r in rules if "text" not in r]
+        self.choice_rules = [r for r in rules if "choices" in r]
+        self.supports_logprobs = bool(self.choice_rules)
+        settings = [r for r in rules if "text" not in r and "choices" not in r]
         rules = [r for r in rules if "text" in r]
         self.delay = float(next((r["delay"] for r in settings if "delay" in r), 0.0))
         self.log = next((r["log"] for r in settings if "log" in r), None)
@@ -88,6 +96,24 @@ class ScriptedBackend:
             text, _ = cut_at_stop(rule["text"], params.stop)
             out.append(Completion(text=text, finish_reason=rule.get("finish_reason", "stop"),
                                   prompt_tokens=self.count_tokens(p), completion_tokens=len(text.split())))
+        return out
+
+    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float] | None]:
+        if not self.choice_rules:
+            raise RuntimeError("this script has no {'choices': ...} line: it cannot give log-probabilities")
+        self.calls += 1
+        self.prompts_seen += len(prompts)
+        out: list[dict[str, float] | None] = []
+        for p in prompts:
+            rule = next((r for r in self.choice_rules if r.get("match") and r["match"] in p), None) or next(
+                (r for r in self.choice_rules if not r.get("match")), None)
+            if rule is None:
+                raise ValueError(f"no choices rule matches the prompt ending {p[-80:]!r}")
+            if self.log:
+                with open(self.log, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(p[-200:]) + "\n")
+            out.append(None if rule["choices"] is None
+                       else {c: float(rule["choices"].get(c, -100.0)) for c in choices})
         return out
 
     def close(self) -> None:

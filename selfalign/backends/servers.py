@@ -30,6 +30,9 @@ LABELS = {
 TOKENIZE = {"vllm": ["/tokenize"], "sglang": ["/tokenize", "/v1/tokenize"], "llama-server": ["/tokenize"],
             "llama-cpp-python": ["/extras/tokenize"], "other": ["/tokenize"], "ollama": []}
 BIAS = {"vllm", "sglang", "llama-server", "llama-cpp-python"}  # accept OpenAI `logit_bias` {"token id": bias}
+# give exact prompt log-probabilities (`echo` with `logprobs`, raw: before any sampling processing), for the judge;
+# others get a sampled vote (llama.cpp's servers have no echo, and a top-20 list misses a choice ranked lower)
+LOGPROBS = {"vllm"}
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
+from selfalign.backends.base import Completion, SamplingParams, choice_token_ids, cut_at_stop
 from selfalign.paths import resolve_model
 
 MIN_SHARED_PREFIX = 32  # tokens; below this, reuse is not worth a cache copy
@@ -54,6 +54,7 @@ def common_prefix_len(seqs: list[list[int]]) -> int:
 class TransformersBackend:
     name = "transformers"
     supports_logit_bias = True
+    supports_logprobs = True  # choice_logprobs from the logits
     chunk_size = 64  # sorted by length inside, then run `batch_size` at a time
 
     def __init__(self, model: str | None = None, batch_size: int = 16, device: str | None = None,
@@ -122,6 +123,36 @@ class TransformersBackend:
             k, v = src.keys, src.values
             layer.update(k.expand(batch, *k.shape[1:]), v.expand(batch, *v.shape[1:]))
         return cache
+
+    # -- choice log-probabilities --------------------------------------------------------------
+    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float] | None]:
+        """Log-softmax (float32, whole vocabulary) of the raw next-token logits after each prompt, read at each
+        choice's token; see the Backend protocol. One forward pass per batch of prompts sorted by length, right-
+        padded (a causal model's real tokens never see the pads after them), no shared-prefix cache: exactness
+        first."""
+        torch = self._torch
+        encode = lambda text: self.tok(text, add_special_tokens=False).input_ids  # noqa: E731
+        rows = [choice_token_ids(encode, p, choices) for p in prompts]
+        if any(not ids for ids, _ in rows):
+            raise ValueError("an empty prompt has no next token to score")
+        order = sorted(range(len(prompts)), key=lambda i: len(rows[i][0]))
+        results: list[dict[str, float] | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start: start + self.batch_size]
+            width = max(len(rows[i][0]) for i in batch)
+            x = torch.tensor([rows[i][0] + [self.pad_id] * (width - len(rows[i][0])) for i in batch],
+                             device=self.device)
+            mask = torch.tensor([[1] * len(rows[i][0]) + [0] * (width - len(rows[i][0])) for i in batch],
+                                device=self.device)
+            last = sorted({len(rows[i][0]) - 1 for i in batch})  # only these positions' logits are computed
+            with torch.inference_mode():
+                logits = self.lm(x, attention_mask=mask, use_cache=False,
+                                 logits_to_keep=torch.tensor(last, device=self.device)).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for r, i in enumerate(batch):
+                lp = logprobs[r, last.index(len(rows[i][0]) - 1)]
+                results[i] = {c: float(lp[t]) for c, t in zip(choices, rows[i][1], strict=True)}
+        return results
 
     # -- generation ----------------------------------------------------------------------------
     def _bias(self, logit_bias: dict[str, float]) -> dict[tuple[int, ...], float] | None:

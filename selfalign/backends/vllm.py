@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
+from selfalign.backends.base import Completion, SamplingParams, choice_token_ids, cut_at_stop
 from selfalign.paths import resolve_model
 
 
 class VLLMBackend:
     name = "vllm"
     supports_logit_bias = True
+    supports_logprobs = True  # choice_logprobs from the engine's raw log-probabilities
     chunk_size = 256  # enough for continuous batching to stay full; bounded memory
 
     def __init__(self, model: str | None = None, seed: int | None = None, max_model_len: int | None = None,
@@ -42,6 +43,8 @@ class VLLMBackend:
             kwargs["max_model_len"] = max_model_len
         if quantization:
             kwargs["quantization"] = quantization
+        if "logprobs_mode" in _engine_fields(vllm):
+            kwargs["logprobs_mode"] = "raw_logprobs"  # the model's own log-softmax, before any sampling processor
         self.on_cpu = on_cpu
         self.llm = vllm.LLM(**kwargs)
         self.tok = self.llm.get_tokenizer()
@@ -77,5 +80,47 @@ class VLLMBackend:
                                       completion_tokens=len(o.token_ids)))
         return results
 
+    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float] | None]:
+        """Raw log-probabilities of each choice's token as the next token (see the Backend protocol).
+
+        Where SamplingParams has `logprob_token_ids` (the vLLM installed here, 0.32, has it), one request per prompt
+        asks for exactly the choices' tokens at the one generated position, whatever their rank (`logprobs=K` would
+        miss a choice outside the top K; `allowed_token_ids` would renormalise); the engine runs with
+        `logprobs_mode="raw_logprobs"`, so they are the full-vocabulary log-softmax of the raw logits. Older vLLM:
+        one request per choice, the prompt followed by that choice's token, reading the exact `prompt_logprobs` of
+        its last token (prompt log-probabilities never pass through sampling processors).
+        """
+        vllm = self._vllm
+        encode = lambda text: self.tok(text, add_special_tokens=False).input_ids  # noqa: E731
+        rows = [choice_token_ids(encode, p, choices) for p in prompts]
+        if "logprob_token_ids" in getattr(vllm.SamplingParams, "__struct_fields__", ()):
+            params = [vllm.SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids)))
+                      for _, ids in rows]
+            outputs = self.llm.generate([{"prompt_token_ids": ids} for ids, _ in rows], params, use_tqdm=False)
+            return [{c: _logprob(out.outputs[0].logprobs[0], t) for c, t in zip(choices, ids, strict=True)}
+                    for out, (_, ids) in zip(outputs, rows, strict=True)]
+        sp = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        flat = [{"prompt_token_ids": ids + [t]} for ids, cids in rows for t in cids]
+        outputs = self.llm.generate(flat, sp, use_tqdm=False)
+        k = len(choices)
+        return [{c: _logprob(outputs[r * k + j].prompt_logprobs[-1], t)
+                 for j, (c, t) in enumerate(zip(choices, cids, strict=True))}
+                for r, (_, cids) in enumerate(rows)]
+
     def close(self) -> None:
         del self.llm
+
+
+def _logprob(position: Any, token: int) -> float:
+    """The log-probability of `token` in one position's {token id: Logprob} (or flat) entry."""
+    entry = position[token]
+    return float(getattr(entry, "logprob", entry))
+
+
+def _engine_fields(vllm: Any) -> set[str]:
+    import dataclasses
+
+    try:
+        return {f.name for f in dataclasses.fields(vllm.EngineArgs)}
+    except TypeError:
+        return set()

