@@ -4,6 +4,7 @@ Formats read:
 - principles: Markdown/plain text with lines `N (short name). One sentence.`, or YAML: a list of
   `{id, name, text}` (or a mapping with a `principles:` list).
 - exemplars: YAML or JSONL, a list of `{user, thoughts, answer}` (`prompt`/`query` and `response` accepted).
+- critique exemplars: YAML or JSONL, a list of `{user, answer, check, critique, violations, revision}`.
 - seeds: JSONL, ours (`{"prompt": ...}`) or the public self-instruct format (`instruction`, `instances`).
 - question types: text (`name: description` a line), or the public TGRT seed JSONL
   (`topic`, `question_type`, `question`), whose lines also serve as in-context demonstrations.
@@ -37,6 +38,19 @@ class Exemplar(BaseModel):
     user: str
     thoughts: str
     answer: str
+
+
+class CritiqueExemplar(BaseModel):
+    """A worked review for `selfalign critique`: a question and answer, the principles shown to check (its own
+    `N (name). text` lines, so the exemplar does not depend on the user's set), the critique, the ids it finds
+    broken (empty: none) and, only when some are, the revised answer."""
+
+    user: str
+    answer: str
+    check: list[Principle]
+    critique: str
+    violations: list[str] = []
+    revision: str | None = None
 
 
 class QuestionType(BaseModel):
@@ -114,6 +128,63 @@ def load_exemplars(path: str | None = None) -> list[Exemplar]:
     return out
 
 
+def load_critique_exemplars(path: str | None = None) -> list[CritiqueExemplar]:
+    """Worked reviews for the critique stage, YAML or JSONL: a list of `{user, answer, check, critique,
+    violations, revision}`; `check` is a list of principle lines (`N (name). One sentence.`) or of
+    `{id, name, text}`; `violations` a list of ids among them (empty or absent: none, and then no revision)."""
+    path = path or default_path("exemplars", "critique.yaml")
+    if path.endswith(".jsonl"):
+        items: list[tuple[int | None, Any]] = []
+        for lineno, obj in read_json_lines(path):
+            if isinstance(obj, InputError):
+                raise obj
+            items.append((lineno, obj))
+    else:
+        data = _load_yaml(path)
+        items = [(None, x) for x in (data if isinstance(data, list) else [])]
+    out = []
+    for i, (lineno, item) in enumerate(items, 1):
+        where = f"critique exemplar {i}"
+        if not isinstance(item, dict):
+            raise InputError(path, lineno, f"{where}: expected a mapping with user, answer, check, critique")
+        item = {**item, "user": item.get("user", item.get("prompt", item.get("query"))),
+                "answer": item.get("answer", item.get("response"))}
+        for key in ("user", "answer", "critique"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                raise InputError(path, lineno, f"{where} has no {key!r}")
+        check: list[Principle] = []
+        for c in item.get("check") or []:
+            if isinstance(c, str) and (m := _PRINCIPLE_LINE.match(c)):
+                check.append(Principle(id=m.group(1), name=m.group(2).strip(), text=m.group(3)))
+            elif isinstance(c, dict) and all(isinstance(c.get(k), (str, int)) for k in ("id", "name", "text")):
+                check.append(Principle(id=str(c["id"]), name=str(c["name"]), text=str(c["text"])))
+            else:
+                raise InputError(path, lineno, f"{where}: check item {c!r} is not `N (name). One sentence.`")
+        if not check:
+            raise InputError(path, lineno, f"{where} has no principles to 'check'")
+        raw = item.get("violations") or []
+        if isinstance(raw, (str, int)) and str(raw).strip().lower() != "none":
+            raw = [x for x in re.split(r"[,\s]+", str(raw)) if x]
+        elif not isinstance(raw, list):
+            raw = []
+        violations = [str(v) for v in raw]
+        ids = {p.id for p in check}
+        if unknown := [v for v in violations if v not in ids]:
+            raise InputError(path, lineno, f"{where}: violations {unknown} are not among the principles it checks")
+        revision = item.get("revision")
+        revision = revision.strip() if isinstance(revision, str) and revision.strip() else None
+        if violations and revision is None:
+            raise InputError(path, lineno, f"{where} names violations but has no 'revision'")
+        if revision is not None and not violations:
+            raise InputError(path, lineno, f"{where} has a 'revision' but no violations")
+        out.append(CritiqueExemplar(user=item["user"].strip(), answer=item["answer"].strip(), check=check,
+                                    critique=" ".join(item["critique"].split()), violations=violations,
+                                    revision=revision))
+    if not out:
+        raise InputError(path, None, "no critique exemplars found")
+    return out
+
+
 def load_seeds(path: str | None = None) -> list[str]:
     """Seed prompts from our JSONL (`prompt`) or the public self-instruct format (`instruction`)."""
     path = path or default_path("exemplars", "seed_tasks.jsonl")
@@ -168,5 +239,5 @@ def assets_hash(*objs: Any) -> str:
     return h.hexdigest()[:16]
 
 
-__all__ = ["Principle", "Exemplar", "QuestionType", "load_principles", "load_exemplars", "load_seeds",
-           "load_question_types", "assets_hash", "default_path"]
+__all__ = ["Principle", "Exemplar", "CritiqueExemplar", "QuestionType", "load_principles", "load_exemplars",
+           "load_critique_exemplars", "load_seeds", "load_question_types", "assets_hash", "default_path"]

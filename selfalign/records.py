@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from selfalign.normalize import NUMBER_WORDS, TOKEN, normalize_text, tokens  # noqa: F401 - re-exported
 
@@ -85,6 +86,42 @@ class AlignedRecord(PromptRecord):
 
 class RefinedRecord(AlignedRecord):
     verbose_response: str
+
+
+class CritiquedRecord(AlignedRecord):
+    """An aligned record checked against some principles (stage `critique`). `revision` is set only when the
+    critique found a violation: the original `response` stays as it was, so the pair is a preference pair
+    (revision over response). Every field has a default, so an aligned file validates as one."""
+
+    critique: str | None = None
+    revision: str | None = None
+    checked_principles: list[str] = Field(default_factory=list)
+    violations: list[str] = Field(default_factory=list)  # ids of checked principles the critique says are broken
+
+
+class Judgement(BaseModel):
+    """The judge stage's verdict on a record's pair, as kept in its `judge` field (other keys ride along).
+
+    `pair` names the two fields compared (default: response, revision; or responses[0], responses[1]); `chosen`
+    is the one preferred, or "tie"; `margin` how strongly (>= 0, higher: surer; None: no usable score);
+    `principle` the id judged against, or "all"."""
+
+    model_config = ConfigDict(extra="allow")
+
+    principle: str = "all"
+    margin: float | None = None
+    chosen: str = "revision"
+    pair: list[str] | None = None
+
+    @field_validator("principle", mode="before")
+    @classmethod
+    def _principle_id(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("margin")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        return v if v is None or math.isfinite(v) else None
 
 
 class Dropped(BaseModel):

@@ -1,25 +1,36 @@
-"""Stage 3, principle engraving: SFT JSONL with the principles, exemplars and thoughts removed."""
+"""Stage 3, principle engraving: SFT JSONL with the principles, exemplars and thoughts removed; and preference
+pairs (`dpo`) from critiqued or judged records, as TRL's DPOTrainer reads them.
+
+A pair is (revision, response) of a record the critique stage revised, or two sampled `responses`. When the judge
+has scored the pair (the record's `judge` field: `{"principle", "margin", "chosen", "pair", ...}`), its choice and
+margin decide; otherwise the revision is chosen, the original response rejected, and the margin is unknown.
+Records with no pair are dropped as `no_pair`, a judge's tie as `judge_tie`, a malformed `judge` as `bad_judge`;
+with `min_margin`, pairs below it as `low_margin` and pairs with no margin as `no_margin`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from selfalign.records import Dropped, stable_id
+from selfalign.records import Dropped, Judgement, normalize_text, stable_id
 from selfalign.counts import Report
 from selfalign.stages.common import drop
 
 STAGE = "export"
-FORMATS = ("messages", "sharegpt", "alpaca")
+FORMATS = ("messages", "sharegpt", "alpaca", "dpo")
+SFT_FORMATS = FORMATS[:3]
+ANSWERS = ("response", "verbose_response", "revision")  # revision: the critique's revision where there is one
 
 
 class ExportConfig(BaseModel):
     format: str = "messages"
     system: str | None = None
-    answer: str = "response"  # response | verbose_response
+    answer: str = "response"  # response | verbose_response | revision (SFT formats)
     max_tokens: int | None = None  # drop pairs whose prompt + answer exceed this (needs a token counter)
+    min_margin: float | None = None  # dpo: drop pairs whose margin is below this, or unknown
 
 
 class ExportInput(BaseModel):
@@ -32,6 +43,9 @@ class ExportInput(BaseModel):
     prompt: str
     response: str | None = None
     verbose_response: str | None = None
+    revision: str | None = None  # from the critique stage
+    responses: Any = None  # two sampled answers, which a judge may order
+    judge: Any = None  # a Judgement as a dict, from the judge stage; checked when a dpo pair is made
 
     @model_validator(mode="after")
     def _id(self) -> ExportInput:
@@ -55,10 +69,83 @@ def to_sft(prompt: str, answer: str, fmt: str, system: str | None) -> dict[str, 
     raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
+def to_dpo(prompt: str, chosen: str, rejected: str, system: str | None) -> dict[str, Any]:
+    """TRL's conversational preference format: the prompt as messages, each completion as one assistant turn."""
+    msgs = [{"role": "system", "content": system}] if system else []
+    return {"prompt": [*msgs, {"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}]}
+
+
+_RESPONSES = re.compile(r"responses\[([01])\]")
+
+
+def _text(rec: ExportInput, field: str) -> str | None:
+    """The text of `field` ("response", "revision", "responses[0]", "responses[1]"), stripped; None if absent."""
+    if m := _RESPONSES.fullmatch(field):
+        items = rec.responses if isinstance(rec.responses, list) and len(rec.responses) == 2 else None
+        value = items[int(m.group(1))] if items else None
+    elif field in ("response", "revision"):
+        value = getattr(rec, field)
+    else:
+        return None
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def preference(rec: ExportInput, config: ExportConfig) -> dict[str, Any] | tuple[str, str]:
+    """The record's preference pair: {chosen, rejected, margin, principle, violations, chosen_from}, or
+    (drop reason, detail).
+
+    Judged (a `judge` with a margin): the judge's `chosen` over the other field of its `pair` (default
+    response/revision), so two sampled `responses` pair too. Unjudged: revision over response, margin None."""
+    violations = [str(v) for v in (getattr(rec, "violations", None) or []) if isinstance(v, (str, int))]
+    judgement: Judgement | None = None
+    if rec.judge is not None:
+        try:
+            judgement = Judgement.model_validate(rec.judge)
+        except ValidationError as e:
+            err = e.errors()[0]
+            return "bad_judge", f"judge.{'.'.join(map(str, err['loc']))}: {err['msg']}"
+    if judgement is not None and judgement.margin is not None:
+        pair = judgement.pair or ["response", "revision"]
+        if judgement.chosen == "tie":
+            return "judge_tie", f"the judge preferred neither ({', '.join(pair)})"
+        if len(pair) != 2 or judgement.chosen not in pair:
+            return "bad_judge", f"judge.chosen {judgement.chosen!r} is not one of the pair {pair}"
+        chosen_field = judgement.chosen
+        rejected_field = pair[1] if pair[0] == chosen_field else pair[0]
+        margin, principle = judgement.margin, judgement.principle
+    else:
+        if rec.revision is None and _text(rec, "responses[0]") is not None:
+            return "no_pair", "two responses but no judge margin to order them"
+        chosen_field, rejected_field, margin, principle = "revision", "response", None, ",".join(violations) or None
+    chosen, rejected = _text(rec, chosen_field), _text(rec, rejected_field)
+    if chosen is None or rejected is None:
+        return "no_pair", f"record has no {chosen_field if chosen is None else rejected_field} to pair"
+    if normalize_text(chosen) == normalize_text(rejected):
+        return "no_pair", f"{chosen_field} and {rejected_field} are the same text"
+    if config.min_margin is not None:
+        if margin is None:
+            return "no_margin", f"no judge margin, and a minimum of {config.min_margin:g} is asked"
+        if margin < config.min_margin:
+            return "low_margin", f"margin {margin:g} < {config.min_margin:g}"
+    return {"chosen": chosen, "rejected": rejected, "margin": margin, "principle": principle,
+            "violations": violations, "chosen_from": chosen_field}
+
+
 def export(records: Iterable[ExportInput], config: ExportConfig, report: Report,
            count_tokens: Callable[[str], int] | None = None) -> Iterator[dict[str, Any] | Dropped]:
+    if config.format not in FORMATS:
+        raise ValueError(f"unknown format {config.format!r}: choose one of {', '.join(FORMATS)}")
+    if config.format == "dpo":
+        yield from export_dpo(records, config, count_tokens)
+        return
+    if config.answer not in ANSWERS:
+        raise ValueError(f"unknown answer field {config.answer!r}: choose one of {', '.join(ANSWERS)}")
     for rec in records:
         answer = getattr(rec, config.answer)
+        if config.answer == "revision" and not (isinstance(answer, str) and answer.strip()):
+            answer = rec.response  # a record the critique passed unchanged
         if not isinstance(answer, str) or not answer.strip():
             yield drop(STAGE, rec, f"no_{config.answer}", f"record has no {config.answer!r} to export")
             continue
@@ -70,4 +157,27 @@ def export(records: Iterable[ExportInput], config: ExportConfig, report: Report,
                 continue
             out["num_tokens"] = n
         out["id"] = rec.id
+        yield out
+
+
+def export_dpo(records: Iterable[ExportInput], config: ExportConfig,
+               count_tokens: Callable[[str], int] | None = None) -> Iterator[dict[str, Any] | Dropped]:
+    """Preference pairs: `prompt`/`chosen`/`rejected` (conversational) and, beside them, `id`, `margin` (None when
+    no judge scored the pair), `principle` (the judge's, or the critique's violated ids joined by commas),
+    `violations` and `chosen_from` ("revision" or "response")."""
+    for rec in records:
+        pair = preference(rec, config)
+        if isinstance(pair, tuple):
+            yield drop(STAGE, rec, *pair)
+            continue
+        out = to_dpo(rec.prompt, pair.pop("chosen"), pair.pop("rejected"), config.system)
+        if count_tokens is not None:
+            longest = max(count_tokens(out["chosen"][0]["content"]), count_tokens(out["rejected"][0]["content"]))
+            n = count_tokens(rec.prompt) + longest + (count_tokens(config.system) if config.system else 0)
+            if config.max_tokens is not None and n > config.max_tokens:
+                yield drop(STAGE, rec, "too_many_tokens", f"{n} tokens > {config.max_tokens}")
+                continue
+            out["num_tokens"] = n
+        out["id"] = rec.id
+        out.update(pair)
         yield out
