@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     **{name: "selfalign.pipeline" for name in ("Pipeline", "SelfInstruct", "RedTeam", "Principle", "Dedup", "Export",
-                                               "Refine", "BackendConfig", "LocalExecutor")},
+                                               "Refine", "BackendConfig", "LocalExecutor", "Critique",
+                                               "Judge")},
     "load_backend": "selfalign.backends",
     "Load": "selfalign.pipeline",
     "Runner": "selfalign.runner",

@@ -21,8 +21,10 @@ from selfalign.runner import Runner
 from selfalign.steps import (  # noqa: F401 - the stages are part of this module's API
     STAGES,
     BackendConfig,
+    Critique,
     Dedup,
     Export,
+    Judge,
     Load,
     Principle,
     RedTeam,
@@ -55,7 +57,9 @@ class Pipeline:
         latest: dict[str, list[str]] = {}
         steps = []
         for st in self.stages:
-            wants = "refined" if isinstance(st, Export) and st.verbose else st.reads
+            wants = st.reads
+            if isinstance(st, Export):
+                wants = "refined" if st.verbose else "pairs" if st.format == "dpo" else st.reads
             if isinstance(st, Load):
                 inputs = [str(Path(st.path).resolve())]
                 latest[st.records] = [*latest.get(st.records, []), f"{st.label}.jsonl"] \

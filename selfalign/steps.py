@@ -9,7 +9,7 @@ runner, prepared, embedder)` makes the step, here or in a worker that rebuilt th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -226,6 +226,86 @@ class Refine(_Answering):
         return lambda records: refine(records, backend, cfg, runner.report)
 
 
+class Critique(_Answering):
+    """Check each answer against the principles its thoughts cite plus `sample` more, and revise it where one is
+    broken; writes pairs (response, revision) for Judge and Export(format="dpo"), leaving the answers as they are."""
+
+    kind: ClassVar[str] = "critique"
+    reads: ClassVar[str | None] = "aligned"
+    writes: ClassVar[str] = "pairs"
+    principles: str | None = None
+    exemplars: str | None = None  # critique exemplars; default: the bundled exemplars/critique.yaml
+    persona: str = "Sage"
+    sample: int = 2
+    temperature: float = 0.3
+    top_p: float = 0.9
+    max_tokens: int = 384
+    repetition_penalty: float = 1.0
+    min_words: int = 25
+    keep: list[str] = Field(default_factory=list)
+    batch_size: int | None = None
+    seed: int | None = None
+
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        from selfalign import assets
+        from selfalign.stages.critique import parse_keep
+
+        parse_keep(self.keep or None)  # critique's own reasons: an unknown one fails before any model loads
+        principles = assets.load_principles(self.principles)
+        runner.principle_names = {p.id: p.name for p in principles}
+        return {"principles": principles, "exemplars": assets.load_critique_exemplars(self.exemplars)}
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        from selfalign.stages.critique import CritiqueConfig, CritiqueStage, parse_keep
+
+        cfg = CritiqueConfig(persona=self.persona, sample=self.sample, seed=self.seed, temperature=self.temperature,
+                             top_p=self.top_p, max_tokens=self.max_tokens, repetition_penalty=self.repetition_penalty,
+                             batch_size=self.batch_size, min_words=self.min_words, keep=parse_keep(self.keep or None))
+        return CritiqueStage(backend, prepared["principles"], prepared["exemplars"], cfg, runner.report).run
+
+    def input_model(self) -> type[BaseModel]:
+        from selfalign.records import AlignedRecord
+
+        return AlignedRecord
+
+
+class Judge(_Answering):
+    """Which answer of each pair follows a principle (or the whole set) better, from the model's log-probabilities
+    of a one-token choice in both orders (a sampled vote where the backend gives none)."""
+
+    kind: ClassVar[str] = "judge"
+    reads: ClassVar[str | None] = "pairs"
+    writes: ClassVar[str] = "pairs"
+    principles: str | None = None
+    principle: str = "all"
+    method: Literal["auto", "logprobs", "vote"] = "auto"
+    samples: int = 5
+    vote_max_tokens: int = 4
+    batch_size: int | None = None
+    seed: int | None = None
+
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        from selfalign import assets
+        from selfalign.stages.judge import JudgeConfig, principles_for
+
+        principles = assets.load_principles(self.principles)
+        principles_for(JudgeConfig(principle=self.principle), principles)  # an unknown principle fails here
+        runner.principle_names = {p.id: p.name for p in principles}
+        return {"principles": principles}
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        from selfalign.stages.judge import JudgeConfig, judge
+
+        cfg = JudgeConfig(principle=self.principle, method=self.method, samples=self.samples,
+                          vote_max_tokens=self.vote_max_tokens, batch_size=self.batch_size, seed=self.seed)
+        return lambda records: judge(records, backend, cfg, prepared["principles"])
+
+    def input_model(self) -> type[BaseModel]:
+        from selfalign.records import CritiquedRecord
+
+        return CritiquedRecord
+
+
 class Dedup(Stage):
     kind: ClassVar[str] = "dedup"
     reads: ClassVar[str | None] = "aligned"
@@ -282,8 +362,12 @@ class Export(Stage):
     verbose: bool = False
     tokenizer: str | None = None
     max_tokens: int | None = None
+    min_margin: float | None = None  # dpo: drop pairs whose judge margin is below this, or unknown
+    revised: bool = False  # SFT: the critique's revision where there is one
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
+        if self.verbose and self.format == "dpo":
+            raise ValueError("--verbose exports refined answers as SFT; a dpo export takes pairs (critique, judge)")
         if not (self.tokenizer or self.max_tokens is not None):
             return {"counter": None}
         from selfalign.tokens import token_counter
@@ -297,7 +381,8 @@ class Export(Stage):
         from selfalign.stages.export import ExportConfig, export
 
         cfg = ExportConfig(format=self.format, system=self.system, max_tokens=self.max_tokens,
-                           answer="verbose_response" if self.verbose else "response")
+                           min_margin=self.min_margin,
+                           answer="verbose_response" if self.verbose else "revision" if self.revised else "response")
         runner.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
         return lambda records: export(records, cfg, runner.report, prepared["counter"])
 
@@ -321,7 +406,11 @@ class Load(Stage):
     def input_model(self) -> type[BaseModel]:
         from selfalign.records import AlignedRecord, PromptRecord, RefinedRecord
 
-        return {"prompts": PromptRecord, "aligned": AlignedRecord, "refined": RefinedRecord}[self.records]
+        from selfalign.records import CritiquedRecord
+
+        return {"prompts": PromptRecord, "aligned": AlignedRecord, "refined": RefinedRecord,
+                "critiqued": CritiquedRecord}[self.records]
 
 
-STAGES: dict[str, type[Stage]] = {c.kind: c for c in (Load, SelfInstruct, RedTeam, Principle, Dedup, Export, Refine)}
+STAGES: dict[str, type[Stage]] = {c.kind: c for c in (Load, SelfInstruct, RedTeam, Principle, Dedup, Export, Refine,
+                                                       Critique, Judge)}

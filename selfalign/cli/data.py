@@ -44,6 +44,7 @@ class Format(str, Enum):
     messages = "messages"
     sharegpt = "sharegpt"
     alpaca = "alpaca"
+    dpo = "dpo"
 
 
 class Field(str, Enum):
@@ -95,21 +96,29 @@ def dedup(
 def export(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
     on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, shard: Shard = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="SFT layout.")] = Format.messages,
+    format: Annotated[Format, typer.Option("--format", "-f", help="SFT layout, or dpo: preference pairs "
+                      "(prompt/chosen/rejected, as TRL's DPOTrainer reads them) from critique or judge output.")]
+    = Format.messages,
     system: Annotated[str | None, typer.Option("--system", help="A short system prompt to add.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Export the refined verbose answer.")] = False,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens: tiktoken:o200k_base, "
                          "tiktoken:cl100k_base, or a tokenizer folder.")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Drop pairs over this many tokens.")] = None,
+    min_margin: Annotated[float | None, typer.Option("--min-margin", help="dpo: drop pairs whose judge margin is "
+                          "below this, or unknown (log-odds from log-probabilities; a vote share from a vote).")] = None,
+    revised: Annotated[bool, typer.Option("--revised", help="SFT: export the critique's revision where there is "
+                       "one.")] = False,
 ) -> None:
-    """Write SFT JSONL (messages, ShareGPT or Alpaca): principles and internal thoughts removed.
+    """Write SFT JSONL (messages, ShareGPT or Alpaca), principles and internal thoughts removed; or preference
+    pairs (dpo).
 
     Example: [bold]selfalign export aligned.jsonl --format messages > sft.jsonl[/]
     """
     from selfalign.executors import LocalExecutor
     from selfalign.steps import Export
 
-    stage = Export(format=format.value, system=system, verbose=verbose, tokenizer=tokenizer, max_tokens=max_tokens)
+    stage = Export(format=format.value, system=system, verbose=verbose, tokenizer=tokenizer, max_tokens=max_tokens,
+                   min_margin=min_margin, revised=revised)
     run = Run("export", output, dropped, report, on_error, quiet, quarantine, shard)
     run_stages(run, LocalExecutor(), [stage], input=input)
 

@@ -98,7 +98,7 @@ def principle(
     temperature: Temperature = 0.5, top_p: TopP = 0.95, max_tokens: MaxTokens = 256,
     min_words: MinWords = 25, keep: Keep = None,
     no_apology_bias: Annotated[bool, typer.Option("--no-apology-bias", help="Do not push down 'Sorry' "
-                               "(logit bias -100; transformers and vllm backends only, not openai).")] = False,
+                               "(logit bias -100, where the backend takes one: not Ollama or hosted APIs).")] = False,
     *, engine: Engine,  # the shared options: see model_options
 ) -> None:
     """Answer each prompt under the principle set, with internal thoughts; parse and filter.
@@ -138,3 +138,74 @@ def refine(
     run = Run("refine", output, dropped, report, on_error, quiet, quarantine, shard)
     run.resume()
     run_stages(run, engine.executor, [stage], engine.backend, input)
+
+
+@app.command()
+@model_options
+def critique(
+    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, shard: Shard = None,
+    principles: Principles = None,
+    exemplars: Annotated[str | None, typer.Option("--exemplars", help="Critique exemplars (.yaml or .jsonl: user, "
+                         "answer, check, critique, violations, revision).")] = None,
+    persona: Persona = "Sage",
+    sample: Annotated[int, typer.Option("--sample", help="Principles drawn from the set besides those the thoughts "
+                      "cite (seeded per record).")] = 2,
+    temperature: Temperature = 0.3, top_p: TopP = 0.9, max_tokens: MaxTokens = 384,
+    repetition_penalty: Annotated[float, typer.Option(help="Repetition penalty.")] = 1.0,
+    min_words: MinWords = 25,
+    keep: Annotated[list[str] | None, typer.Option("--keep", metavar="REASON", help="Keep a revision this gate "
+                    "would drop (repeatable or comma-separated; 'all'): truncated, template_debris, persona_leak, "
+                    "exemplar_leak, unwarranted_refusal, repetition_loop, too_short, wrong_language, "
+                    "restates_question, off_topic.")] = None,
+    *, engine: Engine,  # the shared options: see model_options
+) -> None:
+    """Check each answer against the principles its thoughts cite (and --sample more), and revise it where one
+    is broken; records gain critique, violations and revision (pairs for judge and export --format dpo).
+
+    Example: [bold]selfalign critique aligned.jsonl --dropped dropped.jsonl > critiqued.jsonl[/]
+    """
+    from selfalign.steps import Critique
+
+    stage = Critique(principles=principles, exemplars=exemplars, persona=persona, sample=sample,
+                     temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                     repetition_penalty=repetition_penalty, min_words=min_words, keep=keep or [], seed=engine.seed,
+                     batch_size=engine.batch_size)
+    run = Run("critique", output, dropped, report, on_error, quiet, quarantine, shard)
+    run.resume()
+    run_stages(run, engine.executor, [stage], engine.backend, input)
+
+
+class JudgeMethod(str, Enum):
+    auto = "auto"
+    logprobs = "logprobs"
+    vote = "vote"
+
+
+@app.command()
+@model_options
+def judge(
+    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
+    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, shard: Shard = None,
+    principles: Principles = None,
+    principle: Annotated[str, typer.Option("--principle", help="Judge by this principle (id or short name), or "
+                         "all: the whole set.")] = "all",
+    method: Annotated[JudgeMethod, typer.Option("--method", help="logprobs: the model's log-probabilities of the "
+                      "one-token choice; vote: sampled answers; auto: logprobs where the backend gives them.")]
+    = JudgeMethod.auto,
+    samples: Annotated[int, typer.Option("--samples", help="vote: samples per answer order.")] = 5,
+    *, engine: Engine,  # the shared options: see model_options
+) -> None:
+    """Judge each pair (response vs revision, or two sampled responses) by the principles, in both orders to
+    cancel position bias; records gain judge (score, margin, chosen).
+
+    Example: [bold]selfalign judge critiqued.jsonl > judged.jsonl && selfalign export judged.jsonl --format dpo[/]
+    """
+    from selfalign.steps import Judge
+
+    stage = Judge(principles=principles, principle=principle, method=method.value, samples=samples,
+                  seed=engine.seed, batch_size=engine.batch_size)
+    run = Run("judge", output, dropped, report, on_error, quiet, quarantine, shard)
+    run.resume()
+    run_stages(run, engine.executor, [stage], engine.backend, input)
+

@@ -100,7 +100,7 @@ def read_vote(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _principles_for(config: JudgeConfig, principles: list[Principle]) -> tuple[str, list[Principle]]:
+def principles_for(config: JudgeConfig, principles: list[Principle]) -> tuple[str, list[Principle]]:
     if config.principle == "all":
         if not principles:
             raise ValueError("the principle set is empty: nothing to judge by")
@@ -116,7 +116,7 @@ def _principles_for(config: JudgeConfig, principles: list[Principle]) -> tuple[s
 def judge(records: Iterable[Record | dict], backend: Backend, config: JudgeConfig,
           principles: list[Principle]) -> Iterator[Record | Dropped]:
     """Each record with a pair gains `judge` (see the module docstring); records out in input order."""
-    pid, chosen_principles = _principles_for(config, principles)
+    pid, chosen_principles = principles_for(config, principles)
     method = config.method
     can = bool(getattr(backend, "supports_logprobs", False))
     if method == "auto":
