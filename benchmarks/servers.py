@@ -8,8 +8,8 @@ the embedded model:
   selfalign  the whole `principle` stage through the `openai` backend: server detection, token counts from the
              server's tokenizer (every prompt checked against the context), generation, parsing and the gates.
 
-Both see the same prompts in the same order, in turn (plain, selfalign, plain, ...), after one warm-up pass (so the server's
-prefix cache is warm for both). The ratio is plain time / selfalign time, pass by pass; the median pair is quoted (1.0: no overhead).
+Both see the same prompts in the same order, in turn (plain, selfalign, plain, ...), after one warm-up pass of each
+(the server's prefix cache, and the gates' embedding model, loaded once per run). The ratio is plain time / selfalign time, pass by pass; the median pair is quoted (1.0: no overhead).
 The llama.cpp server is also timed with 1 and 2 threads, for the README's throughput per core count.
 
     python benchmarks/servers.py [--servers llamacpp vllm] [--prompts 16] [--max-tokens 64] [--threads 1 2]
@@ -70,7 +70,8 @@ def measure(kind: str, args: argparse.Namespace, threads: int) -> dict[str, Any]
         stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), cfg, Report("principle"))
         prompts = [stage.render(r) for r in recs]
         request = request_params(be, stage.params)
-        plain(url, prompts, request, concurrency)  # warm-up: the prefix cache, for both sides
+        plain(url, prompts, request, concurrency)  # warm-up: the server's prefix cache, for both sides,
+        list(stage.run(recs))  # and the stage's one-time loads (the embedding model of the meaning gates)
         plain_s, stage_s, tokens = [], [], 0
         for _ in range(args.rounds):
             took, tokens = plain(url, prompts, request, concurrency)
