@@ -101,17 +101,22 @@ def load_principles(path: str | None = None) -> list[Principle]:
     return out
 
 
-def load_exemplars(path: str | None = None) -> list[Exemplar]:
-    path = path or default_path("exemplars", "default.yaml")
+def _listed(path: str) -> list[tuple[int | None, Any]]:
+    """The items of a JSONL file (with their line numbers; a bad line raises) or of a YAML list."""
     if path.endswith(".jsonl"):
         items: list[tuple[int | None, Any]] = []
         for lineno, obj in read_json_lines(path):
             if isinstance(obj, InputError):
                 raise obj
             items.append((lineno, obj))
-    else:
-        data = _load_yaml(path)
-        items = [(None, x) for x in (data if isinstance(data, list) else [])]
+        return items
+    data = _load_yaml(path)
+    return [(None, x) for x in (data if isinstance(data, list) else [])]
+
+
+def load_exemplars(path: str | None = None) -> list[Exemplar]:
+    path = path or default_path("exemplars", "default.yaml")
+    items = _listed(path)
     out = []
     for i, (lineno, item) in enumerate(items, 1):
         if not isinstance(item, dict):
@@ -133,15 +138,7 @@ def load_critique_exemplars(path: str | None = None) -> list[CritiqueExemplar]:
     violations, revision}`; `check` is a list of principle lines (`N (name). One sentence.`) or of
     `{id, name, text}`; `violations` a list of ids among them (empty or absent: none, and then no revision)."""
     path = path or default_path("exemplars", "critique.yaml")
-    if path.endswith(".jsonl"):
-        items: list[tuple[int | None, Any]] = []
-        for lineno, obj in read_json_lines(path):
-            if isinstance(obj, InputError):
-                raise obj
-            items.append((lineno, obj))
-    else:
-        data = _load_yaml(path)
-        items = [(None, x) for x in (data if isinstance(data, list) else [])]
+    items = _listed(path)
     out = []
     for i, (lineno, item) in enumerate(items, 1):
         where = f"critique exemplar {i}"
