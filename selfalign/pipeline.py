@@ -59,11 +59,14 @@ class Pipeline:
         for st in self.stages:
             wants = st.reads
             if isinstance(st, Export):
-                wants = "refined" if st.verbose else "pairs" if st.format == "dpo" else st.reads
+                wants = ("refined" if st.verbose else "pairs" if st.format == "dpo"
+                         else "critiqued" if st.revised else st.reads)  # revised: every critiqued answer
             if isinstance(st, Load):
                 inputs = [str(Path(st.path).resolve())]
                 latest[st.records] = [*latest.get(st.records, []), f"{st.label}.jsonl"] \
                     if st.records == "prompts" else [f"{st.label}.jsonl"]
+                if st.records == "critiqued":  # pairs for Judge and Export(format="dpo")
+                    latest["pairs"] = [f"{st.label}.jsonl"]
                 if st.records != "prompts":
                     latest["answers"] = [f"{st.label}.jsonl"]
                 steps.append((st, inputs, f"{st.label}.jsonl"))
@@ -81,6 +84,8 @@ class Pipeline:
             latest[kind] = [*latest.get(kind, []), out] if kind == "prompts" and st.reads is None else [out]
             if kind in ("aligned", "refined"):
                 latest["answers"] = [out]
+            if isinstance(st, Critique):
+                latest["critiqued"] = [out]
             steps.append((st, inputs, out))
         return steps
 

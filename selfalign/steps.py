@@ -301,9 +301,9 @@ class Judge(_Answering):
         return lambda records: judge(records, backend, cfg, prepared["principles"])
 
     def input_model(self) -> type[BaseModel]:
-        from selfalign.records import CritiquedRecord
+        from selfalign.records import Record
 
-        return CritiquedRecord
+        return Record  # a pair is response + revision, or two sampled responses: the judge looks for either
 
 
 class Dedup(Stage):

@@ -73,3 +73,27 @@ def test_the_pipeline_makes_the_same_pairs(tmp_path):
     assert reports["judge"].dropped == {"no_pair": 1}
     card = json.loads((tmp_path / "out" / "critique.json").read_text())
     assert card["kept"] == 2
+
+
+def test_a_pipeline_from_your_own_critiqued_file_judges_it_and_a_revised_export_reads_every_critiqued_answer(
+        tmp_path):
+    aligned = write_jsonl(tmp_path / "aligned.jsonl", RECORDS)
+    be = ScriptedBackend(rules=RULES)
+    Pipeline([Load(path=str(aligned), records="aligned"), Critique(sample=0, keep=KEEP),
+              Export(name="sft-revised", revised=True)]).run(tmp_path / "a", backend=be)
+    sft = {r["messages"][0]["content"]: r["messages"][-1]["content"] for r in jsonl(tmp_path / "a" / "sft-revised.jsonl")}
+    # the revision where the critique made one, the answer where nothing was broken: no record lost
+    assert sft == {"What is the price of gold today?": REVISION, "How do rainbows form?": FINE}
+    stages = [Load(path=str(tmp_path / "a" / "critique.jsonl"), records="critiqued"), Judge(), Export(format="dpo")]
+    Pipeline(stages).run(tmp_path / "b", backend=be)
+    [pair] = jsonl(tmp_path / "b" / "export.jsonl")
+    assert pair["chosen"][0]["content"] == REVISION
+
+
+def test_judge_takes_two_sampled_answers_from_the_command_line(tmp_path):
+    src = write_jsonl(tmp_path / "two.jsonl", [{"id": "s", "prompt": "What is the price of gold today?",
+                                                "responses": [WRONG, REVISION]}])
+    script = write_jsonl(tmp_path / "script.jsonl", RULES)
+    out = run_cli("judge", str(src), "--backend", "scripted", "--model", str(script), "--no-cache", "-q")
+    [rec] = jsonl(out.stdout)
+    assert rec["judge"]["chosen"] == "responses[1]" and rec["judge"]["score"] > 1.5
