@@ -403,3 +403,17 @@ def test_a_hugging_face_name_is_read_from_the_local_cache_offline(tmp_path):
     assert cached == local and int(cached) > 3, proc.stderr[-2000:]
     assert absent == ("error: 'acme/absent' is neither a tokenizer folder nor a model in the local Hugging Face "
                       "cache: fetch it once with `hf download acme/absent` (or pass a folder)")
+
+
+def test_a_server_with_several_models_needs_model_named_and_takes_the_one_named(serve, capsys):
+    two = {"data": [{"id": "qwen2.5:7b", "owned_by": "library"}, {"id": "llama3:8b", "owned_by": "library"}]}
+    url = serve("vllm", **{"GET /v1/models": {"data": [{**m, "owned_by": "vllm", "max_model_len": 4096}
+                                                       for m in two["data"]]}})
+    with pytest.raises(RuntimeError) as e:
+        backend(url)
+    assert "serves 2 models (qwen2.5:7b, llama3:8b): pass --model NAME" in str(e.value)
+    b = backend(url, model="llama3:8b")
+    try:
+        assert b.model == "llama3:8b"
+    finally:
+        b.close()

@@ -139,6 +139,10 @@ class OpenAIBackend:
             served = await self._models()
         except self._openai.NotFoundError:
             served = []  # an API without a model list: --model names the model
+        if not model and len(served) > 1:  # Ollama lists every pulled model: picking one would be a guess
+            ids = ", ".join(m["id"] for m in served[:6]) + (", ..." if len(served) > 6 else "")
+            raise RuntimeError(f"the server at {self.base_url} serves {len(served)} models ({ids}): "
+                               "pass --model NAME")
         name = model or (served[0]["id"] if served else "")
         if not name:
             raise RuntimeError(f"the server at {self.base_url} lists no models: pass --model NAME")
