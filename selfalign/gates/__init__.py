@@ -6,6 +6,7 @@ through `MeaningGates` (language identification and sentence embeddings). `--kee
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from selfalign.gates import text as t
@@ -29,17 +30,20 @@ REASONS: dict[str, str] = {
 }
 
 
-def parse_keep(values: list[str] | None) -> frozenset[str]:
-    """`--keep` values (repeatable, comma-separated, `all`) as a set of reasons; unknown ones are an error."""
+def parse_keep(values: list[str] | None, reasons: Iterable[str] = REASONS,
+               unknown: str = "--keep {name}: not a drop reason") -> frozenset[str]:
+    """`--keep` values (repeatable, comma-separated, `all`) as a set of `reasons`; an unknown one is an error
+    (`unknown`, formatted with its name, then the reasons allowed)."""
+    allowed = list(reasons)
     keep: set[str] = set()
     for v in values or []:
         for name in filter(None, (x.strip() for x in v.split(","))):
             if name == "all":
-                keep |= set(REASONS)
-            elif name in REASONS:
+                keep |= set(allowed)
+            elif name in allowed:
                 keep.add(name)
             else:
-                raise ValueError(f"--keep {name}: not a drop reason (one of: all, {', '.join(REASONS)})")
+                raise ValueError(f"{unknown.format(name=name)} (one of: all, {', '.join(allowed)})")
     return frozenset(keep)
 
 

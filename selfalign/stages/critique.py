@@ -30,6 +30,7 @@ from selfalign.assets import CritiqueExemplar, Principle, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.gates import REASONS as GATE_REASONS
 from selfalign.gates import TextGates
+from selfalign.gates import parse_keep as gate_parse_keep
 from selfalign.gates.meaning import MeaningGates
 from selfalign.gates.text import find_loop
 from selfalign.records import AlignedRecord, CritiquedRecord, Dropped, Provenance, normalize_text
@@ -86,17 +87,7 @@ class CritiqueConfig(BaseModel):
 
 def parse_keep(values: list[str] | None) -> frozenset[str]:
     """`keep` values (repeatable, comma-separated, `all`) as the gate reasons this stage turns off."""
-    keep: set[str] = set()
-    for v in values or []:
-        for name in filter(None, (x.strip() for x in v.split(","))):
-            if name == "all":
-                keep |= set(KEEPABLE)
-            elif name in KEEPABLE:
-                keep.add(name)
-            else:
-                raise ValueError(f"keep {name}: not a reason the critique stage can turn off "
-                                 f"(one of: all, {', '.join(KEEPABLE)})")
-    return frozenset(keep)
+    return gate_parse_keep(values, KEEPABLE, "keep {name}: not a reason the critique stage can turn off")
 
 
 # -- choosing what to check ------------------------------------------------------------------------------
