@@ -311,3 +311,19 @@ def test_ray_is_not_imported_until_asked_for():
             "[CliRunner().invoke(app, [c, '--help']) for c in ('generate', 'principle', 'refine', 'dedup')]; "
             "print('ray' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "False"
+
+
+def test_the_judge_on_ray_reads_log_probabilities_from_the_actors_like_a_local_run(tmp_path, cluster):
+    pairs = [{"prompt": f"Question number {i} about tides?", "response": "BAD answer text.",
+              "revision": "GOOD answer text." if i % 3 else "Another BAD text."} for i in range(8)]
+    src = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    rules = write_jsonl(tmp_path / "rules.jsonl", [{"match": "Answer A: GOOD", "choices": {" A": -0.1, " B": -2.0}},
+                                                  {"match": "Answer B: GOOD", "choices": {" A": -1.0, " B": -0.4}},
+                                                  {"choices": {" A": -0.2, " B": -1.7}}])
+    be = ["--backend", "scripted", "--model", str(rules), "--no-cache"]
+    local = jsonl(run_cli("judge", str(src), *be, "-q").stdout)
+    remote = jsonl(run_cli("judge", str(src), *be, *cluster["args"], "--ray-actors", "2", "-q",
+                           env=cluster["env"]).stdout)
+    assert [r["judge"]["method"] for r in remote] == ["logprobs"] * 8  # not a vote: the actors give log-probs
+    assert [r["judge"]["score"] for r in remote] == [r["judge"]["score"] for r in local]
+    assert {r["judge"]["chosen"] for r in remote} == {"revision", "tie"}

@@ -103,13 +103,19 @@ class BackendWorker:
             return {"error": self.error}
         b = self.backend
         return {"name": b.name, "model": b.model, "max_context": b.max_context,
-                "supports_logit_bias": b.supports_logit_bias, "chunk_size": b.chunk_size}
+                "supports_logit_bias": b.supports_logit_bias, "chunk_size": b.chunk_size,
+                "supports_logprobs": bool(getattr(b, "supports_logprobs", False))}
 
     def generate(self, prompts: list[str], params: Any) -> list[Any]:
         return self.backend.generate(prompts, params)
 
+    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[Any]:
+        return self.backend.choice_logprobs(prompts, choices)
+
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [self.backend.count_tokens(t) for t in texts]
+        from selfalign.stages.common import count_tokens
+
+        return count_tokens(self.backend, texts)
 
     def close(self) -> None:
         self.backend.close()
@@ -191,9 +197,20 @@ class RayBackend(_ActorPool):
         info = self.info
         self.name, self.model, self.max_context = info["name"], info["model"], int(info["max_context"])
         self.supports_logit_bias, self.chunk_size = bool(info["supports_logit_bias"]), int(info["chunk_size"])
+        self.supports_logprobs = bool(info.get("supports_logprobs"))
 
     def count_tokens(self, text: str) -> int:
         return int(self._ray.get(self.actors[0].count_tokens.remote([text]))[0])
+
+    def count_tokens_many(self, texts: list[str]) -> list[int]:
+        """Counted on the actors, a part each, in one round trip per actor (not one per text)."""
+        return [n for part in self.scatter("count_tokens", texts) for n in part] if texts else []
+
+    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[Any]:
+        """Each prompt's log-probabilities of the one-token `choices`, read on the actors (the judge's scores)."""
+        if not prompts:
+            return []
+        return [c for part in self.scatter("choice_logprobs", prompts, choices) for c in part]
 
     def generate(self, prompts: list[str], params: Any) -> list[Any]:
         if not prompts:
