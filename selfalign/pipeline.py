@@ -73,8 +73,9 @@ class Pipeline:
                 continue
             if wants is None:
                 inputs = []
-            elif wants == "aligned":  # the newest answers: a Dedup after Refine reads the refined ones
-                inputs = latest.get("answers", [])
+            elif wants == "aligned" or (wants == "pairs" and "pairs" not in latest):
+                inputs = latest.get("answers", [])  # the newest answers (a Dedup after Refine reads the refined
+                # ones); pairs where no stage wrote any: the answers, with two sampled ones each (Principle(n=2))
             else:
                 inputs = latest.get(wants, [])
             if wants is not None and not inputs:

@@ -183,6 +183,10 @@ class Principle(_Answering):
     apology_bias: bool = True
     batch_size: int | None = None
     seed: int | None = None
+    n: int = Field(1, ge=1)  # answers sampled per prompt; 2 gives each record a pair (responses) for Judge
+    judge: bool = False  # drop answers the model judges as breaking a principle they cite (judge_rejected)
+    judge_threshold: float = 0.0
+    judge_method: Literal["auto", "logprobs", "vote"] = "auto"
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
@@ -198,7 +202,8 @@ class Principle(_Answering):
         cfg = PrincipleConfig(persona=self.persona, rename=self.rename, temperature=self.temperature,
                               top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed,
                               min_words=self.min_words, keep=_keep(self.keep),
-                              push_down_apologies=self.apology_bias, batch_size=self.batch_size)
+                              push_down_apologies=self.apology_bias, batch_size=self.batch_size, n=self.n,
+                              judge=self.judge, judge_threshold=self.judge_threshold, judge_method=self.judge_method)
         return PrincipleStage(backend, prepared["principles"], prepared["exemplars"], cfg, runner.report).run
 
 

@@ -77,7 +77,7 @@ def test_a_backend_without_logprobs_gets_a_vote_with_its_confidence_stated():
     unanimous = run([critiqued()], votes_for_good, samples=3)
     j = unanimous[0].judge
     assert j["method"] == "vote" and j["votes"] == {"first": 0, "second": 6, "invalid": 0} and j["n"] == 6
-    assert j["score"] == 1.0 and j["confidence"] == 1.0 and j["chosen"] == "revision"
+    assert j["score"] == pytest.approx(math.log(6.5 / 0.5)) and j["confidence"] == 1.0 and j["chosen"] == "revision"
     biased = run([critiqued()], [{"text": "A, because it is clearer."}], samples=2)[0].judge
     assert biased["votes"] == {"first": 2, "second": 2, "invalid": 0}
     assert biased["score"] == 0 and biased["confidence"] == 0.5

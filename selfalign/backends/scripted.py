@@ -2,7 +2,8 @@
 
 Each line is `{"text": "..."}`, optionally with `"match": "substring"`: a prompt gets the first rule
 whose `match` occurs in its last 400 characters, else the next unmatched rule in turn (cycling); a rule's
-`"finish_reason": "length"` reports the answer as cut at the token limit.
+`"finish_reason": "length"` reports the answer as cut at the token limit; a rule with `"seed": N` applies only
+to requests with that sampling seed (a second sample, `principle --n 2`, asks with seed + 1).
 A line `{"delay": SECONDS}` makes each prompt take that long; `{"log": PATH}` appends one line per
 prompt answered to PATH (tests count regenerations with it); `{"max_context": N}` sets the context window
 (tokens are words here); `{"crash_after": N}` makes the backend die
@@ -62,12 +63,13 @@ class ScriptedBackend:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def _answer(self, prompt: str) -> dict[str, Any]:
+    def _answer(self, prompt: str, seed: int | None = None) -> dict[str, Any]:
         tail = prompt[-400:]
-        for rule in self.rules:
+        rules = [r for r in self.rules if r.get("seed", seed) == seed]
+        for rule in rules:
             if rule.get("match") and rule["match"] in tail:
                 return rule
-        plain = [r for r in self.rules if not r.get("match")] or self.rules
+        plain = [r for r in rules if not r.get("match")] or rules or self.rules
         rule = plain[self._turn % len(plain)]
         self._turn += 1
         return rule
@@ -92,7 +94,7 @@ class ScriptedBackend:
             if self.log:
                 with open(self.log, "a", encoding="utf-8") as f:
                     f.write(json.dumps(p[-200:]) + "\n")
-            rule = self._answer(p)
+            rule = self._answer(p, params.seed)
             text, _ = cut_at_stop(rule["text"], params.stop)
             out.append(Completion(text=text, finish_reason=rule.get("finish_reason", "stop"),
                                   prompt_tokens=self.count_tokens(p), completion_tokens=len(text.split())))

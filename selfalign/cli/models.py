@@ -88,6 +88,12 @@ def generate(
     run_stages(run, engine.executor, stages, engine.backend)
 
 
+class JudgeMethod(str, Enum):
+    auto = "auto"
+    logprobs = "logprobs"
+    vote = "vote"
+
+
 @app.command()
 @model_options
 def principle(
@@ -99,6 +105,16 @@ def principle(
     min_words: MinWords = 25, keep: Keep = None,
     no_apology_bias: Annotated[bool, typer.Option("--no-apology-bias", help="Do not push down 'Sorry' "
                                "(logit bias -100, where the backend takes one: not Ollama or hosted APIs).")] = False,
+    n: Annotated[int, typer.Option("--n", min=1, help="Answers sampled per prompt. 2 gives each record a pair "
+                 "(responses) for `selfalign judge` and `export --format dpo`; the first passing answer is kept "
+                 "as the response.")] = 1,
+    judge: Annotated[bool, typer.Option("--judge", help="Also ask the model whether each answer follows the "
+                     "principles its thoughts cite (Yes/No log-odds, or a vote); below --judge-threshold it is "
+                     "dropped as judge_rejected.")] = False,
+    judge_threshold: Annotated[float, typer.Option("--judge-threshold", help="With --judge: the lowest log-odds "
+                               "of Yes over No kept.")] = 0.0,
+    judge_method: Annotated[JudgeMethod, typer.Option("--judge-method", help="With --judge: auto (log-probabilities where "
+                            "the backend gives them), logprobs or vote.")] = JudgeMethod.auto,
     *, engine: Engine,  # the shared options: see model_options
 ) -> None:
     """Answer each prompt under the principle set, with internal thoughts; parse and filter.
@@ -110,7 +126,8 @@ def principle(
     stage = Principle(principles=principles, exemplars=exemplars, persona=persona, rename=rename,
                       temperature=temperature, top_p=top_p, max_tokens=max_tokens, min_words=min_words,
                       keep=keep or [], apology_bias=not no_apology_bias, seed=engine.seed,
-                      batch_size=engine.batch_size)
+                      batch_size=engine.batch_size, n=n, judge=judge, judge_threshold=judge_threshold,
+                      judge_method=judge_method.value)
     run = Run("principle", output, dropped, report, on_error, quiet, quarantine, shard)
     run.resume()
     run_stages(run, engine.executor, [stage], engine.backend, input)
@@ -175,11 +192,6 @@ def critique(
     run.resume()
     run_stages(run, engine.executor, [stage], engine.backend, input)
 
-
-class JudgeMethod(str, Enum):
-    auto = "auto"
-    logprobs = "logprobs"
-    vote = "vote"
 
 
 @app.command()

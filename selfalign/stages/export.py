@@ -4,8 +4,9 @@ pairs (`dpo`) from critiqued or judged records, as TRL's DPOTrainer reads them.
 A pair is (revision, response) of a record the critique stage revised, or two sampled `responses`. When the judge
 has scored the pair (the record's `judge` field: `{"principle", "margin", "chosen", "pair", ...}`), its choice and
 margin decide; otherwise the revision is chosen, the original response rejected, and the margin is unknown.
-Records with no pair are dropped as `no_pair`, a judge's tie as `judge_tie`, a malformed `judge` as `bad_judge`;
-with `min_margin`, pairs below it as `low_margin` and pairs with no margin as `no_margin`."""
+Records with no pair are dropped as `no_pair`, a judge's tie as `judge_tie`, a malformed `judge` as `bad_judge`,
+a judge's choice of a sampled answer the quality gates dropped as `chosen_failed_gates`; with `min_margin`, pairs
+below it as `low_margin` and pairs with no margin as `no_margin`."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class ExportInput(BaseModel):
     verbose_response: str | None = None
     revision: str | None = None  # from the critique stage
     responses: Any = None  # two sampled answers, which a judge may order
+    response_gates: Any = None  # per response: None (passed the gates) or the reason a gate dropped it
     judge: Any = None  # a Judgement as a dict, from the judge stage; checked when a dpo pair is made
 
     @model_validator(mode="after")
@@ -92,12 +94,24 @@ def _text(rec: ExportInput, field: str) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def _gate(rec: ExportInput, field: str) -> str | None:
+    """The reason the quality gates dropped `field` ("responses[i]"), or None (it passed, or it is another field)."""
+    m = _RESPONSES.fullmatch(field)
+    gates = rec.response_gates
+    if not m or not isinstance(gates, list) or len(gates) != 2:
+        return None
+    why = gates[int(m.group(1))]
+    return str(why) if why else None
+
+
 def preference(rec: ExportInput, config: ExportConfig) -> dict[str, Any] | tuple[str, str]:
     """The record's preference pair: {chosen, rejected, margin, principle, violations, chosen_from}, or
     (drop reason, detail).
 
     Judged (a `judge` with a margin): the judge's `chosen` over the other field of its `pair` (default
-    response/revision), so two sampled `responses` pair too. Unjudged: revision over response, margin None."""
+    response/revision), so two sampled `responses` pair too; a chosen response that the quality gates dropped
+    (`response_gates`, from `principle --n 2`) is `chosen_failed_gates`. Unjudged: revision over response, or of
+    two sampled responses the one the gates passed over the one they dropped; margin None."""
     violations = [str(v) for v in (getattr(rec, "violations", None) or []) if isinstance(v, (str, int))]
     judgement: Judgement | None = None
     if rec.judge is not None:
@@ -115,9 +129,16 @@ def preference(rec: ExportInput, config: ExportConfig) -> dict[str, Any] | tuple
         chosen_field = judgement.chosen
         rejected_field = pair[1] if pair[0] == chosen_field else pair[0]
         margin, principle = judgement.margin, judgement.principle
-    else:
-        if rec.revision is None and _text(rec, "responses[0]") is not None:
+        if why := _gate(rec, chosen_field):
+            return "chosen_failed_gates", (f"the judge chose {chosen_field}, which the quality gates dropped as {why}"
+                                           f" (margin {margin:g})")
+    elif rec.revision is None and _text(rec, "responses[0]") is not None:
+        gates = [_gate(rec, f"responses[{i}]") for i in (0, 1)]
+        if (gates[0] is None) == (gates[1] is None):
             return "no_pair", "two responses but no judge margin to order them"
+        chosen_field = "responses[0]" if gates[0] is None else "responses[1]"  # the one the gates passed
+        rejected_field, margin, principle = ("responses[1]" if gates[0] is None else "responses[0]"), None, None
+    else:
         chosen_field, rejected_field, margin, principle = "revision", "response", None, ",".join(violations) or None
     chosen, rejected = _text(rec, chosen_field), _text(rec, rejected_field)
     if chosen is None or rejected is None:

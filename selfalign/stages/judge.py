@@ -18,11 +18,16 @@ over the orders) says how much the model followed the answer format at all: a lo
 
 A backend that cannot give log-probabilities (`supports_logprobs` false: a server without logprobs, a Ray
 pool) gets a sampled vote instead: `samples` completions of each order at temperature 1 (each with its own seed,
-so the completion cache keeps them apart), the first letter read as the vote; score = (second - first) / valid
-votes, confidence = the winner's vote share, stated with the number of votes.
+so the completion cache keeps them apart), the first letter read as the vote; score = the smoothed log-odds
+log((second + 0.5) / (first + 0.5)) (log-odds like the log-probability score, so one `--min-margin` means the same
+for both; 6 votes to 0 gives 2.56), confidence = the winner's vote share, stated with the number of votes.
 
 Pairs: a record with `response` and `revision` (from critique: original first, revision second), or with
 `responses: [first, second]` (two sampled answers). Anything else is dropped as `no_pair`.
+
+`follows`: the one-answer question `principle --judge` asks ("Does the answer follow the principle? Yes or No"),
+scored the same way: log p(" Yes") - log p(" No"), or from a sampled vote the smoothed log-odds
+log((yes + 0.5) / (no + 0.5)), so both methods give log-odds and one threshold means the same for each.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ JUDGE_BODY = ("Question: {question}\n\nAnswer A: {a}\n\nAnswer B: {b}\n\n"
               "Which answer follows {what} better? Reply with one letter, A or B.\nBetter answer:")
 
 
+FOLLOWS_CHOICES = (" Yes", " No")
+FOLLOWS = ("You check whether an answer follows {what}. Judge by {that} alone, not by length or style.\n\n"
+           "{principles}\n\nQuestion: {question}\n\nAnswer: {answer}\n\n"
+           "Does the answer follow {what}? Reply with one word, Yes or No.\nFollows {what}:")
+
+
 class JudgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,16 +81,65 @@ def judge_prompt(question: str, a: str, b: str, principles: list[Principle], one
     return head + JUDGE_BODY.format(question=question.strip(), a=a.strip(), b=b.strip(), what=what)
 
 
+def follows_prompt(question: str, answer: str, principles: list[Principle]) -> str:
+    """The one-answer check's prompt; its next token is " Yes" or " No"."""
+    one = len(principles) == 1
+    what = "the principle" if one else "the principles"
+    return FOLLOWS.format(what=what, that="that principle" if one else "these principles",
+                          principles=("Principle: " if one else "Principles:\n") + render_principles(principles),
+                          question=question.strip(), answer=answer.strip())
+
+
+_YES_NO = re.compile(r"\s*(?:\*\*)?(yes|no)\b", re.IGNORECASE)
+
+
+def follows_scores(backend: Any, prompts: list[str], method: str, samples: int = 5, seed: int = 0,
+                   max_tokens: int = 4) -> list[float | tuple[str, str]]:
+    """Log-odds of " Yes" over " No" after each `follows_prompt`, or (drop reason, detail) where none could be read.
+    logprobs: from the backend's next-token log-probabilities; vote: log((yes + 0.5) / (no + 0.5)) over `samples`
+    sampled replies (temperature 1, seeds seed..seed+samples-1)."""
+    if not prompts:
+        return []
+    if method == "logprobs":
+        yes, no = FOLLOWS_CHOICES
+        return [("backend_error", "the backend returned no log-probabilities") if lp is None
+                else _lp(lp, yes) - _lp(lp, no) for lp in backend.choice_logprobs(prompts, list(FOLLOWS_CHOICES))]
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=max_tokens, stop=["\n"])
+    counts = [[0, 0, 0] for _ in prompts]  # yes, no, failed requests
+    for s in range(samples):
+        for c, comp in zip(counts, backend.generate(prompts, params.model_copy(update={"seed": seed + s})), strict=True):
+            m = _YES_NO.match(comp.text) if comp.finish_reason != "error" else None
+            c[2] += comp.finish_reason == "error"
+            if m:
+                c[0 if m.group(1).lower() == "yes" else 1] += 1
+    return [math.log((y + 0.5) / (n + 0.5)) if y + n else
+            ("backend_error", f"all {samples} requests failed") if err == samples
+            else ("no_vote", f"none of {samples} sampled replies began with Yes or No") for y, n, err in counts]
+
+
+def method_for(backend: Any, method: str) -> str:
+    """"logprobs" or "vote": `auto` takes log-probabilities where the backend gives them."""
+    can = bool(getattr(backend, "supports_logprobs", False))
+    if method == "auto":
+        return "logprobs" if can else "vote"
+    if method == "logprobs" and not can:
+        raise ValueError(f"the {backend.name} backend cannot give log-probabilities: use the vote")
+    return method
+
+
 def find_pair(rec: Record) -> tuple[tuple[str, str], tuple[str, str]] | str:
     """((first field, text), (second field, text)) to compare, or why there is no pair."""
     data = rec.model_dump()
     if isinstance(data.get("revision"), str) and isinstance(data.get("response"), str):
         pair = (("response", data["response"]), ("revision", data["revision"]))
+    elif "checked_principles" in data:  # a critiqued record is judged on its revision alone
+        return "no revision: the critique found nothing to revise"
     elif isinstance(data.get("responses"), list) and len(data["responses"]) == 2 and all(
             isinstance(r, str) for r in data["responses"]):
         pair = (("responses[0]", data["responses"][0]), ("responses[1]", data["responses"][1]))
     elif isinstance(data.get("responses"), list):
-        return f"responses holds {len(data['responses'])} answers, not 2 strings"
+        n = len(data["responses"])
+        return f"responses holds {n} answer{'s' if n != 1 else ''}: a pair needs 2 (strings)"
     elif isinstance(data.get("response"), str) and "revision" in data:
         return "no revision: the critique found nothing to revise"
     else:
@@ -117,12 +177,7 @@ def judge(records: Iterable[Record | dict], backend: Backend, config: JudgeConfi
           principles: list[Principle]) -> Iterator[Record | Dropped]:
     """Each record with a pair gains `judge` (see the module docstring); records out in input order."""
     pid, chosen_principles = principles_for(config, principles)
-    method = config.method
-    can = bool(getattr(backend, "supports_logprobs", False))
-    if method == "auto":
-        method = "logprobs" if can else "vote"
-    elif method == "logprobs" and not can:
-        raise ValueError(f"the {backend.name} backend cannot give log-probabilities: use the vote")
+    method = method_for(backend, config.method)
     vote_params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=config.vote_max_tokens, stop=["\n"])
     new_tokens = 1 if method == "logprobs" else config.vote_max_tokens
     sampling: dict[str, Any] = {"method": method, "principle": pid, "choices": list(CHOICES)}
@@ -218,6 +273,6 @@ def _by_vote(backend: Any, prompts: list[str], params: SamplingParams, config: J
             out.append(("backend_error", f"all {n} requests failed") if err == n
                        else ("no_vote", f"none of {n} sampled replies began with A or B"))
             continue
-        out.append({"score": (v["second"] - v["first"]) / valid,
+        out.append({"score": math.log((v["second"] + 0.5) / (v["first"] + 0.5)),
                     "confidence": max(v["first"], v["second"]) / valid, "votes": v, "n": n})
     return out

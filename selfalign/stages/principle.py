@@ -2,12 +2,24 @@
 
 Each prompt is rendered behind the shared prefix (header, principles, worked exemplars), completed,
 split into internal thoughts and answer, and filtered; every drop has a named reason.
+
+`n` > 1 samples each prompt n times (sample i > 0 with seed + i, so the completion cache keeps them apart). The
+record is kept when a sample passes; its `response`, `thoughts` and `principles` are the first passing sample's.
+It also carries `responses`, the pair for `selfalign judge`: two passing answers, or where only one passes, it and
+a sampled answer that a gate on the answer dropped, with `response_gates` saying which (None: passed; else the
+drop reason). `sample_drops` lists every dropped sample's reason. A record whose samples all fail is dropped
+with the first sample's reason, the others named in its detail.
+
+`judge` asks the model, per principle the thoughts cite (the whole set where they cite none), whether the answer
+follows it (stages/judge.py `follows_prompt`); a log-odds of Yes over No below `judge_threshold` drops the record
+as `judge_rejected`, naming the principle and the score.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -18,12 +30,15 @@ from selfalign.counts import Report
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
 from selfalign.gates.text import ngrams, words
-from selfalign.stages.common import answer_batch, batched, drop
+from selfalign.stages.common import answer_batch, batched, count_tokens, drop
 from selfalign.stages.common import clip as _clip
 from selfalign.templates import principle_prefix, principle_prompt, principle_turn_stops
 
 STAGE = "principle"
 MIN_QUESTION_TOKENS = 32  # a principle set leaving less room than this for the question is refused up front
+# a sampled answer dropped for one of these has an answer text that is bad as an answer: a pair's rejected side
+REJECTABLE = frozenset({"too_short", "repetition_loop", "persona_leak", "exemplar_leak", "template_debris",
+                        "unwarranted_refusal", "restates_question", "off_topic", "wrong_language"})
 
 
 class PrincipleConfig(BaseModel):
@@ -38,6 +53,10 @@ class PrincipleConfig(BaseModel):
     push_down_apologies: bool = True  # logit bias -100 on "Sorry", where the backend supports it
     keep: frozenset[str] = frozenset()  # drop reasons turned off (--keep)
     embedding_model: str | None = None  # for off_topic / restates_question
+    n: int = 1  # answers sampled per prompt (2: a pair for the judge)
+    judge: bool = False  # drop answers the model itself judges as breaking a principle they cite
+    judge_threshold: float = 0.0  # log-odds of Yes over No below this: judge_rejected
+    judge_method: str = "auto"  # logprobs where the backend gives them, else a sampled vote
 
     def sampling(self, persona: str) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
@@ -97,6 +116,16 @@ class PrincipleStage:
             + [(f"exemplar {i} question", e.user) for i, e in enumerate(exemplars, 1)],
             min_words=config.min_words, keep=config.keep)
         self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep, config.embedding_model)
+        if config.n < 1:
+            raise ValueError(f"n must be at least 1 (got {config.n})")
+        self.judge_method = None
+        if config.judge:
+            from selfalign.stages.judge import method_for
+
+            self.judge_method = method_for(backend, config.judge_method)
+            self.provenance.sampling["judge"] = {"method": self.judge_method, "threshold": config.judge_threshold}
+        if config.n > 1:
+            self.provenance.sampling["n"] = config.n
         self.check_fits()
 
     def check_fits(self) -> None:
@@ -114,8 +143,91 @@ class PrincipleStage:
     def run(self, records: Iterable[PromptRecord]) -> Iterator[AlignedRecord | Dropped]:
         """Records out in input order, each kept or dropped with a reason."""
         for batch in batched(records, self.cfg.batch_size or getattr(self.backend, "chunk_size", 16)):
-            outs = answer_batch(STAGE, self.backend, self.params, batch, self.render, self.judge)
-            yield from self.meaning.apply(STAGE, outs, "response")
+            samples = [self.answer(batch, i) for i in range(self.cfg.n)]
+            outs = samples[0] if self.cfg.n == 1 else [self.combine([s[k] for s in samples]) for k in range(len(batch))]
+            yield from (self.gate(outs) if self.judge_method else outs)
+
+    def answer(self, batch: list[PromptRecord], sample: int) -> list[AlignedRecord | Dropped]:
+        """One sampled answer per record, through every gate; with n > 1 a drop by an answer gate keeps the
+        answer it dropped (`_answer`), for the pair."""
+        params = self.params if sample == 0 else self.params.model_copy(
+            update={"seed": (self.params.seed or 0) + sample})
+        judge = self.judge if self.cfg.n == 1 else self._judge_keeping_answer
+        outs = self.meaning.apply(STAGE, answer_batch(STAGE, self.backend, params, batch, self.render, judge),
+                                  "response")
+        for o in outs:
+            if isinstance(o, Dropped) and o.drop_reason in REJECTABLE and not getattr(o, "_answer", None):
+                setattr(o, "_answer", (o.record or {}).get("response"))  # a meaning gate's drop holds the record
+        return outs
+
+    def _judge_keeping_answer(self, rec: PromptRecord, comp: Completion) -> AlignedRecord | Dropped:
+        out = self.judge(rec, comp)
+        if isinstance(out, Dropped) and out.drop_reason in REJECTABLE and (parts := self.split(comp.text)):
+            setattr(out, "_answer", parts[1].strip())
+        return out
+
+    def combine(self, outs: list[AlignedRecord | Dropped]) -> AlignedRecord | Dropped:
+        """One record from its n samples (see the module docstring)."""
+        kept = [o for o in outs if not isinstance(o, Dropped)]
+        drops = [{"sample": i, "drop_reason": o.drop_reason, "detail": o.detail}
+                 for i, o in enumerate(outs) if isinstance(o, Dropped)]
+        rejected = [(getattr(o, "_answer", None), o.drop_reason) for o in outs if isinstance(o, Dropped)]
+        if not kept:
+            first = outs[0]
+            assert isinstance(first, Dropped)
+            first.detail = (f"all {len(outs)} samples dropped ({', '.join(d['drop_reason'] for d in drops)}); "
+                            f"sample 0: {first.detail}")
+            return first
+        pair = [(o.response, None) for o in kept] + [(a, why) for a, why in rejected if a and a.strip()]
+        seen: set[str] = set()
+        distinct = [(a, why) for a, why in pair if not (" ".join(a.split()) in seen or seen.add(" ".join(a.split())))]
+        chosen = (distinct or pair)[:2]
+        return type(kept[0]).model_validate({**kept[0].model_dump(), "responses": [a for a, _ in chosen],
+                                             "response_gates": [why for _, why in chosen], "sample_drops": drops})
+
+    def gate(self, outs: list[AlignedRecord | Dropped]) -> list[AlignedRecord | Dropped]:
+        """`principle --judge`: each kept answer checked by the model against the principles its thoughts cite."""
+        from selfalign.stages.judge import follows_prompt, follows_scores
+
+        by_id = {p.id: p for p in self.principles}
+        asks: list[tuple[int, str, str]] = []  # (index in outs, principle id or "all", prompt)
+        for i, o in enumerate(outs):
+            if isinstance(o, Dropped):
+                continue
+            cited = [by_id[p] for p in o.principles if p in by_id]
+            for pid, ps in ([(p.id, [p]) for p in cited] or [("all", self.principles)]):
+                asks.append((i, pid, follows_prompt(o.prompt, o.response, ps)))
+        if not asks:
+            return outs
+        too_long = {i: n for (i, _, _), n in zip(asks, count_tokens(self.backend, [a[2] for a in asks]), strict=True)
+                    if n + 1 > self.backend.max_context}
+        asks = [a for a in asks if a[0] not in too_long]
+        scores = follows_scores(self.backend, [a[2] for a in asks], self.judge_method or "logprobs",
+                                seed=self.cfg.seed or 0)
+        per: dict[int, dict[str, Any]] = {}
+        for (i, pid, _), score in zip(asks, scores, strict=True):
+            per.setdefault(i, {})[pid] = score
+        out = list(outs)
+        for i, n in too_long.items():
+            out[i] = drop(STAGE, outs[i], "prompt_too_long",
+                          f"the judge's prompt: {n} tokens + 1 new > context {self.backend.max_context}")
+        for i, got in per.items():
+            if i in too_long:
+                continue
+            if err := next((v for v in got.values() if isinstance(v, tuple)), None):
+                out[i] = drop(STAGE, outs[i], *err)
+                continue
+            pid, low = min(got.items(), key=lambda kv: kv[1])
+            if low < self.cfg.judge_threshold:
+                name = by_id[pid].name if pid in by_id else "the whole set"
+                out[i] = drop(STAGE, outs[i], "judge_rejected",
+                              f"principle {pid} ({name}): log-odds of Yes over No {low:.2f} < {self.cfg.judge_threshold:g}"
+                              f" ({self.judge_method}): {_clip(outs[i].response, 120)}")
+            else:
+                rec = outs[i]
+                out[i] = type(rec).model_validate({**rec.model_dump(), "judge_gate": {
+                    "scores": got, "method": self.judge_method, "threshold": self.cfg.judge_threshold}})
+        return out
 
     def render(self, rec: PromptRecord) -> str:
         return principle_prompt(self.prefix, rec.prompt, self.cfg.persona)
