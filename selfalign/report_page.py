@@ -2,13 +2,19 @@
 
 Counts stream over every line; examples and lengths come from fixed-size reservoir samples, so memory
 stays bounded on million-record files. Charts are plotly figures with plotly.js inlined (works offline).
+
+Preference data (the output of `critique` and `judge`) adds a "preferences" part: how often each principle
+checked was found broken, how often a critique revised, how often the judge preferred the revision, and the
+judge's margins (fixed bins, a streaming mean and a reservoir for the median, per judging method).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import random
+import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,10 @@ from selfalign.jsonl import InputError, read_json_lines
 
 SAMPLE = 200  # example records kept per kind
 LENGTHS = 5000  # texts kept per length distribution
+MARGIN_EDGES = (0.25, 0.5, 1.0, 2.0, 4.0)  # judge margin histogram: [0, 0.25), [0.25, 0.5), ..., [4, inf)
+MARGIN_BINS = [f"{lo:g}-{hi:g}" for lo, hi in zip((0.0, *MARGIN_EDGES), MARGIN_EDGES)] + [f"{MARGIN_EDGES[-1]:g}+"]
+MARGIN_NOTE = ("margins by method are not on one scale: logprobs gives |log-odds| (0 to inf), "
+               "vote gives |second - first| / valid votes (0 to 1)")
 
 
 class Reservoir:
@@ -33,11 +43,113 @@ class Reservoir:
                 self.items[j] = item
 
 
+def _pid_order(pid: str) -> tuple[int, int, str]:
+    return (0, int(pid), "") if pid.isdigit() else (1, 0, pid)
+
+
+class Margins:
+    """One judging method's margins: count, min, max, streaming mean, fixed bins, a reservoir for the median."""
+
+    def __init__(self, rng: random.Random):
+        self.n = self.missing = 0
+        self.total, self.lo, self.hi = 0.0, float("inf"), float("-inf")
+        self.bins = [0] * len(MARGIN_BINS)
+        self.sample = Reservoir(LENGTHS, rng)
+
+    def add(self, margin: Any) -> None:
+        if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not math.isfinite(margin):
+            self.missing += 1
+            return
+        m = float(margin)
+        self.n += 1
+        self.total += m
+        self.lo, self.hi = min(self.lo, m), max(self.hi, m)
+        self.bins[sum(m >= e for e in MARGIN_EDGES)] += 1
+        self.sample.add(m)
+
+    def as_dict(self) -> dict[str, Any]:
+        stats = {"n": self.n, "no_margin": self.missing}
+        if self.n:
+            stats.update(min=self.lo, median=statistics.median(self.sample.items), mean=self.total / self.n,
+                         max=self.hi, median_exact=self.n <= LENGTHS)
+        return {**stats, "histogram": dict(zip(MARGIN_BINS, self.bins))}
+
+
+class Preferences:
+    """Tallies over critiqued records (`checked_principles`) and judged records (a `judge` dict)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.critiqued = self.revised = 0
+        self.checked: Counter[str] = Counter()
+        self.violated: Counter[str] = Counter()
+        self.judged = 0
+        self.pairs: Counter[str] = Counter()  # revision (response vs revision), sampled (responses[0] vs [1])
+        self.revision_chosen: Counter[str] = Counter()  # revision pairs by what was chosen
+        self.principles: Counter[str] = Counter()  # what the judge judged by
+        self.margins: dict[str, Margins] = {}
+
+    def add(self, obj: dict[str, Any]) -> None:
+        """A judged record counts as judged only: its critique was counted in the critique stage's own file
+        (a judge file holds only the revised ones, which would skew the revision rate)."""
+        j = obj.get("judge")
+        if isinstance(j, dict):
+            self.judged += 1
+            pair = j.get("pair") or ["response", "revision"]  # the Judgement's default
+            kind = ("revision" if pair == ["response", "revision"]
+                    else "sampled" if pair == ["responses[0]", "responses[1]"] else "other")
+            self.pairs[kind] += 1
+            if kind == "revision":
+                self.revision_chosen[str(j.get("chosen"))] += 1
+            self.principles[str(j.get("principle", "all"))] += 1
+            method = str(j.get("method") or "unknown")
+            if method not in self.margins:
+                self.margins[method] = Margins(self.rng)
+            self.margins[method].add(j.get("margin"))
+        elif isinstance(obj.get("checked_principles"), list):
+            self.critiqued += 1
+            rev = obj.get("revision")
+            self.revised += isinstance(rev, str) and bool(rev.strip())
+            violations = {str(v) for v in obj.get("violations") or []}
+            for pid in {str(p) for p in obj["checked_principles"]} | violations:
+                self.checked[pid] += 1
+                self.violated[pid] += pid in violations
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.critiqued:
+            out["critiqued"] = {
+                "records": self.critiqued, "revised": self.revised, "revision_rate": self.revised / self.critiqued,
+                "principles": {pid: {"checked": self.checked[pid], "violated": self.violated[pid],
+                                     "rate": self.violated[pid] / self.checked[pid]}
+                               for pid in sorted(self.checked, key=_pid_order)}}
+        if self.judged:
+            rc = self.revision_chosen
+            n = sum(rc.values())
+            out["judged"] = {
+                "records": self.judged, "pairs": dict(self.pairs.most_common()),
+                "principles": dict(self.principles.most_common()),
+                "revision_vs_original": {
+                    "pairs": n, "revision": rc["revision"], "response": rc["response"], "tie": rc["tie"],
+                    "win_rate": rc["revision"] / n if n else None,
+                    "note": "win_rate = revision chosen / all revision pairs; ties are counted apart, not as wins"},
+                "sampled_note": "Sampled pairs (responses[0] vs [1]) are counted only: which answer is second is "
+                                "arbitrary, so a win rate of the second means nothing",
+                "margins": {m: v.as_dict() for m, v in sorted(self.margins.items())},
+                "margin_note": MARGIN_NOTE}
+        return out
+
+
 def kind_of(obj: dict[str, Any]) -> str:
     if "drop_reason" in obj:
         return "dropped"
-    if "messages" in obj or "conversations" in obj or ("instruction" in obj and "output" in obj):
+    if "messages" in obj or "conversations" in obj or ("instruction" in obj and "output" in obj) or (
+            "chosen" in obj and "rejected" in obj):  # SFT formats, or a dpo pair
         return "exported"
+    if isinstance(obj.get("judge"), dict):  # the same prompts again, after the answers: counted apart
+        return "judged"
+    if isinstance(obj.get("checked_principles"), list):
+        return "critiqued"
     if "verbose_response" in obj:
         return "refined"
     if "response" in obj and "thoughts" in obj:
@@ -64,6 +176,7 @@ class Summary:
         self.samples: dict[str, Reservoir] = {}
         self.stage_reports: list[dict[str, Any]] = []
         self.bad_lines = 0
+        self.preferences = Preferences(rng)
 
     def add_file(self, path: str) -> None:
         self.files.append(path)
@@ -93,6 +206,7 @@ class Summary:
                 rec = obj.get("record") or {}
                 ex.append({"prompt": str(rec.get("prompt", ""))[:300], "detail": str(obj.get("detail") or "")[:300]})
             return
+        self.preferences.add(obj)
         if kind not in ("prompts", "aligned", "refined"):
             return
         # the same prompt passes through several files: counts per kind, the earliest kind given wins
@@ -133,7 +247,8 @@ class Summary:
         lengths = self.token_lengths()
         return {
             "files": self.files, "records": dict(self.counts), "bad_lines": self.bad_lines,
-            "pipeline": {k: self.counts.get(k, 0) for k in ("prompts", "aligned", "refined", "exported")},
+            "pipeline": {k: self.counts.get(k, 0) for k in ("prompts", "aligned", "refined", "critiqued", "judged",
+                                                             "exported")},
             "dropped": {s: dict(c.most_common()) for s, c in self.drops.items()},
             "drop_examples": {f"{s}/{r}": ex for (s, r), ex in self.drop_examples.items()},
             "principles_cited": dict(self.principles.most_common()),
@@ -143,6 +258,7 @@ class Summary:
             "token_lengths": {k: {"n": len(v), "median": sorted(v)[len(v) // 2], "max": max(v)}
                               for k, v in lengths.items()},
             "stage_reports": self.stage_reports,
+            "preferences": self.preferences.as_dict(),
         }
 
 
@@ -174,6 +290,52 @@ def print_text(summary: dict[str, Any], console: Any) -> None:
         for k, v in summary["token_lengths"].items():
             u.add_row(k, str(v["n"]), str(v["median"]), str(v["max"]))
         console.print(u)
+    if summary.get("preferences"):
+        print_preferences(summary["preferences"], console)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def print_preferences(prefs: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    if c := prefs.get("critiqued"):
+        console.print(f"preferences: {c['records']} critiqued records, {c['revised']} revised "
+                      f"({_pct(c['revision_rate'])})", highlight=False)
+        t = Table(title="preferences: critique, by principle", title_justify="left")
+        for col in ("principle", "checked", "violated", "rate"):
+            t.add_column(col, justify="left" if col == "principle" else "right")
+        for pid, v in c["principles"].items():
+            t.add_row(pid, str(v["checked"]), str(v["violated"]), _pct(v["rate"]))
+        console.print(t)
+    if j := prefs.get("judged"):
+        t = Table(title=f"preferences: judge ({j['records']} records)", title_justify="left")
+        t.add_column("")
+        t.add_column("records", justify="right")
+        rv = j["revision_vs_original"]
+        t.add_row("revision pairs (response vs revision)", str(j["pairs"].get("revision", 0)))
+        t.add_row("  revision chosen (win rate; ties apart)", f"{rv['revision']} ({_pct(rv['win_rate'])})")
+        t.add_row("  original chosen", str(rv["response"]))
+        t.add_row("  tie", str(rv["tie"]))
+        t.add_row("sampled pairs (counts only)", str(j["pairs"].get("sampled", 0)))
+        if j["pairs"].get("other"):
+            t.add_row("other pairs", str(j["pairs"]["other"]))
+        console.print(t)
+        u = Table(title="preferences: judge margins", title_justify="left")
+        for col in ("method", "n", "no margin", "min", "median", "mean", "max", *MARGIN_BINS):
+            u.add_column(col, justify="left" if col == "method" else "right")
+        for method, m in j["margins"].items():
+            stats = [_num(m.get(k)) for k in ("min", "median", "mean", "max")]
+            u.add_row(method, str(m["n"]), str(m["no_margin"]), *stats, *(str(n) for n in m["histogram"].values()))
+        console.print(u)
+        if len(j["margins"]) > 1:
+            console.print(f"note: {j['margin_note']}", highlight=False)
 
 
 def render_html(s: Summary) -> str:
@@ -208,6 +370,14 @@ def render_html(s: Summary) -> str:
     if summary["sources"]:
         src = summary["sources"]
         figs.append(("Seed vs generated (source)", go.Figure(go.Pie(labels=list(src), values=list(src.values())))))
+    prefs = summary["preferences"]
+    margins = {m: v for m, v in prefs.get("judged", {}).get("margins", {}).items() if v["n"]}
+    if margins:
+        fig = go.Figure()
+        for method, m in margins.items():
+            fig.add_bar(name=method, x=list(m["histogram"]), y=list(m["histogram"].values()))
+        fig.update_layout(xaxis_title="judge margin" + (" (methods on different scales)" if len(margins) > 1 else ""))
+        figs.append(("Judge margins, by method", fig))
     parts = []
     for i, (title, fig) in enumerate(figs):
         fig.update_layout(title=title, height=360, margin={"t": 50, "b": 40, "l": 40, "r": 20})
@@ -226,12 +396,14 @@ def render_html(s: Summary) -> str:
         for r in summary["stage_reports"])
     stages = (f"<h2>Stage reports</h2><table id='stages'><thead><tr><th>stage</th><th>read</th><th>kept</th>"
               f"<th>dropped by reason</th></tr></thead><tbody>{stage_rows}</tbody></table>") if stage_rows else ""
+    preferences = _preferences_html(prefs)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>selfalign report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;width:100%}}
 td,th{{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}} .charts{{display:grid;grid-template-columns:1fr 1fr;gap:1em}}</style>
 </head><body><h1>selfalign report</h1><p>{html.escape(', '.join(summary['files']))}</p>
 <div class="charts">{''.join(f'<div class="chart">{p}</div>' for p in parts)}</div>
 {stages}
+{preferences}
 <h2>Drop reasons, with examples</h2><ul id="drop-examples">{examples or '<li>none</li>'}</ul>
 <h2>Sample records</h2><input id="search" placeholder="search prompts, thoughts, answers" size="60">
 <table id="samples"><thead><tr><th>prompt</th><th>internal thoughts</th><th>answer</th><th>principles</th></tr></thead>
@@ -243,3 +415,33 @@ td,th{{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}} .ch
 }});</script>
 <script type="application/json" id="summary">{html.escape(json.dumps(summary))}</script>
 </body></html>"""
+
+
+def _preferences_html(prefs: dict[str, Any]) -> str:
+    """The preferences section (critique and judge tallies) as tables; empty when there is no such data."""
+    if not prefs:
+        return ""
+    e = html.escape
+    parts = ["<h2>Preferences</h2><div id='preferences'>"]
+    if c := prefs.get("critiqued"):
+        rows = "".join(f"<tr><td>{e(pid)}</td><td>{v['checked']}</td><td>{v['violated']}</td>"
+                       f"<td>{_pct(v['rate'])}</td></tr>" for pid, v in c["principles"].items())
+        parts.append(f"<h3>Critique</h3><p>{c['records']} critiqued records, {c['revised']} revised "
+                     f"({_pct(c['revision_rate'])}).</p><table id='critique-principles'><thead><tr>"
+                     f"<th>principle</th><th>checked</th><th>violated</th><th>violation rate</th></tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
+    if j := prefs.get("judged"):
+        rv = j["revision_vs_original"]
+        pairs = ", ".join(f"{k} {v}" for k, v in j["pairs"].items())
+        parts.append(f"<h3>Judge</h3><p>{j['records']} judged records; pairs: {e(pairs)}. Revision over original: "
+                     f"{rv['revision']} of {rv['pairs']} ({_pct(rv['win_rate'])}), original {rv['response']}, "
+                     f"tie {rv['tie']} ({e(rv['note'])}). {e(j['sampled_note'])}.</p>")
+        head = "".join(f"<th>{e(c)}</th>" for c in ("method", "n", "no margin", "min", "median", "mean", "max",
+                                                       *MARGIN_BINS))
+        rows = "".join(f"<tr><td>{e(method)}</td><td>{m['n']}</td><td>{m['no_margin']}</td>"
+                       + "".join(f"<td>{_num(m.get(k))}</td>" for k in ("min", "median", "mean", "max"))
+                       + "".join(f"<td>{n}</td>" for n in m["histogram"].values()) + "</tr>"
+                       for method, m in j["margins"].items())
+        parts.append(f"<table id='judge-margins'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+                     f"<p>Note: {e(j['margin_note'])}.</p>")
+    return "".join(parts) + "</div>"
