@@ -8,7 +8,12 @@ of detecting bad completions, the detection rate per bad category, the false-dro
 and whether the kept answers are clean. `--calibrate` prints the measurements the meaning gates'
 thresholds were chosen from.
 
-    python benchmarks/quality.py [--sample N] [--json OUT] [--show-misses]
+    python benchmarks/quality.py [--sample N] [--json OUT] [--show-misses] [--judge [--judge-backend vllm ...]]
+
+`--judge` measures what `principle --judge` adds on top of the surface rules: every answer the gates keep is
+checked by a real model (the embedded 135M one unless `--judge-backend`/`--judge-model` say otherwise) against the
+principles its thoughts cite, exactly as the stage does (`follows_prompt`, log-odds of Yes over No), and the
+figures are printed again with those below each threshold counted as drops.
 """
 
 from __future__ import annotations
@@ -153,6 +158,49 @@ def print_table(res: dict) -> None:
     print(f"records neither kept nor dropped (lost): {len(res['lost'])}")
 
 
+def judge_scores(kept: dict, backend_name: str, model: str | None) -> dict[str, float]:
+    """The lowest log-odds of Yes over No, per kept record, over the principles it cites (the whole set if none):
+    what `principle --judge` computes, on a real model."""
+    sys.path.insert(0, str(HERE.parent))
+    from selfalign import assets
+    from selfalign.backends import open_backend
+    from selfalign.stages.judge import follows_prompt, follows_scores, method_for
+
+    principles = assets.load_principles()
+    by_id = {p.id: p for p in principles}
+    asks = [(rid, follows_prompt(r["prompt"], r["response"], ps))
+            for rid, r in kept.items()
+            for ps in ([[by_id[p]] for p in r.get("principles", []) if p in by_id] or [principles])]
+    backend = open_backend(backend_name, False, **({"model": model} if model else {}))
+    try:
+        scores = follows_scores(backend, [a for _, a in asks], method_for(backend, "auto"))
+    finally:
+        backend.close()
+    low: dict[str, float] = {}
+    for (rid, _), sc in zip(asks, scores, strict=True):
+        if isinstance(sc, float):
+            low[rid] = min(low.get(rid, sc), sc)
+    return low
+
+
+def print_judge(items: list[dict], kept: dict, dropped: dict, low: dict[str, float]) -> None:
+    label = {i["id"]: i["label"] for i in items}
+    good = [v for k, v in low.items() if label[k] == "good"]
+    bad = [v for k, v in low.items() if label[k] == "bad"]
+    print(f"\nprinciple --judge on the {len(low)} answers the surface rules keep ({len(bad)} bad, {len(good)} good): "
+          "log-odds of Yes over No, lowest over the cited principles")
+    print(f"{'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>6}  {'bad caught':>10} {'good lost':>9}")
+    for t in (-2.0, -1.0, 0.0, 1.0, 2.0):
+        extra = {k for k, v in low.items() if v < t}
+        res = score(items, {k: v for k, v in kept.items() if k not in extra},
+                    {**dropped, **{k: {"drop_reason": "judge_rejected"} for k in extra}})
+        print(f"{t:>9.1f} {res['precision']:>9.3f} {res['recall']:>7.3f} {res['f1']:>6.3f}  "
+              f"{sum(1 for k in extra if label[k] == 'bad'):>10} {sum(1 for k in extra if label[k] == 'good'):>9}")
+    if good and bad:
+        print(f"mean log-odds: good answers {sum(good) / len(good):.2f}, bad answers kept by the rules "
+              f"{sum(bad) / len(bad):.2f} (a judge that helps scores the bad ones lower)")
+
+
 def calibrate(items: list[dict], out: str | None) -> None:
     """Per item: the cosine of query and answer, the echo measures and both languages: what the meaning
     gates' thresholds were read from. Prints quantiles per category; `--json` writes every row."""
@@ -198,6 +246,9 @@ def main() -> None:
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--show-misses", action="store_true", help="list every wrong decision with its text")
     ap.add_argument("--calibrate", action="store_true", help="print the gates' measurements per category")
+    ap.add_argument("--judge", action="store_true", help="also measure principle --judge on the kept answers")
+    ap.add_argument("--judge-backend", default="transformers", help="the judge's backend (default: embedded)")
+    ap.add_argument("--judge-model", help="the judge's model (default: the backend's)")
     ap.add_argument("extra", nargs="*", help="more options for selfalign principle (after --)")
     args = ap.parse_args()
     items = load(args.sample, data=Path(args.data))
@@ -212,6 +263,8 @@ def main() -> None:
     res = score(items, kept, dropped)
     res["data"] = os.path.relpath(args.data, HERE.parent)
     print_table(res)
+    if args.judge:
+        print_judge(items, kept, dropped, judge_scores(kept, args.judge_backend, args.judge_model))
     if args.show_misses:
         for i in items:
             wrong = (i["label"] == "bad") != (i["id"] in dropped)

@@ -95,6 +95,12 @@ def test_a_violation_with_a_revision_is_kept_beside_the_original(stage):
     assert out.violations == ["7"] and out.revision == REVISION and out.response == ANSWER
 
 
+def test_a_critique_naming_one_broken_principle_and_none_of_the_others_is_consistent(stage):
+    out = judge(stage, f" The price is invented, which breaks principle 7. It breaks none of the others.\nViolations: 7\n"
+                f"Revision: {REVISION}")
+    assert isinstance(out, CritiquedRecord) and out.violations == ["7"], out
+
+
 @pytest.mark.parametrize("violations", ["7 (candor)", "candor", "**7**", "principle 7", "7."])
 def test_violations_written_by_name_or_decorated_map_to_ids(stage, violations):
     out = judge(stage, f" Invented.  It breaks a rule.\n**Violations:** {violations}\n\n**Revision:** {REVISION}")

@@ -149,7 +149,8 @@ _LABEL = r"^[ \t]*\**[ \t]*{name}[ \t]*\**[ \t]*:[ \t]*\**"
 _VIOLATIONS = re.compile(_LABEL.format(name=r"violations?"), re.IGNORECASE | re.MULTILINE)
 _REVISION = re.compile(_LABEL.format(name=r"revis(?:ion|ed answer)"), re.IGNORECASE | re.MULTILINE)
 _NONE = re.compile(r"(?:none|no violations?|no principles?(?: (?:is|are) broken)?)[ \t]*[.!]?", re.IGNORECASE)
-_SAYS_NONE = re.compile(r"\b(?:breaks|violates) (?:none|no(?:ne of the)? principles?)\b", re.IGNORECASE)
+# "breaks none of the principles", but not "breaks 7 and none of the others"
+_SAYS_NONE = re.compile(r"\b(?:breaks|violates) (?:none(?! of the other)|no(?:ne of the)? principles?)\b", re.IGNORECASE)
 _ITEM = re.compile(r"(?:principles?|rules?)?\s*#?\s*([\w.-]+?)\s*(?:\(\s*([^)]*?)\s*\))?\.?", re.IGNORECASE)
 
 
