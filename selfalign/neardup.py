@@ -73,12 +73,26 @@ class Look:
     words: frozenset[str]  # every token, for the overlap and to see whether the other text has a rare one too
 
 
+_UNIT = re.compile(r"^(\d+(?:[.,]\d+)*)[a-z]{1,3}$")
+
+
+def _number_word(x: str) -> str | None:
+    """The number word `x` is ("sixes", "tens" too), or None."""
+    for w in (x, x.removesuffix("es"), x.removesuffix("s")):
+        if w in _NUMBER_WORDS and w != "one":
+            return w
+    return None
+
+
 def look(text: str) -> Look:
     text = unicodedata.normalize("NFKC", text).replace("’", "'")  # as tokens() reads it
     raw = _TOKEN.findall(text)
     toks = [t.casefold() for t in raw]
     parts = [x for t in toks for x in re.split(r"-(?=\w)", t)]  # "3-day", "ten-hour"
-    numbers = frozenset(_NUMBER_WORDS.get(x, x) for x in parts if x[:1].isdigit() or x in _NUMBER_WORDS)
+    # a figure with its unit written on ("5k", "10th", "30min") is the figure; "one" is more often a pronoun
+    # ("each one", "write one") than a count, so it is not read as a number
+    numbers = frozenset(_UNIT.sub(r"\1", x) if x[:1].isdigit() else _NUMBER_WORDS[w] for x in parts
+                        if x[:1].isdigit() or (w := _number_word(x)))
     numbers |= {"-" + m for m in re.findall(r"(?<![\w.])-(\d+(?:\.\d+)?)", text)}  # -5 is not 5
     negations = sum(t in _NEGATION or t.endswith("n't") for t in toks)
     rare = set()
@@ -132,18 +146,22 @@ def _opposite(x: str, y: str) -> bool:
 def differs(a: Look, b: Look, cosine: float | None = None) -> str | None:
     """Why two texts that look alike mean different things, or None when nothing tells them apart.
 
-    Numbers are compared when both texts have some (a paraphrase may write "a week" for "7 days"). The
-    other checks apply to look-alikes, texts sharing at least LOOKALIKE of their tokens: a paraphrase
-    words things differently and is judged by its cosine alone. `cosine` (when known) decides a pair that
+    Numbers are compared when both texts have some (a paraphrase may write "a week" for "7 days"): look-alikes
+    must have the same ones; a paraphrase may leave out or spell differently some of its figures ("two sixes
+    with two dice" / "a pair of dice both showing a six"), so it differs only when each text has a figure the
+    other lacks ("12 times 13" / "multiply 12 by 14"). The other checks apply to look-alikes, texts sharing at
+    least LOOKALIKE of their tokens: a paraphrase words things differently and is judged by its cosine alone. `cosine` (when known) decides a pair that
     differs in one content word only: a synonym keeps the sentence within SUBSTITUTION_BAR, another thing
     of the same kind ("cats"/"dogs", "tea"/"coffee") moves it further; without a cosine such a pair is
     kept apart."""
-    if a.numbers and b.numbers and a.numbers != b.numbers:
-        return f"numbers differ ({' '.join(sorted(a.numbers ^ b.numbers))})"
     union = a.words | b.words
     if not union:
         return "no words to compare"  # emoji or symbols only: only an exact copy is a duplicate
-    if len(a.words & b.words) / len(union) < LOOKALIKE:
+    alike = len(a.words & b.words) / len(union) >= LOOKALIKE
+    if a.numbers and b.numbers and a.numbers != b.numbers and (
+            alike or (a.numbers - b.numbers and b.numbers - a.numbers)):
+        return f"numbers differ ({' '.join(sorted(a.numbers ^ b.numbers))})"
+    if not alike:
         return None
     if a.numbers != b.numbers:
         return f"numbers differ ({' '.join(sorted(a.numbers ^ b.numbers))})"

@@ -258,3 +258,24 @@ def test_the_edit_type_benchmark_runs_on_a_sample_and_keeps_look_alikes_apart(tm
 def test_texts_without_words_are_only_duplicates_when_exact():
     out = list(dedup(recs("😀", "🎉🎉", "→ ?", "😀"), DedupConfig(threshold=2.0), Report("dedup"), None))
     assert [o.id for o in out if isinstance(o, Dropped)] == ["r3"]
+
+
+@pytest.mark.parametrize("a,b,apart", [
+    # a paraphrase may leave out or spell out some of its figures: not a conflict
+    ("What is the probability of rolling two sixes with two dice?",
+     "If I throw a pair of dice, how likely is it that both show a six?", False),
+    ("Create a beginner 5K running plan for eight weeks.", "I want an eight-week programme to take a novice to 5 km.",
+     False),
+    ("Teach me three basic chess openings and explain each.", "What are three simple chess openings? Explain each one.",
+     False),
+    # each has a figure the other lacks: different questions, however they are worded
+    ("What is 12 times 13?", "Could you multiply 12 by 14 for me?", True),
+    # look-alikes must have the same figures
+    ("Give me a 3 day plan for Rome.", "Give me a 3 day plan for Rome in 2024.", True),
+])
+def test_figures_a_paraphrase_leaves_out_are_not_a_difference_but_figures_each_side_lacks_are(a, b, apart):
+    from selfalign.neardup import differs, look
+
+    why = differs(look(a), look(b), 0.8)
+    assert (why is not None) == apart, why
+    assert why is None or why.startswith("numbers differ")
