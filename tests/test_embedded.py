@@ -91,3 +91,36 @@ def test_python_api_gives_the_same_records_as_the_cli_on_the_embedded_model(tmp_
     Pipeline([Load(path=str(src)), Principle(max_tokens=48, keep=["all"], seed=1), Export()]).run(
         out_dir=tmp_path / "out")  # the embedded model (transformers), as the CLI's default
     assert jsonl(tmp_path / "out" / "export.jsonl") == cli and len(cli) == 2
+
+
+def test_sampled_pairs_on_the_embedded_model_are_judged_exported_and_trained_on(tmp_path):
+    """principle --n 2 -> judge (log-probabilities) -> export --format dpo on the real model, then one DPOTrainer
+    step on that export. The prompt is one on which the 135M model, at seed 1, writes one answer that passes the
+    gates and one that leaks the persona: a pair the gates and the judge agree on."""
+    datasets = pytest.importorskip("datasets")
+    trl = pytest.importorskip("trl")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfalign.paths import model_dir
+
+    src = write_jsonl(tmp_path / "prompts.jsonl",
+                      [{"prompt": "Name the personification of a mythical creature using words only."}])
+    aligned = run_cli("principle", str(src), "--n", "2", "--max-tokens", "384", "--min-words", "12", "--seed", "1",
+                      "--no-cache", "--dropped", str(tmp_path / "dropped.jsonl"), "-q").stdout
+    kept = jsonl(aligned)
+    assert len(kept) == 1, f"dropped: {jsonl(tmp_path / 'dropped.jsonl')}"
+    rec = kept[0]
+    assert len(rec["responses"]) == 2 and rec["response_gates"][0] is None and rec["response_gates"][1], rec
+    judged = run_cli("judge", "--no-cache", "-q", stdin=aligned).stdout
+    [j] = jsonl(judged)
+    assert j["judge"]["method"] == "logprobs" and j["judge"]["pair"] == ["responses[0]", "responses[1]"]
+    out = write_jsonl(tmp_path / "dpo.jsonl", jsonl(run_cli("export", "--format", "dpo", "-q", stdin=judged).stdout))
+    [pair] = jsonl(out)
+    assert pair["chosen"][0]["content"] == rec["response"] and pair["margin"] == j["judge"]["margin"]
+    ds = datasets.load_dataset("json", data_files=str(out), split="train")
+    tok = AutoTokenizer.from_pretrained(model_dir())
+    model = AutoModelForCausalLM.from_pretrained(model_dir())
+    cfg = trl.DPOConfig(output_dir=str(tmp_path / "run"), max_steps=1, per_device_train_batch_size=1, report_to=[],
+                        use_cpu=True, save_strategy="no", logging_steps=1, max_length=512)
+    result = trl.DPOTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok).train()
+    assert result.global_step == 1 and result.training_loss > 0
