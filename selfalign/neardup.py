@@ -73,13 +73,14 @@ class Look:
     words: frozenset[str]  # every token, for the overlap and to see whether the other text has a rare one too
 
 
-_UNIT = re.compile(r"^(\d+(?:[.,]\d+)*)[a-z]{1,3}$")
+_UNIT = re.compile(r"^(\d+(?:[.,]\d+)*)(?:st|nd|rd|th|k|km)$")  # 5K, 5km, 10th; 6am/6pm, 5mg/5g stay apart
+_PRONOUN_BEFORE_ONE = frozenset("each which this that the any every no some another a little".split())
 
 
 def _number_word(x: str) -> str | None:
-    """The number word `x` is ("sixes", "tens" too), or None."""
+    """The number word `x` is ("sixes", "tens" too; not "ones"), or None."""
     for w in (x, x.removesuffix("es"), x.removesuffix("s")):
-        if w in _NUMBER_WORDS and w != "one":
+        if w in _NUMBER_WORDS and (w == x or w != "one"):  # "ones" is not a count
             return w
     return None
 
@@ -89,10 +90,11 @@ def look(text: str) -> Look:
     raw = _TOKEN.findall(text)
     toks = [t.casefold() for t in raw]
     parts = [x for t in toks for x in re.split(r"-(?=\w)", t)]  # "3-day", "ten-hour"
-    # a figure with its unit written on ("5k", "10th", "30min") is the figure; "one" is more often a pronoun
-    # ("each one", "write one") than a count, so it is not read as a number
-    numbers = frozenset(_UNIT.sub(r"\1", x) if x[:1].isdigit() else _NUMBER_WORDS[w] for x in parts
-                        if x[:1].isdigit() or (w := _number_word(x)))
+    # "5K" / "5 km" and "10th" are their figure ("6am" / "6pm" are not one figure); "one" after "each", "which",
+    # "the", ... or at the end ("write one?") is a pronoun, not a count
+    numbers = frozenset(_UNIT.sub(r"\1", x) if x[:1].isdigit() else _NUMBER_WORDS[w] for k, x in enumerate(parts)
+                        if x[:1].isdigit() or ((w := _number_word(x)) and not (
+                            w == "one" and (k + 1 == len(parts) or (k and parts[k - 1] in _PRONOUN_BEFORE_ONE)))))
     numbers |= {"-" + m for m in re.findall(r"(?<![\w.])-(\d+(?:\.\d+)?)", text)}  # -5 is not 5
     negations = sum(t in _NEGATION or t.endswith("n't") for t in toks)
     rare = set()

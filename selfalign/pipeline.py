@@ -56,7 +56,10 @@ class Pipeline:
         """(stage, the files it reads, the file it writes), by file name inside the output folder."""
         latest: dict[str, list[str]] = {}
         steps = []
+        sampled = False  # a stage before has answers with two sampled ones (Principle(n >= 2), or your own file)
         for st in self.stages:
+            sampled = sampled or (isinstance(st, Principle) and st.n > 1) or (
+                isinstance(st, Load) and st.records != "prompts")
             wants = st.reads
             if isinstance(st, Export):
                 wants = ("refined" if st.verbose else "pairs" if st.format == "dpo"
@@ -73,9 +76,9 @@ class Pipeline:
                 continue
             if wants is None:
                 inputs = []
-            elif wants == "aligned" or (wants == "pairs" and "pairs" not in latest):
+            elif wants == "aligned" or (wants == "pairs" and "pairs" not in latest and sampled):
                 inputs = latest.get("answers", [])  # the newest answers (a Dedup after Refine reads the refined
-                # ones); pairs where no stage wrote any: the answers, with two sampled ones each (Principle(n=2))
+                # ones); pairs where no stage wrote any: answers with two sampled ones each (Principle(n=2))
             else:
                 inputs = latest.get(wants, [])
             if wants is not None and not inputs:

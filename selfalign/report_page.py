@@ -25,8 +25,8 @@ SAMPLE = 200  # example records kept per kind
 LENGTHS = 5000  # texts kept per length distribution
 MARGIN_EDGES = (0.25, 0.5, 1.0, 2.0, 4.0)  # judge margin histogram: [0, 0.25), [0.25, 0.5), ..., [4, inf)
 MARGIN_BINS = [f"{lo:g}-{hi:g}" for lo, hi in zip((0.0, *MARGIN_EDGES), MARGIN_EDGES)] + [f"{MARGIN_EDGES[-1]:g}+"]
-MARGIN_NOTE = ("margins by method are not on one scale: logprobs gives |log-odds| (0 to inf), "
-               "vote gives |second - first| / valid votes (0 to 1)")
+MARGIN_NOTE = ("both methods give log-odds, but a vote's is smoothed and bounded by its number of votes "
+               "(log((n + 0.5) / 0.5): 3.0 for 10 votes), while log-probabilities are not: compare them with care")
 
 
 class Reservoir:
@@ -376,7 +376,7 @@ def render_html(s: Summary) -> str:
         fig = go.Figure()
         for method, m in margins.items():
             fig.add_bar(name=method, x=list(m["histogram"]), y=list(m["histogram"].values()))
-        fig.update_layout(xaxis_title="judge margin" + (" (methods on different scales)" if len(margins) > 1 else ""))
+        fig.update_layout(xaxis_title="judge margin" + (" (log-odds; a vote's is bounded by its votes)" if len(margins) > 1 else ""))
         figs.append(("Judge margins, by method", fig))
     parts = []
     for i, (title, fig) in enumerate(figs):

@@ -270,8 +270,11 @@ def test_texts_without_words_are_only_duplicates_when_exact():
      False),
     # each has a figure the other lacks: different questions, however they are worded
     ("What is 12 times 13?", "Could you multiply 12 by 14 for me?", True),
-    # look-alikes must have the same figures
+    # look-alikes must have the same figures, units included
     ("Give me a 3 day plan for Rome.", "Give me a 3 day plan for Rome in 2024.", True),
+    ("Set an alarm for 6am tomorrow.", "Set an alarm for 6pm tomorrow.", True),
+    ("Is 5mg of melatonin safe for adults?", "Is 5g of melatonin safe for adults?", True),
+    ("Give me one tip for sleeping better.", "Give me two tips for sleeping better.", True),
 ])
 def test_figures_a_paraphrase_leaves_out_are_not_a_difference_but_figures_each_side_lacks_are(a, b, apart):
     from selfalign.neardup import differs, look

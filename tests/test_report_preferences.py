@@ -80,7 +80,7 @@ def test_preference_metrics_in_json(dataset):
     assert (vote["n"], vote["no_margin"]) == (2, 1)
     assert vote["median"] == pytest.approx(0.4) and vote["mean"] == pytest.approx(0.4)
     assert vote["histogram"] == {"0-0.25": 1, "0.25-0.5": 0, "0.5-1": 1, "1-2": 0, "2-4": 0, "4+": 0}
-    assert "not on one scale" in j["margin_note"]
+    assert "bounded by its number of votes" in j["margin_note"]
 
     # the stages' drops still show through the dropped counts
     assert data["dropped"] == {"critique": {"critique_unparsed": 1}, "judge": {"no_pair": 1}}
@@ -92,7 +92,7 @@ def test_preferences_in_text_and_html(dataset, tmp_path):
     assert "preferences: critique, by principle" in text
     assert "preferences: judge (7 records)" in text and "preferences: judge margins" in text
     assert "revision chosen" in text and "50.0%" in text
-    assert "not on one scale" in text  # both methods appear
+    assert "bounded by its number of votes" in text  # both methods appear
     assert "critique dropped: critique_unparsed" in text
 
     page = tmp_path / "report.html"

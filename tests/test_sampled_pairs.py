@@ -139,3 +139,24 @@ def test_the_judge_gate_votes_where_the_backend_has_no_log_probabilities(tmp_pat
     proc = run_cli("principle", str(tmp_path / "prompts.jsonl"), "--backend", "scripted", "--model",
                    str(tmp_path / "script.jsonl"), "--judge", "--judge-method", "logprobs", "-q", check=False)
     assert proc.returncode != 0 and "cannot give log-probabilities" in proc.stderr
+
+
+def test_with_two_samples_the_judge_checks_each_so_a_rejected_first_answer_leaves_the_second(tmp_path):
+    rules = RULES + [{"match": f"Answer: {RAINBOW}", "choices": {" Yes": -2.5, " No": -0.2}},
+                     {"choices": {" Yes": -0.3, " No": -1.5}}]
+    kept, _ = principle(tmp_path, "--n", "2", "--judge", rules=rules)
+    rainbow = kept["rainbow"]  # sample 0 rejected by the judge, sample 1 passed: kept, and the pair is both
+    assert rainbow["response"] == RAINBOW2 and "judge_gate" in rainbow
+    assert rainbow["responses"] == [RAINBOW2, RAINBOW] and rainbow["response_gates"] == [None, "judge_rejected"]
+
+
+def test_sampling_options_that_cannot_work_are_refused_up_front(tmp_path):
+    src = write_jsonl(tmp_path / "prompts.jsonl", PROMPTS)
+    script = write_jsonl(tmp_path / "script.jsonl", RULES)
+    be = ["--backend", "scripted", "--model", str(script), "--no-cache", "-q"]
+    same = run_cli("principle", str(src), *be, "--n", "2", "--temperature", "0", check=False)
+    assert same.returncode != 0 and "one answer repeated" in same.stderr
+    alone = run_cli("principle", str(src), *be, "--judge-threshold", "1", check=False)
+    assert alone.returncode == 2 and "go with --judge" in alone.stderr
+    with pytest.raises(ValueError, match="reads pairs"):  # nothing makes pairs: an error before any model runs
+        Pipeline([Load(path=str(src)), Principle(), Judge()]).plan()

@@ -123,6 +123,8 @@ def principle(
     """
     from selfalign.steps import Principle
 
+    if not judge and (judge_threshold != 0.0 or judge_method is not JudgeMethod.auto):
+        raise typer.BadParameter("--judge-threshold and --judge-method go with --judge", param_hint="--judge")
     stage = Principle(principles=principles, exemplars=exemplars, persona=persona, rename=rename,
                       temperature=temperature, top_p=top_p, max_tokens=max_tokens, min_words=min_words,
                       keep=keep or [], apology_bias=not no_apology_bias, seed=engine.seed,

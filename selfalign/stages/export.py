@@ -132,7 +132,8 @@ def preference(rec: ExportInput, config: ExportConfig) -> dict[str, Any] | tuple
         if why := _gate(rec, chosen_field):
             return "chosen_failed_gates", (f"the judge chose {chosen_field}, which the quality gates dropped as {why}"
                                            f" (margin {margin:g})")
-    elif rec.revision is None and _text(rec, "responses[0]") is not None:
+    elif rec.revision is None and _text(rec, "responses[0]") is not None and "checked_principles" not in (
+            rec.model_extra or {}):  # a critiqued record pairs its revision alone, as the judge does
         gates = [_gate(rec, f"responses[{i}]") for i in (0, 1)]
         if (gates[0] is None) == (gates[1] is None):
             return "no_pair", "two responses but no judge margin to order them"
@@ -185,7 +186,7 @@ def export_dpo(records: Iterable[ExportInput], config: ExportConfig,
                count_tokens: Callable[[str], int] | None = None) -> Iterator[dict[str, Any] | Dropped]:
     """Preference pairs: `prompt`/`chosen`/`rejected` (conversational) and, beside them, `id`, `margin` (None when
     no judge scored the pair), `principle` (the judge's, or the critique's violated ids joined by commas),
-    `violations` and `chosen_from` ("revision" or "response")."""
+    `violations` and `chosen_from` ("revision", "response", "responses[0]" or "responses[1]")."""
     for rec in records:
         pair = preference(rec, config)
         if isinstance(pair, tuple):

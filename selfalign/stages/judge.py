@@ -16,8 +16,8 @@ between the two choices either way, and `choice_mass` (the probability the two c
 over the orders) says how much the model followed the answer format at all: a low mass means a weak judge.
 `confidence` is sigmoid(|score|): the chance, between the two choices only, that the chosen answer wins.
 
-A backend that cannot give log-probabilities (`supports_logprobs` false: a server without logprobs, a Ray
-pool) gets a sampled vote instead: `samples` completions of each order at temperature 1 (each with its own seed,
+A backend that cannot give log-probabilities (`supports_logprobs` false: a server without logprobs, such as
+llama.cpp or Ollama) gets a sampled vote instead: `samples` completions of each order at temperature 1 (each with its own seed,
 so the completion cache keeps them apart), the first letter read as the vote; score = the smoothed log-odds
 log((second + 0.5) / (first + 0.5)) (log-odds like the log-probability score, so one `--min-margin` means the same
 for both; 6 votes to 0 gives 2.56), confidence = the winner's vote share, stated with the number of votes.

@@ -11,8 +11,8 @@ drop reason). `sample_drops` lists every dropped sample's reason. A record whose
 with the first sample's reason, the others named in its detail.
 
 `judge` asks the model, per principle the thoughts cite (the whole set where they cite none), whether the answer
-follows it (stages/judge.py `follows_prompt`); a log-odds of Yes over No below `judge_threshold` drops the record
-as `judge_rejected`, naming the principle and the score.
+follows it (stages/judge.py `follows_prompt`); a log-odds of Yes over No below `judge_threshold` drops the answer
+as `judge_rejected`, naming the principle and the score. With n > 1 it checks every sample, as one more gate.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ STAGE = "principle"
 MIN_QUESTION_TOKENS = 32  # a principle set leaving less room than this for the question is refused up front
 # a sampled answer dropped for one of these has an answer text that is bad as an answer: a pair's rejected side
 REJECTABLE = frozenset({"too_short", "repetition_loop", "persona_leak", "exemplar_leak", "template_debris",
-                        "unwarranted_refusal", "restates_question", "off_topic", "wrong_language"})
+                        "unwarranted_refusal", "restates_question", "off_topic", "wrong_language", "judge_rejected"})
 
 
 class PrincipleConfig(BaseModel):
@@ -125,6 +125,9 @@ class PrincipleStage:
             self.judge_method = method_for(backend, config.judge_method)
             self.provenance.sampling["judge"] = {"method": self.judge_method, "threshold": config.judge_threshold}
         if config.n > 1:
+            if config.temperature <= 0:
+                raise ValueError(f"n {config.n} samples at temperature {config.temperature:g} are one answer "
+                                 "repeated: give a temperature above 0")
             self.provenance.sampling["n"] = config.n
         self.check_fits()
 
@@ -143,9 +146,10 @@ class PrincipleStage:
     def run(self, records: Iterable[PromptRecord]) -> Iterator[AlignedRecord | Dropped]:
         """Records out in input order, each kept or dropped with a reason."""
         for batch in batched(records, self.cfg.batch_size or getattr(self.backend, "chunk_size", 16)):
-            samples = [self.answer(batch, i) for i in range(self.cfg.n)]
-            outs = samples[0] if self.cfg.n == 1 else [self.combine([s[k] for s in samples]) for k in range(len(batch))]
-            yield from (self.gate(outs) if self.judge_method else outs)
+            # the judge's check is one more gate on each sample, so a sample it rejects can be a pair's other side
+            samples = [self.gate(s) if self.judge_method else s for s in (self.answer(batch, i) for i in range(self.cfg.n))]
+            yield from (samples[0] if self.cfg.n == 1 else
+                        [self.combine([s[k] for s in samples]) for k in range(len(batch))])
 
     def answer(self, batch: list[PromptRecord], sample: int) -> list[AlignedRecord | Dropped]:
         """One sampled answer per record, through every gate; with n > 1 a drop by an answer gate keeps the
@@ -155,16 +159,25 @@ class PrincipleStage:
         judge = self.judge if self.cfg.n == 1 else self._judge_keeping_answer
         outs = self.meaning.apply(STAGE, answer_batch(STAGE, self.backend, params, batch, self.render, judge),
                                   "response")
-        for o in outs:
-            if isinstance(o, Dropped) and o.drop_reason in REJECTABLE and not getattr(o, "_answer", None):
-                setattr(o, "_answer", (o.record or {}).get("response"))  # a meaning gate's drop holds the record
+        return self._keep_answers(outs)
+
+    def _keep_answers(self, outs: list[AlignedRecord | Dropped]) -> list[AlignedRecord | Dropped]:
+        """With n > 1, a drop by a gate on the answer keeps the answer (as `_answer`: never written out); a meaning
+        gate's or the judge's drop holds the record, answer included."""
+        if self.cfg.n > 1:
+            for o in outs:
+                if isinstance(o, Dropped) and o.drop_reason in REJECTABLE and not getattr(o, "_answer", None):
+                    setattr(o, "_answer", (o.record or {}).get("response"))
         return outs
 
     def _judge_keeping_answer(self, rec: PromptRecord, comp: Completion) -> AlignedRecord | Dropped:
         out = self.judge(rec, comp)
         if isinstance(out, Dropped) and out.drop_reason in REJECTABLE and (parts := self.split(comp.text)):
-            setattr(out, "_answer", parts[1].strip())
+            setattr(out, "_answer", self._renamed(parts[1].strip()))  # as a kept answer would be
         return out
+
+    def _renamed(self, answer: str) -> str:
+        return re.sub(rf"\b{re.escape(self.cfg.persona)}\b", self.cfg.rename, answer) if self.cfg.rename else answer
 
     def combine(self, outs: list[AlignedRecord | Dropped]) -> AlignedRecord | Dropped:
         """One record from its n samples (see the module docstring)."""
@@ -199,8 +212,9 @@ class PrincipleStage:
                 asks.append((i, pid, follows_prompt(o.prompt, o.response, ps)))
         if not asks:
             return outs
+        new = 1 if self.judge_method == "logprobs" else 4  # the vote's replies: up to 4 tokens
         too_long = {i: n for (i, _, _), n in zip(asks, count_tokens(self.backend, [a[2] for a in asks]), strict=True)
-                    if n + 1 > self.backend.max_context}
+                    if n + new > self.backend.max_context}
         asks = [a for a in asks if a[0] not in too_long]
         scores = follows_scores(self.backend, [a[2] for a in asks], self.judge_method or "logprobs",
                                 seed=self.cfg.seed or 0)
@@ -210,7 +224,7 @@ class PrincipleStage:
         out = list(outs)
         for i, n in too_long.items():
             out[i] = drop(STAGE, outs[i], "prompt_too_long",
-                          f"the judge's prompt: {n} tokens + 1 new > context {self.backend.max_context}")
+                          f"the judge's prompt: {n} tokens + {new} new > context {self.backend.max_context}")
         for i, got in per.items():
             if i in too_long:
                 continue
@@ -227,7 +241,7 @@ class PrincipleStage:
                 rec = outs[i]
                 out[i] = type(rec).model_validate({**rec.model_dump(), "judge_gate": {
                     "scores": got, "method": self.judge_method, "threshold": self.cfg.judge_threshold}})
-        return out
+        return self._keep_answers(out)
 
     def render(self, rec: PromptRecord) -> str:
         return principle_prompt(self.prefix, rec.prompt, self.cfg.persona)
@@ -261,9 +275,7 @@ class PrincipleStage:
         v = self.gates.check(rec.prompt, answer, comp.finish_reason, comp.completion_tokens, rec.question_type)
         if v.reason:
             return drop(STAGE, rec, v.reason, f"{v.detail}: {_clip(v.answer, 160)}")
-        answer = v.answer
-        if self.cfg.rename:
-            answer = re.sub(rf"\b{re.escape(self.cfg.persona)}\b", self.cfg.rename, answer)
+        answer = self._renamed(v.answer)
         return AlignedRecord.model_validate(rec.with_stage(
             self.provenance, thoughts=thoughts, response=answer,
             principles=cited_principles(thoughts, self.principles)))
