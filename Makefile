@@ -9,7 +9,7 @@ SELFALIGN := $(VENV)/bin/selfalign
 TORCH_PIN := torch==2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm setup-llamacpp demo demo-make test test-vllm test-llamacpp test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid clean
+.PHONY: setup setup-vllm setup-llamacpp demo demo-train demo-make test test-vllm test-llamacpp test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,7 +43,11 @@ setup-llamacpp: $(VENV)/.stamp-llamacpp  ## adds llama-cpp-python's server (buil
 demo: setup                        ## the example recipe on the embedded model, small counts (examples/recipe.toml)
 	$(SELFALIGN) run examples/recipe.toml --set run.out=$(DEMO_OUT)
 	@echo "SFT file: $(DEMO_OUT)/sft.jsonl ($$(wc -l < $(DEMO_OUT)/sft.jsonl) records)"
+	@echo "DPO file: $(DEMO_OUT)/dpo.jsonl ($$(wc -l < $(DEMO_OUT)/dpo.jsonl) pairs)"
 	@echo "Report:   $(DEMO_OUT)/report.html"
+
+demo-train: setup                  ## one TRL DPOTrainer step on the demo's preference pairs (after make demo)
+	$(PY) examples/train_dpo.py $(DEMO_OUT)/dpo.jsonl
 
 demo-make: setup                   ## the same workflow as make targets piping JSONL (examples/Makefile)
 	$(MAKE) -C examples all SELFALIGN=$(abspath $(SELFALIGN)) OUT=$(abspath $(DEMO_OUT))-make
