@@ -164,13 +164,11 @@ def judge_scores(kept: dict, backend_name: str, model: str | None) -> dict[str, 
     sys.path.insert(0, str(HERE.parent))
     from selfalign import assets
     from selfalign.backends import open_backend
-    from selfalign.stages.judge import follows_prompt, follows_scores, method_for
+    from selfalign.stages.judge import checks_for, follows_prompt, follows_scores, method_for
 
     principles = assets.load_principles()
-    by_id = {p.id: p for p in principles}
     asks = [(rid, follows_prompt(r["prompt"], r["response"], ps))
-            for rid, r in kept.items()
-            for ps in ([[by_id[p]] for p in r.get("principles", []) if p in by_id] or [principles])]
+            for rid, r in kept.items() for _, ps in checks_for(r.get("principles", []), principles)]
     backend = open_backend(backend_name, False, **({"model": model} if model else {}))
     try:
         scores = follows_scores(backend, [a for _, a in asks], method_for(backend, "auto"))

@@ -72,22 +72,30 @@ class JudgeConfig(BaseModel):
     seed: int | None = None  # the vote's first seed (sample i uses seed + i); default 0
 
 
+def _judged_by(principles: list[Principle], one: bool) -> dict[str, str]:
+    """The words both prompts use for what is judged: one principle, or a set."""
+    return {"what": "the principle" if one else "the principles", "that": "that principle" if one else "these principles",
+            "principles": ("Principle: " if one else "Principles:\n") + render_principles(principles)}
+
+
 def judge_prompt(question: str, a: str, b: str, principles: list[Principle], one: bool) -> str:
     """The judge's prompt; its next token is the choice (" A" or " B")."""
-    rendered = render_principles(principles)
-    what = "the principle" if one else "the principles"
-    head = JUDGE_HEADER.format(what=what, that="that principle" if one else "these principles",
-                               principles=("Principle: " if one else "Principles:\n") + rendered)
-    return head + JUDGE_BODY.format(question=question.strip(), a=a.strip(), b=b.strip(), what=what)
+    by = _judged_by(principles, one)
+    return JUDGE_HEADER.format(**by) + JUDGE_BODY.format(question=question.strip(), a=a.strip(), b=b.strip(),
+                                                         what=by["what"])
 
 
 def follows_prompt(question: str, answer: str, principles: list[Principle]) -> str:
     """The one-answer check's prompt; its next token is " Yes" or " No"."""
-    one = len(principles) == 1
-    what = "the principle" if one else "the principles"
-    return FOLLOWS.format(what=what, that="that principle" if one else "these principles",
-                          principles=("Principle: " if one else "Principles:\n") + render_principles(principles),
-                          question=question.strip(), answer=answer.strip())
+    return FOLLOWS.format(**_judged_by(principles, len(principles) == 1), question=question.strip(),
+                          answer=answer.strip())
+
+
+def checks_for(cited: list[str], principles: list[Principle]) -> list[tuple[str, list[Principle]]]:
+    """What `principle --judge` asks about one answer: (id, [that principle]) for each principle the thoughts cite,
+    or ("all", the whole set) where they cite none of the set's."""
+    by_id = {p.id: p for p in principles}
+    return [(pid, [by_id[pid]]) for pid in cited if pid in by_id] or [("all", principles)]
 
 
 _YES_NO = re.compile(r"\s*(?:\*\*)?(yes|no)\b", re.IGNORECASE)
@@ -105,16 +113,30 @@ def follows_scores(backend: Any, prompts: list[str], method: str, samples: int =
         return [("backend_error", "the backend returned no log-probabilities") if lp is None
                 else _lp(lp, yes) - _lp(lp, no) for lp in backend.choice_logprobs(prompts, list(FOLLOWS_CHOICES))]
     params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=max_tokens, stop=["\n"])
-    counts = [[0, 0, 0] for _ in prompts]  # yes, no, failed requests
+    out: list[float | tuple[str, str]] = []
+    for replies in sampled_replies(backend, prompts, params, samples, seed):
+        said = [m.group(1).lower() for r in replies if r is not None and (m := _YES_NO.match(r))]
+        out.append(vote_log_odds(said.count("yes"), said.count("no")) if said else
+                   ("backend_error", f"all {samples} requests failed") if replies.count(None) == samples
+                   else ("no_vote", f"none of {samples} sampled replies began with Yes or No"))
+    return out
+
+
+def sampled_replies(backend: Any, prompts: list[str], params: SamplingParams, samples: int, seed: int
+                    ) -> list[list[str | None]]:
+    """Each prompt's `samples` replies, sample s with seed + s (so the completion cache keeps them apart); None
+    for a failed request."""
+    replies: list[list[str | None]] = [[] for _ in prompts]
     for s in range(samples):
-        for c, comp in zip(counts, backend.generate(prompts, params.model_copy(update={"seed": seed + s})), strict=True):
-            m = _YES_NO.match(comp.text) if comp.finish_reason != "error" else None
-            c[2] += comp.finish_reason == "error"
-            if m:
-                c[0 if m.group(1).lower() == "yes" else 1] += 1
-    return [math.log((y + 0.5) / (n + 0.5)) if y + n else
-            ("backend_error", f"all {samples} requests failed") if err == samples
-            else ("no_vote", f"none of {samples} sampled replies began with Yes or No") for y, n, err in counts]
+        for mine, comp in zip(replies, backend.generate(prompts, params.model_copy(update={"seed": seed + s})),
+                              strict=True):
+            mine.append(None if comp.finish_reason == "error" else comp.text)
+    return replies
+
+
+def vote_log_odds(for_: int, against: int) -> float:
+    """A vote as smoothed log-odds, on the scale of a log-probability difference (6 to 0: 2.56)."""
+    return math.log((for_ + 0.5) / (against + 0.5))
 
 
 def method_for(backend: Any, method: str) -> str:
@@ -255,12 +277,11 @@ def _by_vote(backend: Any, prompts: list[str], params: SamplingParams, config: J
     """`samples` sampled replies per prompt, each sample its own seed; votes for the first and second answer."""
     votes = [{"first": 0, "second": 0, "invalid": 0} for _ in range(len(prompts) // 2)]
     errors = [0] * len(votes)
-    for s in range(config.samples):
-        comps = backend.generate(prompts, params.model_copy(update={"seed": (config.seed or 0) + s}))
-        for j, comp in enumerate(comps):
-            k, order = divmod(j, 2)
-            letter = read_vote(comp.text) if comp.finish_reason != "error" else None
-            errors[k] += comp.finish_reason == "error"
+    for j, replies in enumerate(sampled_replies(backend, prompts, params, config.samples, config.seed or 0)):
+        k, order = divmod(j, 2)
+        errors[k] += replies.count(None)
+        for reply in replies:
+            letter = read_vote(reply) if reply is not None else None
             if letter is None:
                 votes[k]["invalid"] += 1
             else:  # order 1 shows the second answer as B, order 2 as A
@@ -273,6 +294,6 @@ def _by_vote(backend: Any, prompts: list[str], params: SamplingParams, config: J
             out.append(("backend_error", f"all {n} requests failed") if err == n
                        else ("no_vote", f"none of {n} sampled replies began with A or B"))
             continue
-        out.append({"score": math.log((v["second"] + 0.5) / (v["first"] + 0.5)),
+        out.append({"score": vote_log_odds(v["second"], v["first"]),
                     "confidence": max(v["first"], v["second"]) / valid, "votes": v, "n": n})
     return out

@@ -192,24 +192,20 @@ class PrincipleStage:
                             f"sample 0: {first.detail}")
             return first
         pair = [(o.response, None) for o in kept] + [(a, why) for a, why in rejected if a and a.strip()]
-        seen: set[str] = set()
-        distinct = [(a, why) for a, why in pair if not (" ".join(a.split()) in seen or seen.add(" ".join(a.split())))]
-        chosen = (distinct or pair)[:2]
+        distinct: dict[str, tuple[str, str | None]] = {}  # by text up to whitespace; the first sample wins
+        for a, why in pair:
+            distinct.setdefault(" ".join(a.split()), (a, why))
+        chosen = list(distinct.values())[:2]
         return type(kept[0]).model_validate({**kept[0].model_dump(), "responses": [a for a, _ in chosen],
                                              "response_gates": [why for _, why in chosen], "sample_drops": drops})
 
     def gate(self, outs: list[AlignedRecord | Dropped]) -> list[AlignedRecord | Dropped]:
         """`principle --judge`: each kept answer checked by the model against the principles its thoughts cite."""
-        from selfalign.stages.judge import follows_prompt, follows_scores
+        from selfalign.stages.judge import checks_for, follows_prompt, follows_scores
 
         by_id = {p.id: p for p in self.principles}
-        asks: list[tuple[int, str, str]] = []  # (index in outs, principle id or "all", prompt)
-        for i, o in enumerate(outs):
-            if isinstance(o, Dropped):
-                continue
-            cited = [by_id[p] for p in o.principles if p in by_id]
-            for pid, ps in ([(p.id, [p]) for p in cited] or [("all", self.principles)]):
-                asks.append((i, pid, follows_prompt(o.prompt, o.response, ps)))
+        asks = [(i, pid, follows_prompt(o.prompt, o.response, ps)) for i, o in enumerate(outs)
+                if not isinstance(o, Dropped) for pid, ps in checks_for(o.principles, self.principles)]
         if not asks:
             return outs
         new = 1 if self.judge_method == "logprobs" else 4  # the vote's replies: up to 4 tokens
