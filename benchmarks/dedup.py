@@ -47,13 +47,13 @@ def run_dedup(path: Path, env: dict, *extra: str) -> dict:
             "peak_mib": round(peak_kib / 1024, 1), "report": json.loads(report.read_text())}
 
 
-def embed_alone(texts: list[str]) -> tuple[float, float]:
+def embed_alone(texts: list[str], model: str) -> tuple[float, float]:
     """Wall and CPU seconds to embed the texts dedup embeds (distinct after normalisation), model loaded, no cache."""
     from selfalign.embeddings import Embedder
     from selfalign.records import normalize_text
 
     unique = list({normalize_text(t): t for t in texts}.values())
-    emb = Embedder()
+    emb = Embedder(model)
     emb.encode(["warm up"])
     t, c = time.perf_counter(), time.process_time()
     for start in range(0, len(unique), 1024):
@@ -165,13 +165,22 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     ap.add_argument("--switch-sizes", type=int, nargs="*", default=[2_000, 5_000, 10_000, 20_000, 50_000, 100_000])
     ap.add_argument("--quality-size", type=int, default=20_000)
-    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.80, 0.85, 0.88, 0.90, 0.92, 0.95])
+    ap.add_argument("--thresholds", type=float, nargs="+", help="default: 0.70-0.90 for mpnet, 0.80-0.95 for MiniLM")
     ap.add_argument("--rouge-size", type=int, default=20_000)
     ap.add_argument("--rouge-budget", type=float, default=60.0)
-    ap.add_argument("--threshold", type=float, default=0.90)
+    ap.add_argument("--threshold", type=float, help="default: the model's (embeddings.dedup_calibration)")
+    ap.add_argument("--embedding-model", default="all-mpnet-base-v2", help="dedup's default, all-minilm-l6-v2, "
+                    "or a local sentence-transformers folder")
     ap.add_argument("--json", default="benchmarks/out/dedup.json")
     ap.add_argument("--scale-only", action="store_true", help="only the total-vs-embedding and memory figures")
     args = ap.parse_args()
+    from selfalign.embeddings import dedup_calibration
+    from selfalign.paths import models_dir
+
+    args.threshold = args.threshold or dedup_calibration(args.embedding_model)[0]
+    if not args.thresholds:
+        args.thresholds = ([0.80, 0.85, 0.88, 0.90, 0.92, 0.95] if args.threshold >= 0.9
+                           else [0.70, 0.75, 0.80, 0.85, 0.90])
     from rich.console import Console
     from rich.table import Table
 
@@ -179,7 +188,7 @@ def main() -> None:
     biggest = max(args.sizes)
     texts, planted = with_planted(biggest, share=0.1, seed=7, rewrites=True)
     work = Path(tempfile.mkdtemp(prefix="selfalign-dedup-bench-"))
-    env = {"SELFALIGN_CACHE_DIR": str(work / "cache")}
+    env = {"SELFALIGN_CACHE_DIR": str(work / "cache"), "SELFALIGN_MODELS_DIR": str(models_dir())}
     files = {}
     for n in sorted(args.sizes):
         files[n] = work / f"texts-{n}.jsonl"
@@ -188,8 +197,10 @@ def main() -> None:
 
     console.print(f"[bold]1.[/] {biggest:,} texts: embedding alone, then the whole `selfalign dedup` (empty cache)")
     load = os.getloadavg()[0]
-    emb_s, emb_cpu = embed_alone(texts)
-    cold = run_dedup(files[biggest], env)
+    model = ["--embedding-model", args.embedding_model]
+    result["embedding_model"], result["threshold"] = args.embedding_model, args.threshold
+    emb_s, emb_cpu = embed_alone(texts, args.embedding_model)
+    cold = run_dedup(files[biggest], env, *model)
     result["load_before"], result["load_after"] = round(load, 2), round(os.getloadavg()[0], 2)
     result["embedding_alone_s"], result["embedding_alone_cpu_s"] = round(emb_s, 1), round(emb_cpu, 1)
     result["dedup_total_s"], result["dedup_total_cpu_s"] = cold["wall_s"], cold["cpu_s"]
@@ -200,7 +211,7 @@ def main() -> None:
     console.print("[bold]2.[/] peak memory per size (embeddings from the cache, so the search and records dominate)")
     mem = []
     for n in sorted(args.sizes):
-        r = run_dedup(files[n], env)
+        r = run_dedup(files[n], env, *model)
         mem.append({"n": n, "wall_s": r["wall_s"], "peak_mib": r["peak_mib"], "search": r["report"].get("search")})
     result["memory"] = mem
 
@@ -208,7 +219,7 @@ def main() -> None:
         return print_scale(result, biggest, planted, emb_s, emb_cpu, cold, mem, args.json)
     from selfalign.embeddings import Embedder
 
-    emb = Embedder(cache=work / "cache" / "embeddings.sqlite")
+    emb = Embedder(args.embedding_model, cache=work / "cache" / "embeddings.sqlite")
     vectors = emb.encode(texts)
     console.print("[bold]3.[/] switch point: all pairs vs k-means clusters")
     result["switch"] = switch_point(vectors, [n for n in args.switch_sizes if n <= biggest], args.threshold, 1000, 2)
@@ -221,7 +232,7 @@ def main() -> None:
     from selfalign.similarity import brute_pairs, first_kept
 
     t = time.perf_counter()
-    emb2 = Embedder()
+    emb2 = Embedder(args.embedding_model)
     emb2.encode(["warm up"])
     t = time.perf_counter()
     v = np.concatenate([emb2.encode(r_texts[s:s + 1024]) for s in range(0, len(r_texts), 1024)])

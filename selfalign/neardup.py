@@ -48,7 +48,12 @@ freeze/thaw melt/freeze fresh/frozen raw/cooked sweet/sour sweet/savory sweet/sa
 noisy/quiet busy/quiet rural/urban indoor/outdoor indoors/outdoors online/offline wireless/wired
 analog/digital manual/automatic vertical/horizontal always/never everything/nothing all/none
 present/absent pass/fail success/failure succeed/fail include/omit visible/invisible possible/impossible
-likely/unlikely""".split()]
+likely/unlikely read/write reading/writing get/set load/save load/store save/delete create/delete
+create/destroy insert/delete show/hide start/stop push/pop parent/child client/server source/destination
+request/response sender/receiver buyer/seller employer/employee teacher/student question/answer cause/effect
+multiply/divide multiplication/division addition/subtraction numerator/denominator row/column rows/columns
+he/she his/her him/her largest/smallest biggest/smallest longest/shortest oldest/youngest oldest/newest
+speaking/listening""".split()]
 _OPPOSITE = {frozenset(p) for p in _OPPOSITES if len(p) == 2}
 _NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "non-", "anti")
 
@@ -145,7 +150,7 @@ def _opposite(x: str, y: str) -> bool:
     return any((x == p + y and len(y) >= 4) or (y == p + x and len(x) >= 4) for p in _NEGATING_PREFIXES)
 
 
-def differs(a: Look, b: Look, cosine: float | None = None) -> str | None:
+def differs(a: Look, b: Look, cosine: float | None = None, bar: float = SUBSTITUTION_BAR) -> str | None:
     """Why two texts that look alike mean different things, or None when nothing tells them apart.
 
     Numbers are compared when both texts have some (a paraphrase may write "a week" for "7 days"): look-alikes
@@ -179,10 +184,12 @@ def differs(a: Look, b: Look, cosine: float | None = None) -> str | None:
         for y in only_b:
             if _opposite(x, y):
                 return f"opposites ({x} / {y})"
-    if len(only_a) == 1 and len(only_b) == 1:
-        x, y = next(iter(only_a)), next(iter(only_b))
-        if not _variant(x, y) and (cosine is None or cosine < SUBSTITUTION_BAR):
-            return f"one word differs ({x} / {y}{'' if cosine is None else f', cosine {cosine:.2f}'})"
+    if 1 <= len(only_a) == len(only_b) <= 2 and (cosine is None or cosine < bar):
+        swapped = [(x, y) for x in sorted(only_a) for y in sorted(only_b) if not _variant(x, y)]
+        if len(swapped) == len(only_a) ** 2:  # no word on one side is a form of one on the other
+            pairs = ", ".join(f"{x} / {y}" for x, y in zip(sorted(only_a), sorted(only_b)))
+            return (f"{'one word differs' if len(only_a) == 1 else 'two words differ'} ({pairs}"
+                    f"{'' if cosine is None else f', cosine {cosine:.2f}'})")
     return None
 
 

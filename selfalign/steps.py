@@ -316,11 +316,11 @@ class Dedup(Stage):
     reads: ClassVar[str | None] = "aligned"
     writes: ClassVar[str] = "aligned"
     field: str = "prompt"
-    threshold: float = 0.90
+    threshold: float | None = None  # None: the model's measured cosine (embeddings.dedup_calibration)
     jaccard: float = 0.7
     second_look: bool = True
     against: list[str] = Field(default_factory=list)
-    embedding_model: str | None = None
+    embedding_model: str = "all-mpnet-base-v2"  # embeddings.DEDUP_EMBEDDING_MODEL
     cache: bool = True  # read and store embeddings in the cache
     search: str = "auto"  # all-pairs, cluster, or auto (clusters past cluster_above texts)
     cluster_above: int = 20_000
@@ -332,7 +332,7 @@ class Dedup(Stage):
         return {"reference": load_reference(self.against)}
 
     def embeds(self) -> tuple[str | None, bool] | None:
-        return (self.embedding_model, self.cache) if self.threshold <= 1 else None
+        return (self.embedding_model, self.cache) if self.threshold is None or self.threshold <= 1 else None
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.dedup import DedupConfig, dedup

@@ -1,6 +1,13 @@
 """Fixtures and hooks only; the helpers tests import live in tests/support."""
 
+import os
+
 import pytest
+
+from selfalign.paths import models_dir
+
+# Tests point SELFALIGN_CACHE_DIR at fresh folders; the bundled models are unpacked once, in the usual place.
+os.environ.setdefault("SELFALIGN_MODELS_DIR", str(models_dir()))
 
 from support import write_jsonl
 from support.servers import ServerFailed, serving

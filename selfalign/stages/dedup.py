@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from pydantic import BaseModel
 
-from selfalign.embeddings import Embedder, EmbeddingIndex
+from selfalign.embeddings import Embedder, EmbeddingIndex, dedup_calibration
 from selfalign.neardup import Look, MinHashIndex, differs, look
 from selfalign.records import Dropped, Record, normalize_text
 from selfalign.counts import Report
@@ -31,9 +31,11 @@ PhaseProgress = Callable[[str, int, int | None], None]  # (phase, records done, 
 
 class DedupConfig(BaseModel):
     field: str = "prompt"  # prompt | response | both
-    # cosine at or above which two records are duplicates; >1 turns semantic off. 0.90: the best balance of
-    # recall (0.86) and precision (0.82) on planted near duplicates in benchmarks/dedup.py
-    threshold: float = 0.90
+    # cosine at or above which two records are duplicates; >1 turns semantic off; None: the embedder's
+    # measured value (embeddings.dedup_calibration: 0.75 for all-mpnet-base-v2, 0.90 for all-MiniLM-L6-v2)
+    threshold: float | None = None
+    # second look: a look-alike pair with one or two words swapped needs this cosine (None: the embedder's)
+    substitution_bar: float | None = None
     block: int = 1024  # texts embedded per step
     search: str = "auto"  # all-pairs | cluster | auto (cluster past cluster_above texts)
     cluster_above: int = CLUSTER_ABOVE
@@ -91,7 +93,14 @@ def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
     clusters past `cluster_above`), every candidate pair gets a second look, and every record comes out
     in input order.
     """
+    if config.threshold is None or config.substitution_bar is None:
+        threshold, bar = dedup_calibration(getattr(embedder, "name", None))
+        config = config.model_copy(update={"threshold": threshold if config.threshold is None else config.threshold,
+                                           "substitution_bar": bar if config.substitution_bar is None else config.substitution_bar})
     semantic = embedder is not None and config.threshold <= 1
+    if semantic:
+        report.extra["semantic"] = (f"{getattr(embedder, 'name', '?')}: cosine >= {config.threshold}"
+                                    + (f", substitution bar {config.substitution_bar}" if config.second_look else ""))
     if not semantic and config.jaccard > 1:
         yield from _exact_only(records, config.field, report, against or [])
         return
@@ -220,7 +229,7 @@ class _NearDup:
                 for ref in np.argsort(-sims)[: 8]:  # the nearest that passes the second look
                     if sims[ref] < self.config.threshold:
                         break
-                    if mine is not None and differs(mine, self._ref_look(int(ref)), float(sims[ref])):
+                    if mine is not None and differs(mine, self._ref_look(int(ref)), float(sims[ref]), self.config.substitution_bar):
                         continue
                     self.fate[pos] = ("contaminated", self.ref_ids[ref], float(sims[ref]), "semantic")
                     self.contaminated_rows.add(self.row_of_rec[pos])
@@ -267,7 +276,7 @@ class _NearDup:
                         if row not in looks:
                             looks[row] = look(self._text(row))
                     cos = float(matrix[a] @ matrix[b]) if matrix is not None else None
-                    if differs(looks[a], looks[b], cos):
+                    if differs(looks[a], looks[b], cos, self.config.substitution_bar):
                         rejected.add((a, b))
                         continue
                 how[(a, b)] = kind
