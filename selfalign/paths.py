@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -58,22 +60,41 @@ def resolve_model(name: str | None) -> str:
     return name
 
 
+def build_once(out: Path, make: Callable[[Path], Path]) -> Path:
+    """A bundled model's folder, built once: `make(scratch)` builds it somewhere inside `scratch` and returns it;
+    it is marked complete and renamed to `out`. A concurrent run that finished first keeps its folder; a folder
+    left without the mark is replaced; the scratch folder is always removed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        folder = make(scratch)
+        (folder / ".complete").write_text("ok\n")
+        if not (out / ".complete").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                folder.rename(out)
+            except OSError:
+                if not (out / ".complete").exists():
+                    raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
 def _convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"selfalign: converting {gguf.name} once into {out} ...", file=sys.stderr)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / ".complete").write_text("ok\n")
-    if out.exists():  # a concurrent conversion won; keep theirs
-        import shutil
+    def make(scratch: Path) -> Path:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(scratch / "model")
+        tok.save_pretrained(scratch / "model")
+        return scratch / "model"
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    tmp.rename(out)
+    print(f"selfalign: converting {gguf.name} once into {out} ...", file=sys.stderr)
+    build_once(out, make)
