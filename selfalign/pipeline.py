@@ -35,10 +35,35 @@ from selfalign.steps import (  # noqa: F401 - the stages are part of this module
 
 
 class PipelineRunner(Runner):
-    """The runner a pipeline uses: no display, messages to `say`."""
+    """The runner a pipeline uses: messages, and a progress line every few seconds (selfalign.progress), to `say`
+    when one is given."""
 
     total: int | None = None
     principle_names: dict[str, str] | None = None
+
+    def __init__(self, stage: Any, folder: Path, say: Callable[[str], None] | None = None):
+        super().__init__(stage.kind, str(folder / f"{stage.label}.jsonl"), str(folder / f"{stage.label}-dropped.jsonl"),
+                         str(folder / f"{stage.label}.json"), say=say)
+        self.label, self.show = stage.label, say is not None
+        self.plain: Any = None
+
+    def start(self) -> None:
+        if self.show:
+            from selfalign.progress import StageProgress, count_lines
+
+            lines = count_lines(self._inputs) if self.total is None else None
+            self.plain = StageProgress(self.report, self.say, lambda: self.total or lines,
+                                       counts_kept=self.total is not None, name=self.label)
+            self.plain.start()
+
+    def phase(self, name: str, done: int, total: int | None) -> None:
+        if self.plain is not None:
+            self.plain.phase(name, done, total)
+
+    def finish(self) -> None:
+        if self.plain is not None:
+            self.plain.stop()
+        super().finish()
 
 
 class Pipeline:
@@ -115,8 +140,7 @@ class Pipeline:
                 elif target.exists() and all(target.stat().st_mtime >= Path(p).stat().st_mtime for p in paths):
                     reports[st.label] = saved
                     continue
-                runner = PipelineRunner(st.kind, str(target), str(folder / f"{st.label}-dropped.jsonl"),
-                                        str(folder / f"{st.label}.json"), say=say)
+                runner = PipelineRunner(st, folder, say=say)
                 if st.resumable:
                     runner.resume()
                 runner.report.extra["options"] = options

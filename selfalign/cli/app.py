@@ -265,7 +265,8 @@ class Run(Runner):
         super().__init__(stage, output, dropped, report_path, on_error.value, quarantine, _parse_shard(shard),
                          say=(lambda _: None) if quiet else self._say)
         self.quiet = quiet
-        self.progress: Any = None
+        self.progress: Any = None  # the rich bars, on a terminal
+        self.plain: Any = None  # the plain lines, anywhere else
         self.task: Any = None
         self.principle_names: dict[str, str] | None = None
         self.total: int | None = None  # known target (generate --num): the bar fills as records are kept
@@ -303,20 +304,31 @@ class Run(Runner):
             raise typer.Exit(141) from None
 
     def start(self) -> None:
-        if not self.quiet:
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+        """Rich bars on a terminal; in a log, a plain line every few seconds (selfalign.progress)."""
+        if self.quiet:
+            return
+        if not console.is_terminal:
+            from selfalign.progress import StageProgress
 
-            self.progress = self.stack.enter_context(Progress(
-                SpinnerColumn(), TextColumn("[bold]{task.description}[/]"), BarColumn(bar_width=None),
-                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=True))
-            self.task = self.progress.add_task(self.report.stage, total=self.total,
-                                               stats=f"0 kept{f' of {self.total}' if self.total else ''}")
+            self.plain = StageProgress(self.report, self._say, self._total, counts_kept=self.total is not None)
+            self.plain.start()
+            return
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = self.stack.enter_context(Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}[/]"), BarColumn(bar_width=None),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=True))
+        self.task = self.progress.add_task(self.report.stage, total=self.total,
+                                           stats=f"0 kept{f' of {self.total}' if self.total else ''}")
+
+    def _total(self) -> int | None:
+        return self.total if self.total is not None else self._input_lines()
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -333,29 +345,28 @@ class Run(Runner):
 
     def phase(self, name: str, done: int, total: int | None) -> None:
         """A step inside the stage with its own bar (dedup: embedding, then search)."""
-        if self.progress is None:
-            return
         if total is None:
             total = self._input_lines()
+        if self.plain is not None:
+            self.plain.phase(name, done, total)
+        if self.progress is None:
+            return
         if name not in self._phases:
             self._phases[name] = self.progress.add_task(f"  {name}", total=total, stats="")
         unit = f"{done:,}" + (f" of {total:,}" if total else "") + " records"
         self.progress.update(self._phases[name], completed=done, total=total, stats=unit)
 
     def _input_lines(self) -> int | None:
-        """A cheap count of the input's lines (regular files only), so a phase's bar has an end."""
-        from pathlib import Path
+        """A cheap count of the input's lines (regular files only), so a bar has an end."""
+        from selfalign.progress import count_lines
 
         if self._lines == -1:
-            self._lines = None
-            if self._inputs and all(p != "-" and Path(p).is_file() for p in self._inputs):
-                self._lines = 0
-                for p in self._inputs:
-                    with open(p, "rb") as f:
-                        self._lines += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+            self._lines = count_lines(self._inputs)
         return self._lines
 
     def finish(self) -> None:
+        if self.plain is not None:
+            self.plain.stop()
         super().finish()
         if not self.quiet:
             self.report.print(console, self.principle_names)
