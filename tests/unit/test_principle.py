@@ -165,7 +165,7 @@ def test_a_batch_is_counted_in_one_call_where_the_backend_counts_many():
 
     be = Batched()
     be.count_tokens = lambda text: 1500  # check_fits counts the fixed prefix once
-    stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(batch_size=4),
+    stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(batch_size=4, keep=frozenset({"off_topic", "restates_question"})),
                            Report("principle"))
     recs = [PromptRecord(prompt=f"Question {i} about water? {'LONG' if i == 2 else ''}") for i in range(6)]
     out = list(stage.run(recs))

@@ -1,0 +1,58 @@
+
+import pytest
+
+from selfalign import assets
+from selfalign.counts import Report
+from selfalign.backends.scripted import ScriptedBackend
+from selfalign.records import AlignedRecord, CritiquedRecord, Dropped
+from selfalign.stages.critique import (CritiqueConfig, critique)
+
+PRINCIPLES = assets.load_principles()
+EXEMPLARS = assets.load_critique_exemplars()
+
+ANSWER = "The current price of gold is exactly 2,031 dollars an ounce, and it will rise tomorrow."
+QUESTION = "What is the price of gold today?"
+REVISION = ("I can't tell you today's gold price: I have no access to live market data, and the price changes "
+            "through the day. A financial news site, your bank or a bullion dealer will show the current price "
+            "per ounce and how it has moved over recent weeks.")
+QUESTION = "What is the price of gold today?"
+
+
+def rec(prompt=QUESTION, response=ANSWER, principles=("7",), **kw):
+    return AlignedRecord.model_validate({"prompt": prompt, "thoughts": "By 7 (candor) I answer.",
+                                         "response": response, "principles": list(principles), **kw})
+
+
+# -- the real embedded model ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_critique_on_the_embedded_model_end_to_end():
+    from selfalign.backends.transformers import TransformersBackend
+
+    recs = [rec(prompt="How do vaccines protect people from disease?", principles=["2"],
+                response="Vaccines train the immune system to recognise a germ without causing the disease, so "
+                         "the body can fight the real germ off quickly later."),
+            rec()]
+    be = TransformersBackend(batch_size=2)
+    report = Report("critique")
+    cfg = CritiqueConfig(seed=1, sample=1, max_tokens=128, min_words=8)
+    out = list(report.tally(critique(recs, be, cfg, PRINCIPLES, EXEMPLARS, report)))
+    assert [o.id for o in out] == [r.id for r in recs]
+    for o in out:
+        if isinstance(o, Dropped):
+            assert o.stage == "critique" and o.drop_reason and o.detail
+        else:
+            assert isinstance(o, CritiquedRecord) and o.critique and o.checked_principles
+            assert bool(o.revision) == bool(o.violations)
+            assert set(o.violations) <= set(o.checked_principles)
+            assert o.provenance[-1].backend == "transformers" and o.provenance[-1].sampling["seed"] == 1
+    assert report.read == 2 and report.kept + sum(report.dropped.values()) == 2
+
+
+def test_meaning_gates_judge_only_the_revisions():
+    be = ScriptedBackend(rules=[
+        {"match": "gold", "text": f" Invented. It breaks principle 7.\nViolations: 7\nRevision: {REVISION}"},
+        {"match": "Paris", "text": " Correct. It breaks none of the principles.\nViolations: none"}])
+    recs = [rec(), rec(prompt="What is the capital of France?", response="Paris is the capital of France.")]
+    out = list(critique(recs, be, CritiqueConfig(), PRINCIPLES, EXEMPLARS))  # default meaning gates
+    assert isinstance(out[0], CritiquedRecord) and out[0].revision == REVISION
+    assert isinstance(out[1], CritiquedRecord) and out[1].revision is None
