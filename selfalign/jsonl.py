@@ -67,6 +67,9 @@ def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputErro
                 obj = reader.read(type=dict)
             except EOFError:
                 return
+            except (RecursionError, MemoryError, OverflowError, UnicodeError) as e:  # nested too deeply, ...
+                yield where[0], InputError(name, where[0], _unreadable(e), raw_line[0])
+                continue
             except jsonlines.InvalidLineError as e:
                 problem = str(e).rsplit(" (line ", 1)[0].removeprefix("line ")
                 if problem == "does not match requested type":
@@ -75,10 +78,33 @@ def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputErro
                     problem = "empty line"
                 yield e.lineno, InputError(name, e.lineno, problem, e.line)
                 continue
-            if _SURROGATE.search(raw_line[0]) and (problem := _unencodable(obj)):
+            if (problem := _too_deep(obj)) or (_SURROGATE.search(raw_line[0]) and (problem := _unencodable(obj))):
                 yield where[0], InputError(name, where[0], problem, raw_line[0])
                 continue
             yield where[0], obj
+
+
+MAX_DEPTH = 200  # nesting a record may have: deeper ones could not be written back (json's recursion limit)
+
+
+def _unreadable(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "is nested too deeply to read"
+    return f"cannot be read ({type(e).__name__}: {e})"[:300]
+
+
+def _too_deep(obj: Any) -> str | None:
+    """Why a parsed line is too deeply nested to be handled (written back, validated), or None. Iterative."""
+    todo = [(obj, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            return f"is nested more than {MAX_DEPTH} levels deep"
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return None
 
 
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate: fine only in pairs
@@ -101,9 +127,14 @@ def read_records(path: str, model: type[M]) -> Iterator[tuple[int, M | InputErro
             yield lineno, obj
             continue
         try:
-            yield lineno, model.model_validate(obj)
+            rec = model.model_validate(obj)
         except ValidationError as e:
             yield lineno, InputError(name, lineno, _validation_message(e), obj)
+            continue
+        except (RecursionError, MemoryError, OverflowError, ValueError, TypeError) as e:
+            yield lineno, InputError(name, lineno, _unreadable(e), obj)
+            continue
+        yield lineno, rec
 
 
 class OutputError(Exception):
@@ -128,8 +159,11 @@ class Output:
 
     FLUSH_EVERY = 0.05
 
-    def __init__(self, path: str | None = None, append: bool = False, flush_each: bool = True):
-        from selfalign.storage import is_stream
+    def __init__(self, path: str | None = None, append: bool = False, flush_each: bool = True,
+                 side: bool = False):
+        """`side`: `path` is a side file this run made (storage.Target.write_path): opened without following
+        a symlink there."""
+        from selfalign.storage import is_stream, open_side
 
         self.path = path or "-"
         self.flush_each = flush_each
@@ -142,7 +176,10 @@ class Output:
                 append = False  # a device or a pipe is written, never appended to (it cannot seek)
             else:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._fp = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+            if side and not is_stream(path):
+                self._fp = open_side(path, "a" if append else "w")
+            else:
+                self._fp = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
             self._own = True
         self._writer = jsonlines.Writer(self._fp, compact=True, flush=False,
                                         dumps=lambda o: json.dumps(o, ensure_ascii=False))
@@ -161,6 +198,8 @@ class Output:
             raise
         except UnicodeEncodeError as e:  # a lone surrogate from a model or a server: the line was not written
             raise Unwritable(f"a lone surrogate (\\u{ord(e.object[e.start]):04x})") from None
+        except (RecursionError, ValueError, TypeError) as e:  # nested too deeply, a NaN key, ...: nothing written
+            raise Unwritable(_unreadable(e).replace("to read", "to write")) from None
         except OSError as e:
             self.failed = True
             raise OutputError(self.path, e, self.count) from None
