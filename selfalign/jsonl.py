@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import jsonlines
+import jsonlines  # the writer
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -53,35 +53,45 @@ def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputErro
     with contextlib.ExitStack() as stack:
         if fp is not sys.stdin.buffer:
             stack.enter_context(fp)
-        where = [0]
-        raw_line = [b""]
-
-        def lines() -> Iterator[bytes]:
-            for where[0], raw in enumerate(fp, 1):  # noqa: B007 - the line number of the last line read
-                raw_line[0] = raw
-                yield raw
-
-        reader = jsonlines.Reader(lines())
-        while True:
+        lineno = 0
+        # one line at a time, held by nothing once it is parsed (a 200 MB line is not kept beside its record)
+        for raw in fp:
+            lineno += 1
             try:
-                obj = reader.read(type=dict)
-            except EOFError:
-                return
-            except (RecursionError, MemoryError, OverflowError, UnicodeError) as e:  # nested too deeply, ...
-                yield where[0], InputError(name, where[0], _unreadable(e), raw_line[0])
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, InputError(name, lineno, f"is not valid utf-8: {e}", raw)
                 continue
-            except jsonlines.InvalidLineError as e:
-                problem = str(e).rsplit(" (line ", 1)[0].removeprefix("line ")
-                if problem == "does not match requested type":
-                    problem = "is not a JSON object"
-                elif not (e.line.strip() if isinstance(e.line, (str, bytes)) else True):
-                    problem = "empty line"
-                yield e.lineno, InputError(name, e.lineno, problem, e.line)
+            if text.startswith(("\ufeff", "\x1e")):  # a byte order mark, an RFC 7464 record separator
+                text = text[1:]
+            problem, obj = _parse(text)
+            if problem is None and _SURROGATE.search(raw):
+                problem = _unencodable(obj)
+            if problem is not None:
+                yield lineno, InputError(name, lineno, problem, text)
                 continue
-            if (problem := _too_deep(obj)) or (_SURROGATE.search(raw_line[0]) and (problem := _unencodable(obj))):
-                yield where[0], InputError(name, where[0], problem, raw_line[0])
-                continue
-            yield where[0], obj
+            raw = text = b""  # noqa: PLW2901
+            box, obj = [obj], None  # handed over, not kept in this frame while the caller works on it
+            yield lineno, box.pop()
+
+
+def _parse(text: str) -> tuple[str | None, Any]:
+    """(None, the object) for a line holding a JSON object, else (the problem, None). Never raises."""
+    if not text.strip():
+        return "empty line", None
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        return f"contains invalid json: {e}", None
+    except (RecursionError, MemoryError, OverflowError) as e:  # nested too deeply, ...
+        return _unreadable(e), None
+    if obj is None:
+        return "contains null value", None
+    if not isinstance(obj, dict):
+        return "is not a JSON object", None
+    if problem := _too_deep(obj):
+        return problem, None
+    return None, obj
 
 
 MAX_DEPTH = 200  # nesting a record may have: deeper ones could not be written back (json's recursion limit)
@@ -128,6 +138,7 @@ def read_records(path: str, model: type[M]) -> Iterator[tuple[int, M | InputErro
             continue
         try:
             rec = model.model_validate(obj)
+            obj = None  # the record holds what it needs
         except ValidationError as e:
             yield lineno, InputError(name, lineno, _validation_message(e), obj)
             continue

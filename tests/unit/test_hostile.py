@@ -368,3 +368,37 @@ def test_a_backend_config_is_shown_without_credentials():
     shown = json.dumps(c.public(mode="json"))
     assert "pw-secret" not in shown and "k2" not in shown and "h:8000" in shown
     assert c.base_url == "http://u:pw-secret@h:8000/v1?api_key=k2"  # the real one still reaches the client
+
+
+# ---- 11. a huge single prompt --------------------------------------------------------------------------
+def test_a_huge_line_is_held_once_while_its_record_is_worked_on(tmp_path):
+    import tracemalloc
+
+    from selfalign.jsonl import read_records
+    from selfalign.records import PromptRecord
+
+    size = 20_000_000
+    (tmp_path / "big.jsonl").write_text(json.dumps({"id": "x", "prompt": "word " * (size // 5)}) + "\n")
+    tracemalloc.start()
+    try:
+        for _, rec in read_records(str(tmp_path / "big.jsonl"), PromptRecord):
+            held = tracemalloc.get_traced_memory()[0]
+            assert len(rec.prompt) == size
+            assert held < 1.5 * size  # the record's text, not the raw line and the parsed dict beside it
+    finally:
+        tracemalloc.stop()
+
+
+def test_counting_a_huge_prompt_makes_no_list_of_its_words():
+    import tracemalloc
+
+    from selfalign.backends.scripted import ScriptedBackend
+
+    backend = ScriptedBackend(rules=[{"text": "x"}])
+    text = "word " * 2_000_000
+    tracemalloc.start()
+    try:
+        assert backend.count_tokens(text) == 2_000_000
+        assert tracemalloc.get_traced_memory()[1] < 1_000_000
+    finally:
+        tracemalloc.stop()
