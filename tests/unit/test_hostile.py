@@ -402,3 +402,8 @@ def test_counting_a_huge_prompt_makes_no_list_of_its_words():
         assert tracemalloc.get_traced_memory()[1] < 1_000_000
     finally:
         tracemalloc.stop()
+
+
+def test_generate_ratio_out_of_range_is_one_line_naming_it():
+    result = invoke("generate", "--method", "both", "--ratio", "7", stdin="")
+    assert result.exit_code == 2 and "'--ratio'" in one_error_line(result)
