@@ -1,9 +1,11 @@
 """Running one stage over files, the same way for the CLI and the Python API.
 
-A `Runner` reads and validates the input (bad lines and repeated ids set aside with their line), applies
-`shard` and resume, writes kept records to the output and dropped ones to `dropped`, counts everything in a
-`Report`, and ends in one of three ways: finished (side files renamed to their final names, see
-`selfalign.storage`), stopped (Ctrl-C / SIGTERM: `Stopped`) or failed (`RunError` with one true line).
+A `Runner` refuses an output that is one of its inputs (or another output) before touching any file, reads
+and validates the input (bad lines and repeated ids set aside with their line), applies `shard` and resume
+(drops that may come out differently, backend errors and bad lines, are tried again), writes kept records to
+the output and dropped ones to `dropped`, counts everything in a `Report`, and ends in one of three ways:
+finished (side files renamed to their final names, see `selfalign.storage`), stopped (Ctrl-C / SIGTERM:
+`Stopped`) or failed (`RunError` with one true line; a server refusing every request is one too).
 It prints nothing itself: messages go to `say`, and `tick()` / `start()` are hooks for a progress display.
 """
 
@@ -257,8 +259,6 @@ class Runner:
                 stopped = 143 if isinstance(e, Terminated) else 130
             except (RunError, SystemExit, BrokenPipeError):
                 raise
-            except BackendFailed as e:  # the server refuses every request (a key, a permission, a model): stop
-                crashed = e
             except Exception as e:  # noqa: BLE001 - a backend that died mid-run: what is written stays
                 if type(e).__name__ == "Exit":  # the CLI's own exit (typer), raised from inside a stage
                     raise
@@ -269,7 +269,7 @@ class Runner:
         self.finish()
         if stopped:
             raise Stopped(f"{'terminated' if stopped == 143 else 'interrupted'}: {self._kept_note()}", stopped)
-        if isinstance(crashed, (OutputError, BackendFailed)):
+        if isinstance(crashed, (OutputError, BackendFailed)):  # a full disk; a server that refuses every request
             raise RunError(f"{crashed}. {self._kept_note()}")
         if crashed is not None:
             where = crashlog.write(crashed)
