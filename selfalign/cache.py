@@ -1,7 +1,8 @@
 """Content-addressed completion cache in SQLite: a completion is never paid for twice.
 
-The key covers the backend, the model, every sampling parameter (seed included), the template version
-and the rendered prompt. Only finished completions are stored (errors are not), right after each backend
+The key covers the backend, the model, the server that serves it (a backend's `identity`: an OpenAI-compatible
+server's address, credentials left out), every sampling parameter (seed included), the template version and
+the rendered prompt. Only finished completions are stored (errors are not), right after each backend
 call, so a run killed at any moment loses at most the call in flight.
 
 Several processes may share one cache file (Ray actors on one node): see `sqlite_store`. One connection
@@ -33,9 +34,13 @@ class CompletionCache(SqliteCache):
     schema = "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, completion TEXT NOT NULL)"
 
     @staticmethod
-    def key(backend: str, model: str, params: SamplingParams, prompt: str) -> str:
-        blob = json.dumps([backend, model, params.model_dump(mode="json"), TEMPLATE_VERSION, prompt],
-                          sort_keys=True, ensure_ascii=False)
+    def key(backend: str, model: str, params: SamplingParams, prompt: str, server: str = "") -> str:
+        """`server`: where the model is served (a backend's `identity`, e.g. the OpenAI server's address without
+        credentials); "" for a local model, whose keys are as they always were."""
+        parts: list = [backend, model, params.model_dump(mode="json"), TEMPLATE_VERSION, prompt]
+        if server:
+            parts.append(server)
+        blob = json.dumps(parts, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def get(self, keys: list[str]) -> dict[str, Completion]:
@@ -112,7 +117,8 @@ class CachedBackend:
         return getattr(self.inner, name)
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
-        keys = [self.cache.key(self.inner.name, self.inner.model, params, p) for p in prompts]
+        server = str(getattr(self.inner, "identity", "") or "")
+        keys = [self.cache.key(self.inner.name, self.inner.model, params, p, server) for p in prompts]
         found = self.cache.get(keys)
         todo = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(prompts) - len(todo)

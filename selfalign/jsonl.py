@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import jsonlines
+import jsonlines  # the writer
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -53,32 +53,68 @@ def read_json_lines(path: str) -> Iterator[tuple[int, dict[str, Any] | InputErro
     with contextlib.ExitStack() as stack:
         if fp is not sys.stdin.buffer:
             stack.enter_context(fp)
-        where = [0]
-        raw_line = [b""]
-
-        def lines() -> Iterator[bytes]:
-            for where[0], raw in enumerate(fp, 1):  # noqa: B007 - the line number of the last line read
-                raw_line[0] = raw
-                yield raw
-
-        reader = jsonlines.Reader(lines())
-        while True:
+        lineno = 0
+        # one line at a time, held by nothing once it is parsed (a 200 MB line is not kept beside its record)
+        for raw in fp:
+            lineno += 1
             try:
-                obj = reader.read(type=dict)
-            except EOFError:
-                return
-            except jsonlines.InvalidLineError as e:
-                problem = str(e).rsplit(" (line ", 1)[0].removeprefix("line ")
-                if problem == "does not match requested type":
-                    problem = "is not a JSON object"
-                elif not (e.line.strip() if isinstance(e.line, (str, bytes)) else True):
-                    problem = "empty line"
-                yield e.lineno, InputError(name, e.lineno, problem, e.line)
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield lineno, InputError(name, lineno, f"is not valid utf-8: {e}", raw)
                 continue
-            if _SURROGATE.search(raw_line[0]) and (problem := _unencodable(obj)):
-                yield where[0], InputError(name, where[0], problem, raw_line[0])
+            if text.startswith(("\ufeff", "\x1e")):  # a byte order mark, an RFC 7464 record separator
+                text = text[1:]
+            problem, obj = _parse(text)
+            if problem is None and _SURROGATE.search(raw):
+                problem = _unencodable(obj)
+            if problem is not None:
+                yield lineno, InputError(name, lineno, problem, text)
                 continue
-            yield where[0], obj
+            raw = text = b""  # noqa: PLW2901
+            box, obj = [obj], None  # handed over, not kept in this frame while the caller works on it
+            yield lineno, box.pop()
+
+
+def _parse(text: str) -> tuple[str | None, Any]:
+    """(None, the object) for a line holding a JSON object, else (the problem, None). Never raises."""
+    if not text.strip():
+        return "empty line", None
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        return f"contains invalid json: {e}", None
+    except (RecursionError, MemoryError, OverflowError) as e:  # nested too deeply, ...
+        return _unreadable(e), None
+    if obj is None:
+        return "contains null value", None
+    if not isinstance(obj, dict):
+        return "is not a JSON object", None
+    if problem := _too_deep(obj):
+        return problem, None
+    return None, obj
+
+
+MAX_DEPTH = 200  # nesting a record may have: deeper ones could not be written back (json's recursion limit)
+
+
+def _unreadable(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "is nested too deeply to read"
+    return f"cannot be read ({type(e).__name__}: {e})"[:300]
+
+
+def _too_deep(obj: Any) -> str | None:
+    """Why a parsed line is too deeply nested to be handled (written back, validated), or None. Iterative."""
+    todo = [(obj, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            return f"is nested more than {MAX_DEPTH} levels deep"
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return None
 
 
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # a JSON escape of a UTF-16 surrogate: fine only in pairs
@@ -101,9 +137,15 @@ def read_records(path: str, model: type[M]) -> Iterator[tuple[int, M | InputErro
             yield lineno, obj
             continue
         try:
-            yield lineno, model.model_validate(obj)
+            rec = model.model_validate(obj)
+            obj = None  # the record holds what it needs
         except ValidationError as e:
             yield lineno, InputError(name, lineno, _validation_message(e), obj)
+            continue
+        except (RecursionError, MemoryError, OverflowError, ValueError, TypeError) as e:
+            yield lineno, InputError(name, lineno, _unreadable(e), obj)
+            continue
+        yield lineno, rec
 
 
 class OutputError(Exception):
@@ -128,8 +170,11 @@ class Output:
 
     FLUSH_EVERY = 0.05
 
-    def __init__(self, path: str | None = None, append: bool = False, flush_each: bool = True):
-        from selfalign.storage import is_stream
+    def __init__(self, path: str | None = None, append: bool = False, flush_each: bool = True,
+                 side: bool = False):
+        """`side`: `path` is a side file this run made (storage.Target.write_path): opened without following
+        a symlink there."""
+        from selfalign.storage import is_stream, open_side
 
         self.path = path or "-"
         self.flush_each = flush_each
@@ -142,7 +187,10 @@ class Output:
                 append = False  # a device or a pipe is written, never appended to (it cannot seek)
             else:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._fp = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+            if side and not is_stream(path):
+                self._fp = open_side(path, "a" if append else "w")
+            else:
+                self._fp = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
             self._own = True
         self._writer = jsonlines.Writer(self._fp, compact=True, flush=False,
                                         dumps=lambda o: json.dumps(o, ensure_ascii=False))
@@ -161,6 +209,8 @@ class Output:
             raise
         except UnicodeEncodeError as e:  # a lone surrogate from a model or a server: the line was not written
             raise Unwritable(f"a lone surrogate (\\u{ord(e.object[e.start]):04x})") from None
+        except (RecursionError, ValueError, TypeError) as e:  # nested too deeply, a NaN key, ...: nothing written
+            raise Unwritable(_unreadable(e).replace("to read", "to write")) from None
         except OSError as e:
             self.failed = True
             raise OutputError(self.path, e, self.count) from None

@@ -6,6 +6,7 @@ both the transformers and the vLLM backends load the folder in seconds. Nothing 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -63,12 +64,15 @@ def resolve_model(name: str | None) -> str:
 def build_once(out: Path, make: Callable[[Path], Path]) -> Path:
     """A bundled model's folder, built once: `make(scratch)` builds it somewhere inside `scratch` and returns it;
     it is marked complete and renamed to `out`. A concurrent run that finished first keeps its folder; a folder
-    left without the mark is replaced; the scratch folder is always removed."""
+    left without the mark is replaced; the scratch folder is always removed, and one left by a killed build
+    (`OUT.tmpPID`, whose lock `OUT.tmpPID.lock` no live process holds) is removed by the next build."""
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = out.with_name(f"{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
+    held = _hold(scratch)  # held while this process builds: the sweep of another build leaves it alone
     try:
+        sweep_scratch(out)
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
         folder = make(scratch)
         (folder / ".complete").write_text("ok\n")
         if not (out / ".complete").exists():
@@ -80,7 +84,65 @@ def build_once(out: Path, make: Callable[[Path], Path]) -> Path:
                     raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        _release(scratch, held)
     return out
+
+
+def _hold(scratch: Path) -> int:
+    """Take the lock of a scratch folder (`SCRATCH.lock`, flock): the folder is in use while it is held."""
+    import fcntl
+
+    fd = os.open(scratch.with_name(scratch.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _release(scratch: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(scratch.with_name(scratch.name + ".lock"))
+    os.close(fd)
+
+
+def sweep_scratch(out: Path) -> list[Path]:
+    """Remove the scratch folders of `out` (`OUT.tmpPID`: only names build_once makes) that no live build holds:
+    left by a build that was killed. Returns those removed."""
+    import fcntl
+    import re
+
+    mine = re.compile(re.escape(out.name) + r"\.tmp(\d+)")
+    removed = []
+    for old in out.parent.iterdir() if out.parent.is_dir() else ():
+        m = mine.fullmatch(old.name)
+        if not m or old.is_symlink() or not old.is_dir():
+            continue
+        lock = old.with_name(old.name + ".lock")
+        if not lock.exists() and _alive(int(m.group(1))):
+            continue  # made by a build that takes no lock (an older selfalign) and is still running
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live build holds it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+        finally:
+            _release(old, fd)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _convert(gguf: Path, out: Path) -> None:

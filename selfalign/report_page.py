@@ -66,8 +66,9 @@ class Summary:
         if path.endswith(".json"):
             try:
                 data = json.loads(Path(path).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise InputError(path, None, f"not a JSON report: {e}") from None
+            except (OSError, ValueError, RecursionError) as e:
+                why = "nested too deeply" if isinstance(e, RecursionError) else e
+                raise InputError(path, None, f"not a JSON report: {why}") from None
             if isinstance(data, dict) and "stage" in data:
                 self.stage_reports.append(data)
                 return
@@ -274,7 +275,8 @@ def render_html(s: Summary) -> str:
                                                      for e in ex) + "</li>"
         for k, ex in summary["drop_examples"].items())
     stage_rows = "".join(
-        f"<tr><td>{html.escape(str(r.get('stage')))}</td><td>{r.get('read', '')}</td><td>{r.get('kept', '')}</td>"
+        f"<tr><td>{html.escape(str(r.get('stage')))}</td><td>{html.escape(str(r.get('read', '')))}</td>"
+        f"<td>{html.escape(str(r.get('kept', '')))}</td>"
         f"<td>{html.escape(', '.join(f'{k} {v}' for k, v in (r.get('dropped') or {}).items()))}</td></tr>"
         for r in summary["stage_reports"])
     stages = (f"<h2>Stage reports</h2><table id='stages'><thead><tr><th>stage</th><th>read</th><th>kept</th>"
@@ -304,26 +306,28 @@ def _preferences_html(prefs: dict[str, Any]) -> str:
     """The preferences section (critique and judge tallies) as tables; empty when there is no such data."""
     if not prefs:
         return ""
-    e = html.escape
+    def e(value: Any) -> str:  # every value, numbers too: a report file may say anything
+        return html.escape(str(value))
+
     parts = ["<h2>Preferences</h2><div id='preferences'>"]
     if c := prefs.get("critiqued"):
-        rows = "".join(f"<tr><td>{e(pid)}</td><td>{v['checked']}</td><td>{v['violated']}</td>"
-                       f"<td>{_pct(v['rate'])}</td></tr>" for pid, v in c["principles"].items())
-        parts.append(f"<h3>Critique</h3><p>{c['records']} critiqued records, {c['revised']} revised "
-                     f"({_pct(c['revision_rate'])}).</p><table id='critique-principles'><thead><tr>"
+        rows = "".join(f"<tr><td>{e(pid)}</td><td>{e(v['checked'])}</td><td>{e(v['violated'])}</td>"
+                       f"<td>{e(_pct(v['rate']))}</td></tr>" for pid, v in c["principles"].items())
+        parts.append(f"<h3>Critique</h3><p>{e(c['records'])} critiqued records, {e(c['revised'])} revised "
+                     f"({e(_pct(c['revision_rate']))}).</p><table id='critique-principles'><thead><tr>"
                      f"<th>principle</th><th>checked</th><th>violated</th><th>violation rate</th></tr></thead>"
                      f"<tbody>{rows}</tbody></table>")
     if j := prefs.get("judged"):
         rv = j["revision_vs_original"]
         pairs = ", ".join(f"{k} {v}" for k, v in j["pairs"].items())
-        parts.append(f"<h3>Judge</h3><p>{j['records']} judged records; pairs: {e(pairs)}. Revision over original: "
-                     f"{rv['revision']} of {rv['pairs']} ({_pct(rv['win_rate'])}), original {rv['response']}, "
-                     f"tie {rv['tie']} ({e(rv['note'])}). {e(j['sampled_note'])}.</p>")
+        parts.append(f"<h3>Judge</h3><p>{e(j['records'])} judged records; pairs: {e(pairs)}. Revision over "
+                     f"original: {e(rv['revision'])} of {e(rv['pairs'])} ({e(_pct(rv['win_rate']))}), original "
+                     f"{e(rv['response'])}, tie {e(rv['tie'])} ({e(rv['note'])}). {e(j['sampled_note'])}.</p>")
         head = "".join(f"<th>{e(c)}</th>" for c in ("method", "n", "no margin", "min", "median", "mean", "max",
                                                        *MARGIN_BINS))
-        rows = "".join(f"<tr><td>{e(method)}</td><td>{m['n']}</td><td>{m['no_margin']}</td>"
-                       + "".join(f"<td>{_num(m.get(k))}</td>" for k in ("min", "median", "mean", "max"))
-                       + "".join(f"<td>{n}</td>" for n in m["histogram"].values()) + "</tr>"
+        rows = "".join(f"<tr><td>{e(method)}</td><td>{e(m['n'])}</td><td>{e(m['no_margin'])}</td>"
+                       + "".join(f"<td>{e(_num(m.get(k)))}</td>" for k in ("min", "median", "mean", "max"))
+                       + "".join(f"<td>{e(n)}</td>" for n in m["histogram"].values()) + "</tr>"
                        for method, m in j["margins"].items())
         parts.append(f"<table id='judge-margins'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
                      f"<p>Note: {e(j['margin_note'])}.</p>")

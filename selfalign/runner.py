@@ -1,9 +1,11 @@
 """Running one stage over files, the same way for the CLI and the Python API.
 
-A `Runner` reads and validates the input (bad lines and repeated ids set aside with their line), applies
-`shard` and resume, writes kept records to the output and dropped ones to `dropped`, counts everything in a
-`Report`, and ends in one of three ways: finished (side files renamed to their final names, see
-`selfalign.storage`), stopped (Ctrl-C / SIGTERM: `Stopped`) or failed (`RunError` with one true line).
+A `Runner` refuses an output that is one of its inputs (or another output) before touching any file, reads
+and validates the input (bad lines and repeated ids set aside with their line), applies `shard` and resume
+(drops that may come out differently, backend errors and bad lines, are tried again), writes kept records to
+the output and dropped ones to `dropped`, counts everything in a `Report`, and ends in one of three ways:
+finished (side files renamed to their final names, see `selfalign.storage`), stopped (Ctrl-C / SIGTERM:
+`Stopped`) or failed (`RunError` with one true line; a server refusing every request is one too).
 It prints nothing itself: messages go to `say`, and `tick()` / `start()` are hooks for a progress display.
 """
 
@@ -116,6 +118,7 @@ class Runner:
         """The input's records, after checking that every file can be read (before any output is made)."""
         paths = [path] if isinstance(path, str) else list(path)
         self._inputs = paths
+        self._check_clashes(paths)
         for p in paths:
             if p != "-":
                 try:
@@ -124,6 +127,26 @@ class Runner:
                 except OSError as e:
                     raise RunError(f"{p}: cannot open: {e.strerror}") from None
         return (rec for p in paths for rec in self._records(p, model))
+
+    def _check_clashes(self, inputs: list[str]) -> None:
+        """Refuse, before any file is touched, an output that is an input or another output: writing it would
+        rename or overwrite the input before it is read. The same file counts however it is spelled (`./x`,
+        a symlink, a hard link, stdin redirected from it)."""
+        from selfalign.storage import is_stream, same_file
+
+        outputs = [(what, p) for what, p in (("the output", self.output), ("the dropped file", self.dropped_path),
+                                             ("the quarantine file", self.quarantine),
+                                             ("the report", self.report_path)) if p and not is_stream(p)]
+        for what, out in outputs:
+            for p in inputs:
+                if same_file(p, out):
+                    raise RunError(f"{what} {out} is the input {'<stdin>' if p == '-' else p}: writing it would "
+                                   "destroy the input before it is read; choose another file")
+        for i, (what, out) in enumerate(outputs):
+            for other, out2 in outputs[i + 1:]:
+                if same_file(out, out2) and not (out == out2 and {what, other} <= {"the dropped file",
+                                                                                  "the quarantine file"}):
+                    raise RunError(f"{what} and {other} are the same file ({out}): choose two files")
 
     def _records(self, path: str, model: type[T]) -> Iterator[T]:
         from selfalign.jsonl import InputError, read_records
@@ -188,7 +211,8 @@ class Runner:
 
             target = self._targets.get(path)
             append = bool(target and self._resuming and not target.stream)
-            self._side[path] = self.stack.enter_context(Output(self._where(path), append=append))
+            side = bool(target and not target.stream)
+            self._side[path] = self.stack.enter_context(Output(self._where(path), append=append, side=side))
         return self._side[path]
 
     def _write_dropped(self, obj: Any) -> None:
@@ -199,6 +223,7 @@ class Runner:
         """Write `results` (kept records and Dropped ones); returns the Report, or raises Stopped/RunError
         once what is finished is written and the report saved."""
         from selfalign import crashlog
+        from selfalign.backends.base import BackendFailed
         from selfalign.jsonl import Output, OutputError, Unwritable
         from selfalign.records import Dropped
 
@@ -211,7 +236,8 @@ class Runner:
                     target = self._targets.get(self.output or "")
                     append = bool(target and self._resuming and not target.stream)
                     out = self.stack.enter_context(Output(self._where(self.output), append=append,
-                                                          flush_each=self.flush_each))
+                                                          flush_each=self.flush_each,
+                                                          side=bool(target and not target.stream)))
                     self._side[""] = out
                     self.start()
                     for item in results:
@@ -243,7 +269,7 @@ class Runner:
         self.finish()
         if stopped:
             raise Stopped(f"{'terminated' if stopped == 143 else 'interrupted'}: {self._kept_note()}", stopped)
-        if isinstance(crashed, OutputError):
+        if isinstance(crashed, (OutputError, BackendFailed)):  # a full disk; a server that refuses every request
             raise RunError(f"{crashed}. {self._kept_note()}")
         if crashed is not None:
             where = crashlog.write(crashed)

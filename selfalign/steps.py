@@ -1,5 +1,7 @@
 """The pipeline's stages as typed configs: each a pydantic model (`extra="forbid"`) whose fields are the CLI's
-options for that stage, saying what it reads and writes and building its step over a Runner.
+options for that stage, saying what it reads and writes and building its step over a Runner. Every field has
+its range or its choices (a sampling value, a count, a format, a backend's name), so a bad value fails where
+the config is made, from the CLI, a recipe or Python, before any stage runs.
 
 A stage runs in two steps, so that an executor can build it somewhere else: `prepare(runner)` reads its files
 where the run is driven (a bad file fails there, before any model loads) and returns them; `build(backend,
@@ -9,13 +11,23 @@ runner, prepared, embedder)` makes the step, here or in a worker that rebuilt th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from selfalign.runner import Runner
 
 Step = Callable[[Iterator[Any]], Iterator[Any]]
+
+# every value is checked where a config is made (the CLI, a recipe, the Python API), before anything runs
+Count = Annotated[int, Field(ge=1)]  # at least one
+Amount = Annotated[int, Field(ge=0)]  # zero or more
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Temperature = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+TopP = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Penalty = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+BackendName = Literal["transformers", "vllm", "openai", "scripted"]  # selfalign.backends.NAMES
+ExportFormat = Literal["messages", "sharegpt", "alpaca", "dpo"]
 
 
 class BackendConfig(BaseModel):
@@ -24,22 +36,31 @@ class BackendConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "transformers"
+    name: BackendName = "transformers"
     model: str | None = None
     seed: int | None = None
     cache: bool = True
     base_url: str | None = None
     api_key_env: str | None = None
     api_key_file: str | None = None
-    concurrency: int | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-    max_model_len: int | None = None
-    tensor_parallel_size: int | None = None
-    gpu_memory_utilization: float | None = None
+    concurrency: Count | None = None
+    max_retries: Amount | None = None
+    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    max_model_len: Count | None = None
+    tensor_parallel_size: Count | None = None
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = None
     dtype: str | None = None
     quantization: str | None = None
     tokenizer: str | None = None
+
+    def public(self, **dump: Any) -> dict[str, Any]:
+        """`model_dump(**dump)` with the server URL's credentials masked: what may be printed or stored."""
+        from selfalign.urls import redact_url
+
+        data = self.model_dump(**dump)
+        if data.get("base_url"):
+            data["base_url"] = redact_url(data["base_url"])
+        return data
 
     def open(self) -> Any:
         from selfalign.backends import open_backend
@@ -95,12 +116,12 @@ def _keep(values: list[str]) -> frozenset[str]:
 class _Generate(Stage):
     writes: ClassVar[str] = "prompts"
     needs_model: ClassVar[bool] = True
-    num: int = 20
+    num: Amount = 20
     seed: int | None = None  # default: the backend's seed, else 0
-    novelty_threshold: float = 0.85
+    novelty_threshold: Finite = 0.85
     embeddings: bool = True
-    max_requests: int | None = None
-    batch_size: int | None = None
+    max_requests: Count | None = None
+    batch_size: Count | None = None
 
     def _config(self, **extra: Any) -> Any:
         from selfalign.stages.generate import GenerateConfig
@@ -138,8 +159,8 @@ class SelfInstruct(_Generate):
 class RedTeam(_Generate):
     kind: ClassVar[str] = "red-team"
     question_types: str | None = None  # .txt or TGRT .jsonl; default: the bundled types
-    topics_per_type: int = 10
-    max_types: int | None = None
+    topics_per_type: Count = 10
+    max_types: Count | None = None
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
@@ -175,17 +196,17 @@ class Principle(_Answering):
     exemplars: str | None = None
     persona: str = "Sage"
     rename: str | None = None
-    temperature: float = 0.5
-    top_p: float = 0.95
-    max_tokens: int = 256
-    min_words: int = 25
+    temperature: Temperature = 0.5
+    top_p: TopP = 0.95
+    max_tokens: Count = 256
+    min_words: Amount = 25
     keep: list[str] = Field(default_factory=list)
     apology_bias: bool = True
-    batch_size: int | None = None
+    batch_size: Count | None = None
     seed: int | None = None
     n: int = Field(1, ge=1)  # answers sampled per prompt; 2 gives each record a pair (responses) for Judge
     judge: bool = False  # drop answers the model judges as breaking a principle they cite (judge_rejected)
-    judge_threshold: float = 0.0
+    judge_threshold: Finite = 0.0
     judge_method: Literal["auto", "logprobs", "vote"] = "auto"
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
@@ -212,13 +233,13 @@ class Refine(_Answering):
     reads: ClassVar[str | None] = "aligned"
     writes: ClassVar[str] = "refined"
     persona: str = "Sage"
-    temperature: float = 0.3
-    top_p: float = 0.7
-    max_tokens: int = 512
-    repetition_penalty: float = 1.1
-    min_words: int = 25
+    temperature: Temperature = 0.3
+    top_p: TopP = 0.7
+    max_tokens: Count = 512
+    repetition_penalty: Penalty = 1.1
+    min_words: Amount = 25
     keep: list[str] = Field(default_factory=list)
-    batch_size: int | None = None
+    batch_size: Count | None = None
     seed: int | None = None
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
@@ -241,14 +262,14 @@ class Critique(_Answering):
     principles: str | None = None
     exemplars: str | None = None  # critique exemplars; default: the bundled exemplars/critique.yaml
     persona: str = "Sage"
-    sample: int = 2
-    temperature: float = 0.3
-    top_p: float = 0.9
-    max_tokens: int = 384
-    repetition_penalty: float = 1.0
-    min_words: int = 25
+    sample: Amount = 2
+    temperature: Temperature = 0.3
+    top_p: TopP = 0.9
+    max_tokens: Count = 384
+    repetition_penalty: Penalty = 1.0
+    min_words: Amount = 25
     keep: list[str] = Field(default_factory=list)
-    batch_size: int | None = None
+    batch_size: Count | None = None
     seed: int | None = None
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
@@ -284,9 +305,9 @@ class Judge(_Answering):
     principles: str | None = None
     principle: str = "all"
     method: Literal["auto", "logprobs", "vote"] = "auto"
-    samples: int = 5
-    vote_max_tokens: int = 4
-    batch_size: int | None = None
+    samples: Count = 5
+    vote_max_tokens: Count = 4
+    batch_size: Count | None = None
     seed: int | None = None
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
@@ -315,16 +336,16 @@ class Dedup(Stage):
     kind: ClassVar[str] = "dedup"
     reads: ClassVar[str | None] = "aligned"
     writes: ClassVar[str] = "aligned"
-    field: str = "prompt"
-    threshold: float | None = None  # None: the model's measured cosine (embeddings.dedup_calibration)
-    jaccard: float = 0.7
+    field: Literal["prompt", "response", "both"] = "prompt"
+    threshold: Finite | None = None  # None: the model's measured cosine (embeddings.dedup_calibration)
+    jaccard: Finite = 0.7
     second_look: bool = True
     against: list[str] = Field(default_factory=list)
     embedding_model: str = "all-mpnet-base-v2"  # embeddings.DEDUP_EMBEDDING_MODEL
     cache: bool = True  # read and store embeddings in the cache
-    search: str = "auto"  # all-pairs, cluster, or auto (clusters past cluster_above texts)
-    cluster_above: int = 20_000
-    cluster_size: int = 1000
+    search: Literal["auto", "all-pairs", "cluster"] = "auto"  # or auto: clusters past cluster_above texts
+    cluster_above: Amount = 20_000
+    cluster_size: Count = 1000
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign.stages.dedup import load_reference
@@ -362,12 +383,12 @@ class Export(Stage):
     kind: ClassVar[str] = "export"
     reads: ClassVar[str | None] = "aligned"
     writes: ClassVar[str] = "sft"
-    format: str = "messages"
+    format: ExportFormat = "messages"
     system: str | None = None
     verbose: bool = False
     tokenizer: str | None = None
-    max_tokens: int | None = None
-    min_margin: float | None = None  # dpo: drop pairs whose judge margin is below this, or unknown
+    max_tokens: Count | None = None
+    min_margin: Finite | None = None  # dpo: drop pairs whose judge margin is below this, or unknown
     revised: bool = False  # SFT: the critique's revision where there is one
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
@@ -403,7 +424,7 @@ class Load(Stage):
     kind: ClassVar[str] = "load"
     writes: ClassVar[str] = "prompts"
     path: str
-    records: str = "prompts"  # what the file holds: prompts, aligned or refined records
+    records: Literal["prompts", "aligned", "refined", "critiqued"] = "prompts"  # what the file holds
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         return lambda records: records  # the runner counts what comes out

@@ -7,6 +7,11 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 
+class BackendFailed(RuntimeError):
+    """The backend cannot answer any request (the server refuses the key, the permission or the model): the run
+    stops at once with this one line, instead of dropping every record. What was finished stays written."""
+
+
 class SamplingParams(BaseModel):
     temperature: float = 0.7
     top_p: float = 1.0

@@ -21,7 +21,15 @@ What it promises:
 - The client retries 429, 5xx, timeouts and resets with exponential backoff and honours Retry-After, up to
   `max_retries` times; a 200 whose body is no completion (not JSON, no choices, no text) is retried as often.
 - A request that still fails becomes a Completion with `finish_reason="error"` and a short `error`, which the
-  stage reports as a drop reason: nothing is lost, and the run goes on.
+  stage reports as a drop reason: nothing is lost, and the run goes on. Except a refusal that every request
+  would get too (HTTP 401, 403, or 404 for the model): that stops the run at once (`BackendFailed`), one line
+  naming the server; what was finished stays written.
+- A completion's body is read in pieces, no further than a cap from its `max_tokens` (`answer_cap`:
+  BYTES_PER_TOKEN per token plus ANSWER_SLACK): a longer answer is dropped as a backend error naming the cap,
+  so memory stays bounded whatever a server sends.
+- `base_url` must be an http(s) URL with a host (ValueError otherwise). `identity` (scheme, host, port, path;
+  no credentials) is part of the completion cache's key: two servers serving a same-named model never share
+  answers.
 - The key is read from an environment variable (or a file) and never logged; the server's URL is only ever
   shown with its credentials masked (`self.base_url`); the real one goes to the HTTP client alone.
 """
@@ -29,6 +37,7 @@ What it promises:
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import sys
@@ -38,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from selfalign.backends import replies, servers
-from selfalign.backends.base import Completion, SamplingParams
+from selfalign.backends.base import BackendFailed, Completion, SamplingParams
 from selfalign.urls import redact_url
 
 ESTIMATE = "tiktoken:o200k_base"
@@ -50,7 +59,11 @@ LOCKED_WAVE = 8
 REMEMBERED = 256  # recent texts whose count is kept
 
 
-class TokenizerFailed(RuntimeError):
+BYTES_PER_TOKEN = 128  # an answer's body may hold this much per token asked for (JSON-escaped text, fields) ...
+ANSWER_SLACK = 1 << 20  # ... plus this; a longer answer is cut off there and dropped (see answer_cap)
+
+
+class TokenizerFailed(BackendFailed):
     """The server's tokenizer endpoint failed even after retries."""
 
 
@@ -72,7 +85,9 @@ class OpenAIBackend:
         import openai
 
         url = base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1"
+        check_url(url)
         self.base_url = redact_url(url)  # for messages; `url` itself goes to the HTTP client only
+        self.identity = server_identity(url)  # part of the completion cache's key
         key = os.environ.get(api_key_env)
         if api_key_file:
             try:
@@ -95,6 +110,9 @@ class OpenAIBackend:
             self.server = self._run(self._detect(model, max_context is None))
             self._local, counts = self._counter(tokenizer)
             why = self._settle(max_context, concurrency)
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+            self.close()
+            raise RuntimeError(self._refused(e)) from None
         except openai.OpenAIError as e:
             self.close()
             raise RuntimeError(f"cannot reach the server at {self.base_url}: {type(e).__name__}") from None
@@ -272,6 +290,11 @@ class OpenAIBackend:
                     return replies.completion(raw.http_response.text, params)
                 except replies.Malformed as e:
                     error = str(e)
+                except AnswerTooLong as e:  # read no further than the cap: dropped, not retried
+                    return replies.failed(str(e))
+                except (self._openai.AuthenticationError, self._openai.PermissionDeniedError,
+                        self._openai.NotFoundError) as e:  # every other request would get the same: stop the run
+                    raise BackendFailed(self._refused(e)) from None
                 except self._openai.APITimeoutError:
                     return replies.failed(f"APITimeoutError: no complete answer within {self.timeout:g}s")
                 except self._openai.OpenAIError as e:  # the client has retried what is worth retrying
@@ -280,6 +303,15 @@ class OpenAIBackend:
                 except Exception as e:  # noqa: BLE001 - whatever one request raises is that request's drop reason
                     return replies.failed(type(e).__name__)
         return replies.failed(error)
+
+    def _refused(self, e: Any) -> str:
+        """One line for a server that refuses the key (401), the permission (403) or the model (404)."""
+        status = getattr(e, "status_code", None)
+        why = {401: "the API key was not accepted (set it with --api-key-env or --api-key-file)",
+               403: "permission denied for this key",
+               404: f"it does not serve the model {getattr(self, 'model', '?')!r} at this address (--model, "
+                    "--base-url)"}.get(status, type(e).__name__)
+        return f"the server at {self.base_url} refused the request with HTTP {status}: {why}; the run stops"
 
     def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[dict[str, float] | None]:
         """See Backend.choice_logprobs: the server echoes `prompt + choice` with each token's log-probability,
@@ -309,6 +341,9 @@ class OpenAIBackend:
                     tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
                 except replies.Malformed:
                     continue
+                except (self._openai.AuthenticationError, self._openai.PermissionDeniedError,
+                        self._openai.NotFoundError) as e:
+                    raise BackendFailed(self._refused(e)) from None
                 except Exception:  # noqa: BLE001 - the client has retried what is worth retrying
                     return None
                 if not tokens or not values or not isinstance(values[-1], int | float):
@@ -340,22 +375,104 @@ class OpenAIBackend:
                 self._loop.close()
 
 
+def check_url(url: str) -> None:
+    """ValueError (one line, credentials masked) unless `url` is an http(s) URL with a host."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as e:
+        raise ValueError(f"--base-url {redact_url(url)}: not a URL ({e})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"--base-url {redact_url(url)}: not an http:// or https:// URL with a host, e.g. "
+                         "http://127.0.0.1:8000/v1")
+
+
+def server_identity(url: str) -> str:
+    """The server's address as the completion cache keys it: scheme, host, port and path, without credentials,
+    query or fragment, the host lower-cased and the port made explicit."""
+    import httpx
+
+    u = httpx.URL(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    return f"{u.scheme}://{u.host.lower()}:{port}{u.path.rstrip('/')}"
+
+
+def answer_cap(body: bytes) -> int | None:
+    """The most bytes a completion's HTTP body may have: BYTES_PER_TOKEN per token asked for (`max_tokens`),
+    plus the prompt's bytes again as many times over when it is echoed with log-probabilities, plus
+    ANSWER_SLACK. None when `body` asks for no completion."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("max_tokens"), int):
+        return None
+    cap = ANSWER_SLACK + BYTES_PER_TOKEN * max(0, data["max_tokens"])
+    if data.get("echo"):
+        cap += BYTES_PER_TOKEN * len(str(data.get("prompt", "")).encode("utf-8"))
+    return cap
+
+
+class AnswerTooLong(Exception):
+    """An answer's body passed its cap (answer_cap): reading stopped there. Made an openai.OpenAIError by
+    `_too_long`, so that the openai client passes it on at once instead of retrying."""
+
+
+@functools.cache
+def _too_long() -> type[Exception]:
+    """AnswerTooLong as an openai.OpenAIError too (the openai package is imported only when the backend is)."""
+    import openai
+
+    return type("AnswerTooLong", (AnswerTooLong, openai.OpenAIError), {})
+
+
 def _deadline_client(timeout: float, connections: int) -> Any:
     """An httpx.AsyncClient whose every `send` (connect, request, headers, body and redirects; the backend never
-    streams) is over by `timeout` seconds, or raises httpx.ReadTimeout, which the openai client retries."""
+    streams) is over by `timeout` seconds, or raises httpx.ReadTimeout, which the openai client retries. A
+    completion's body is read in pieces and no further than its cap (answer_cap): past it, AnswerTooLong."""
     import httpx
+
+    too_long = _too_long()
 
     class DeadlineClient(httpx.AsyncClient):
         async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+            cap = answer_cap(request.content) if request.method == "POST" and not kwargs.get("stream") and \
+                request.url.path.endswith("/completions") else None
             try:
                 async with asyncio.timeout(timeout):
-                    return await super().send(request, **kwargs)
+                    if cap is None:
+                        return await super().send(request, **kwargs)
+                    response = await super().send(request, **{**kwargs, "stream": True})
+                    try:
+                        parts, size = [], 0
+                        async for piece in response.aiter_bytes():
+                            size += len(piece)
+                            if size > cap:
+                                raise too_long(f"the answer is longer than {cap:,} bytes, the cap for "
+                                               f"{json_max_tokens(request.content)} tokens; the rest was not read")
+                            parts.append(piece)
+                        response._content = b"".join(parts)  # what httpx's read() would have set
+                    finally:
+                        await response.aclose()
+                    return response
             except TimeoutError:
                 raise httpx.ReadTimeout(f"no complete answer within {timeout:g}s", request=request) from None
 
     # the client, not a custom transport, so that proxies from the environment still apply
     return DeadlineClient(timeout=timeout, follow_redirects=True,
                           limits=httpx.Limits(max_connections=None, max_keepalive_connections=connections))
+
+
+def json_max_tokens(body: bytes) -> Any:
+    import json
+
+    try:
+        return json.loads(body).get("max_tokens")
+    except (ValueError, AttributeError, RecursionError):
+        return "?"
 
 
 def _root(url: Any) -> Any:

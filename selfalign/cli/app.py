@@ -44,6 +44,13 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             console.print("Aborted!")
             sys.exit(1)
+        except ValueError as e:  # a value out of its range (steps.py's fields), found where the config is made
+            from selfalign.cli.errors import option_error
+
+            if not (message := option_error(e)):
+                raise
+            say_error(message)
+            sys.exit(2)
         sys.exit(code if isinstance(code, int) else 0)
 
 

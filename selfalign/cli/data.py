@@ -195,6 +195,12 @@ def report(
     from selfalign.jsonl import InputError
     from selfalign.report_page import Summary, print_text, render_html
 
+    from selfalign.storage import same_file
+
+    target = output or ("report.html" if format is ReportFormat.html else None)
+    for f in files:  # before anything is read or written
+        if target and same_file(f, target):
+            fail(f"-o {target} is the input {f}: writing it would destroy the input; choose another file")
     summary = Summary()
     try:
         for f in files:
@@ -203,17 +209,18 @@ def report(
         fail(str(e), 1)
     if format is ReportFormat.text:
         print_text(summary.as_dict(), Console(width=None if sys.stdout.isatty() else 120))
-    elif format is ReportFormat.json:
-        text = _json.dumps(summary.as_dict(), indent=2) + "\n"
-        if output:
-            Path(output).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
-    else:
-        path = Path(output or "report.html")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_html(summary), encoding="utf-8")
-        console.print(f"report: {path}")
+        return
+    text = _json.dumps(summary.as_dict(), indent=2) + "\n" if format is ReportFormat.json else render_html(summary)
+    if target is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(text, encoding="utf-8")
+    except OSError as e:
+        fail(f"cannot write {target}: {e.strerror or e}", 1)
+    if format is ReportFormat.html:
+        console.print(f"report: {target}")
 
 
 cache_app = typer.Typer(help="The completion cache: show its size, or clear it.", no_args_is_help=True)

@@ -56,7 +56,8 @@ def generate(
                      "self-instruct format, a question-type list (.txt) or TGRT seed JSONL for red-team.")] = None,
     question_types: Annotated[str | None, typer.Option("--question-types", help="red-team question types "
                               "(.txt or TGRT .jsonl), when --method both.")] = None,
-    ratio: Annotated[float, typer.Option("--ratio", help="--method both: share of self-instruct prompts.")] = 0.5,
+    ratio: Annotated[float, typer.Option("--ratio", min=0.0, max=1.0, help="--method both: share of self-instruct "
+                     "prompts.")] = 0.5,
     novelty_threshold: Annotated[float, typer.Option("--novelty-threshold", help="Reject a candidate whose "
                                  "embedding cosine to the pool is at or above this.")] = 0.85,
     no_embeddings: Annotated[bool, typer.Option("--no-embeddings", help="Novelty by exact match only.")] = False,
