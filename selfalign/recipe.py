@@ -62,8 +62,8 @@ class Recipe(BaseModel):
         built = []
         for i, raw in enumerate(self.stage, 1):
             kind, name = raw.get("kind"), raw.get("name")
-            where = f"stage {i}" + (f" ({name})" if isinstance(name, str) and name else
-                                    f" ({kind})" if isinstance(kind, str) else "")
+            where = f"stage {i}" + (f" ({kind} {name!r})" if isinstance(name, str) and isinstance(kind, str)
+                                    else f" ({kind})" if isinstance(kind, str) else "")
             if not isinstance(kind, str) or kind not in STAGES:
                 raise ValueError(f"{where}: field kind: {kind!r} is not one of {', '.join(STAGES)}")
             if isinstance(name, str) and (why := name_problem(name)):
@@ -104,10 +104,18 @@ def _errors(e: ValidationError) -> str:
     """Pydantic's errors as `field NAME: message (got TYPE)`: never the value itself (it may be a secret)."""
     said = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {type(err.get('input')).__name__})"
-        said.append(f"field {loc or 'recipe'}: {err['msg']}{got}" if loc else f"{err['msg']}{got}")
+        at = list(err["loc"])
+        if len(at) > 1 and at[0] == "stage" and isinstance(at[1], int):  # [[stage]] tables count from 1
+            said.append(f"stage {at[1] + 1}: " + _errors_one(at[2:], err))
+            continue
+        said.append(_errors_one(at, err))
     return "; ".join(said)
+
+
+def _errors_one(at: list[Any], err: Any) -> str:
+    loc = ".".join(str(x) for x in at)
+    got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {type(err.get('input')).__name__})"
+    return f"field {loc}: {err['msg']}{got}" if loc else f"{err['msg']}{got}"
 
 
 def _value(text: str) -> Any:

@@ -164,8 +164,8 @@ def run_recipe(
     except Stopped as e:
         console.print(f"[yellow]{escape_text(str(e))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(e.code) from None
-    except RunError as e:
-        fail(str(e), e.code)
+    except RunError as e:  # the library names its option; here it is a --set
+        fail(str(e).replace("or allow_foreign", "or --set run.allow_foreign=true"), e.code)
     except user_errors as e:
         fail(str(e))
     if not quiet:

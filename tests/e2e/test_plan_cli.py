@@ -119,3 +119,13 @@ def test_a_second_run_on_the_same_folder_is_refused_and_deletes_nothing(tmp_path
     assert lines(partial) >= held  # nothing of the first run's was deleted
     assert first.wait(timeout=120) == 0, (tmp_path / "first.err").read_text()
     assert [r["response"] for r in jsonl(p["out"] / "principle.jsonl")] == [ANSWER_A] * N
+
+
+def test_a_folder_with_other_files_is_refused_in_one_line_that_names_the_setting(tmp_path):
+    p = setup(tmp_path)
+    p["out"].mkdir()
+    (p["out"] / "notes.txt").write_text("mine")
+    proc = run_cli("run", str(p["recipe"]), check=False, env=p["env"])
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "holds files that are not this run's (notes.txt)" in proc.stderr and "--set run.allow_foreign=true" in proc.stderr
+    assert os.listdir(p["out"]) == ["notes.txt"]

@@ -195,9 +195,9 @@ kind = "judge"
 
 def test_recipe_errors_name_the_file_the_stage_and_the_field(setup, tmp_path):
     recipe = setup["recipe"]
-    with pytest.raises(ValueError, match=r"recipe.toml: stage 3 \(\.\./evil\): field name: '\.\./evil' is a path"):
+    with pytest.raises(ValueError, match=r"recipe.toml: stage 3 \(export '\.\./evil'\): field name: '\.\./evil' is a path"):
         load_recipe(recipe, ['sft.name="../evil"'])
-    with pytest.raises(ValueError, match=r"stage 3 \(\.hidden\): field name: .*no leading dot"):
+    with pytest.raises(ValueError, match=r"stage 3 \(export '\.hidden'\): field name: .*no leading dot"):
         load_recipe(recipe, ['sft.name=".hidden"'])
     with pytest.raises(ValueError, match="name '../x' is a path"):
         Pipeline([Load(path="p.jsonl"), Export(name="../x")])
@@ -206,7 +206,7 @@ def test_recipe_errors_name_the_file_the_stage_and_the_field(setup, tmp_path):
         load_recipe(recipe, ['principle.principles=["a.md"]'])
     with pytest.raises(ValueError, match=r"recipe.toml: field backend.name: 'nope' is not one of"):
         load_recipe(recipe, ['backend.name="nope"'])
-    with pytest.raises(ValueError, match=r"recipe.toml: stage 3 \(sft\): field format: "):
+    with pytest.raises(ValueError, match=r"recipe.toml: stage 3 \(export 'sft'\): field format: "):
         load_recipe(recipe, ['sft.format="parquet"'])
     with pytest.raises(ValueError, match=r"recipe.toml: field out: .*empty"):
         load_recipe(recipe, ['run.out=""'])
@@ -216,6 +216,9 @@ def test_recipe_errors_name_the_file_the_stage_and_the_field(setup, tmp_path):
         load_recipe(bad)
     with pytest.raises(ValueError, match=r"field kind: \['load'\] is not one of"):
         load_recipe(recipe, ['load.kind=["load"]'])
+    bad.write_text(recipe.read_text() + '[[stage]]\nkind = "export"\nname = ["x"]\n')
+    with pytest.raises(ValueError, match=r"stage 4 \(export\): field name: Input should be a valid string \(got list\)"):
+        load_recipe(bad)
 
 
 def test_a_foreign_folder_is_refused_and_its_files_left_alone(setup):
@@ -223,8 +226,9 @@ def test_a_foreign_folder_is_refused_and_its_files_left_alone(setup):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     (out / "README.md").write_text("my readme")
+    (out / "theirs.json").write_text("[]")  # not a stage report: reading it would fail the report page
     before = sorted(os.listdir(out))
-    with pytest.raises(RunError, match=r"holds files that are not this run's \(README.md, notes.txt\)"):
+    with pytest.raises(RunError, match=r"holds files that are not this run's \(README.md, notes.txt, theirs.json\)"):
         run(setup["recipe"])
     assert sorted(os.listdir(out)) == before  # not even the lock or the manifest
     assert "the run would be refused" in plan_text(load_recipe(setup["recipe"]))
@@ -235,6 +239,7 @@ def test_a_foreign_folder_is_refused_and_its_files_left_alone(setup):
     reports, written = run_recipe(load_recipe(setup["recipe"], ["run.allow_foreign=true"]), source=str(setup["recipe"]))
     assert written == ["report.html", "constitution/"]  # no README.md (the user's), no recipe.toml (not our folder)
     assert (out / "README.md").read_text() == "my readme" and (out / "notes.txt").read_text() == "mine"
+    assert (out / "theirs.json").read_text() == "[]"
     assert not (out / "recipe.toml").exists() and len(jsonl(out / "sft.jsonl")) == 3
     # a folder the run made is its own: it copies the recipe and writes the card
     _, written = run_recipe(load_recipe(setup["recipe"], [f'run.out="{out}2"']), source=str(setup["recipe"]))
