@@ -6,7 +6,8 @@
 - backend identity: the backend's name, a fingerprint of its model, and the options that change what it samples
   (seed, context length, dtype, quantization, tokenizer); a server's URL is redacted before it is hashed;
 - assets: the sha256 of every file the stage reads (`Stage.assets()`: principles, exemplars, seeds, question
-  types, critique exemplars, dedup's `against` files; bundled defaults included);
+  types, critique exemplars, dedup's `against` files; bundled defaults included), and the fingerprint of a
+  local folder named by `tokenizer` (export) or `embedding_model` (dedup);
 - inputs: the keys of the stages whose files it reads, or for a `Load` the sha256 of the user's file.
 
 So a rerun remakes exactly the stages whose key changed and every stage after them. `KeyParts` keeps the parts
@@ -24,6 +25,7 @@ from typing import Any
 # backend options that change what the model answers (the rest: retries, timeouts, concurrency, the cache,
 # where the API key is read from, how the engine is spread over GPUs, do not)
 SAMPLING = ("seed", "max_model_len", "dtype", "quantization", "tokenizer")
+FOLDER_OPTIONS = ("tokenizer", "embedding_model")  # stage options that may name a local model folder
 _SMALL = 1 << 20  # files up to this size are hashed whole; larger ones (weights) by size, head and tail
 _EDGE = 1 << 16
 _MAX_FILES = 5000
@@ -154,11 +156,16 @@ def key_parts(stage: Any, backend: dict[str, Any] | None, inputs: dict[str, str]
     for role, path in stage.assets().items():  # a missing asset fails here, before any model loads
         if not os.path.isfile(path):
             raise ValueError(f"{path}: cannot read: no such file (the {role} of stage {stage.label!r})")
+    assets = {role: {"path": _shown(str(path)), "hash": file_hash(str(path))}
+              for role, path in sorted(stage.assets().items())}
+    for field in FOLDER_OPTIONS:  # a local tokenizer or embedding model folder: by content, like a model's
+        value = getattr(stage, field, None)
+        if isinstance(value, str) and os.path.isdir(value):
+            assets[field] = {"path": value, "hash": path_fingerprint(value)}
     return {
         "options": digest([stage.kind, stage.model_dump(mode="json")]),
         "backend": backend if stage.needs_model else None,
-        "assets": {role: {"path": _shown(str(path)), "hash": file_hash(str(path))}
-                   for role, path in sorted(stage.assets().items())},
+        "assets": assets,
         "inputs": dict(inputs),
     }
 

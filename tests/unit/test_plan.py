@@ -357,3 +357,27 @@ format = "dpo"
     dpo = datasets.load_dataset(str(out), "dpo")
     assert list(dpo) == ["train"] and dpo["train"].num_rows == 3
     assert {r["chosen"][-1]["content"] for r in dpo["train"]} == {_answers(p, 1) for p in PROMPTS}
+
+
+def test_a_backend_is_known_by_its_model_content_and_sampling_options_only(tmp_path):
+    from selfalign.stagekeys import backend_identity
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 64}')
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 8192)  # 2 MiB: hashed by size, head and tail
+    ident = backend_identity(BackendConfig(name="vllm", model=str(model)))
+    copy = shutil.copytree(model, tmp_path / "copy")
+    assert backend_identity(BackendConfig(name="vllm", model=str(copy)))["model"] == ident["model"]
+    assert backend_identity(BackendConfig(name="vllm", model=str(model), timeout=5, concurrency=8)) == ident
+    assert backend_identity(BackendConfig(name="vllm", model=str(model), seed=2)) != ident
+    (model / "config.json").write_text('{"hidden_size": 128}')
+    edited = backend_identity(BackendConfig(name="vllm", model=str(model)))
+    assert edited["model"] != ident["model"]
+    with open(model / "model.safetensors", "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        f.write(b"x")
+    assert backend_identity(BackendConfig(name="vllm", model=str(model)))["model"] != edited["model"]
+    assert backend_identity(None)["model"].startswith("embedded ")  # the embedded default: its package
+    plain = backend_identity(BackendConfig(name="openai", model="gpt-x", base_url="http://u:pw@h/v1"))
+    assert plain == {"name": "openai", "model": "named gpt-x", "base_url": "http://u:***@h/v1"}
