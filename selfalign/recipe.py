@@ -281,8 +281,11 @@ def write_card(recipe: Recipe, plan: list[Planned], folder: Any, source: str | N
         const.mkdir(exist_ok=True)
         for p in plan:
             for role, path in p.stage.assets().items():
-                if role.startswith("against") or not Path(path).is_file():
-                    continue  # dedup's reference sets (often evaluation data) are named by hash, not copied
+                if role.startswith("against"):  # dedup's reference sets (often evaluation data): named, not copied
+                    used.append(f"{p.stage.label} {role}: `{path}` (sha256 {p.parts['assets'][role]['hash']}...)")
+                    continue
+                if not Path(path).is_file():
+                    continue
                 name = f"{p.stage.label}-{role}{Path(path).suffix}"
                 shutil.copyfile(path, const / name)
                 used.append(f"constitution/{name}")
@@ -365,7 +368,7 @@ from datasets import load_dataset
 
 ## The constitution
 
-{chr(10).join(f"- [{u}]({u})" for u in used) or "- none"}
+{chr(10).join(f"- [{u}]({u})" if u.startswith("constitution/") else f"- {u}" for u in used) or "- none"}
 
 ## The recipe
 

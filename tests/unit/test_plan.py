@@ -181,6 +181,9 @@ kind = "critique"
 exemplars = "{crit}"
 [[stage]]
 kind = "judge"
+[[stage]]
+kind = "dedup"
+against = ["{write_jsonl(tmp_path / 'eval.jsonl', [{'prompt': 'held out'}])}"]
 """)
     plan = load_recipe(recipe).plan()
     assert set(plan[2].parts["assets"]) == {"principles", "exemplars"} and set(plan[3].parts["assets"]) == {"principles"}
@@ -189,6 +192,8 @@ kind = "judge"
     assert sorted(p.name for p in (tmp_path / "out" / "constitution").iterdir()) == [
         "critique-exemplars.yaml", "critique-principles.md", "judge-principles.md", "principle-exemplars.yaml",
         "principle-principles.md"]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"dedup against 1: `{tmp_path / 'eval.jsonl'}` (sha256 {plan[4].parts['assets']['against 1']['hash']}" in card
     crit.write_text(crit.read_text() + "\n")
     assert load_recipe(recipe).plan()[2].key != plan[2].key and load_recipe(recipe).plan()[1].key == plan[1].key
 
