@@ -306,12 +306,14 @@ def write_card(recipe: Recipe, plan: list[Planned], folder: Any, source: str | N
         rows.append(f"| {name} | {n_kept + sum(drops.values())} | {n_kept} | {why} |")
     configs = _config_names([s for s in exports if counts[s][0]])  # an empty file is no split
     blocks = [f"- config_name: {c}\n" + ("  default: true\n" if i == 0 else "")
-              + f"  data_files:\n  - split: train\n    path: {label}.jsonl" for i, (label, c) in enumerate(configs.items())]
+              + f"  data_files:\n  - split: train\n    path: {label}.jsonl"
+              for i, (label, c) in enumerate(configs.items())]
     keys = "\n".join(f"  {p.stage.label}: \"{p.key}\"" for p in plan)
     key_rows = "\n".join(f"| {p.stage.label} | `{p.key}` |" for p in plan)
     loads = "\n".join(f'load_dataset("PATH", "{c}")  # {label}.jsonl' for label, c in configs.items())
     shown = recipe.shown()
     rhash = run_hash(plan)
+    default_model = "the backend default (embedded: SmolLM2-135M-Instruct)"
     text = f"""---
 license: other
 task_categories:
@@ -347,7 +349,7 @@ from datasets import load_dataset
 
 ## Backend and sampling
 
-- backend: `{recipe.backend.name}`, model: `{shown["backend"]["model"] or 'the backend default (embedded: SmolLM2-135M-Instruct)'}`
+- backend: `{recipe.backend.name}`, model: `{shown["backend"]["model"] or default_model}`
 - per-stage sampling: see each stage's options below and the `provenance` field of the records.
 
 ## Stage keys
@@ -372,8 +374,8 @@ from datasets import load_dataset
 
 ## The recipe
 
-{"The file as given is copied to `recipe.toml`. " if "recipe.toml" in written else ""}Resolved, with any `--set` applied \
-(credentials redacted):
+{"The file as given is copied to `recipe.toml`. " if "recipe.toml" in written else ""}\
+Resolved, with any `--set` applied (credentials redacted):
 
 ```json
 {json.dumps(shown, indent=2)}
