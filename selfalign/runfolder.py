@@ -2,8 +2,8 @@
 
 - `.selfalign.lock` (flock) is taken before any other file is touched: a second run on the same folder is
   refused with one line, and deletes nothing.
-- `selfalign-run.json`, the manifest, lists the names the run made (a name also covers `NAME.*`: its side file,
-  lock, set-aside lines) and, per stage, the key it was started under and whether it finished. The key is
+- `selfalign-run.json`, the manifest, lists the names the run made (a name also covers the files `storage`
+  adds to it: `NAME.partial`, `NAME.lock`, `NAME.corrupt.jsonl`, ...) and, per stage, the key it was started under and whether it finished. The key is
   written when a stage STARTS, so after a kill the next run can tell whether the half-done file was made under
   the same key (resume) or another (start afresh).
 - A folder that holds files the manifest does not list is not the run's: refused, unless `allow_foreign`, and
@@ -75,25 +75,18 @@ class RunFolder:
 
     # ---- the run -------------------------------------------------------------------------------------
     def open(self, labels: list[str]) -> RunFolder:
-        """Check the folder is the run's (before anything is written), take its lock, check again under it, and
-        check that no stage's file name is taken by a file that is not the run's."""
-        self._refuse_foreign()
-        self.path.mkdir(parents=True, exist_ok=True)
-        fp = open(self.path / LOCK, "a+b")  # noqa: SIM115 - held until close()
+        """Take the folder's lock and check the folder is the run's, before anything is written: a folder with
+        a lock already is locked first (so a run in progress is told as such), one without is checked first (so
+        a refused folder gets no lock file). Then no stage's file name may be taken by a file not the run's."""
+        lock = self.path / LOCK
+        if lock.is_file():
+            self._take(open(lock, "r+b"))  # noqa: SIM115 - held until close(); r+: an existing file only
         try:
-            fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fp.seek(0)
-            holder = fp.read().decode("utf-8", "replace").strip() or "another process"
-            fp.close()
-            raise RunError(f"{self.path} is being written by another selfalign run ({holder}); wait for it to "
-                           "finish or stop it") from None
-        fp.seek(0)
-        fp.truncate()
-        fp.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode())
-        fp.flush()
-        self._lock = fp
-        try:
+            self.manifest = self._read()
+            self._refuse_foreign()
+            if self._lock is None:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._take(open(lock, "a+b"))  # noqa: SIM115 - held until close()
             self.manifest = self._read()  # as the run before us left it
             foreign = self._refuse_foreign()
             if self.manifest["own_folder"] is None:  # the first run here: the folder is its own if it was empty
@@ -108,6 +101,22 @@ class RunFolder:
             self.close()
             raise
         return self
+
+    def _take(self, fp: IO[bytes]) -> None:
+        """Hold the lock on `fp`, or raise RunError naming the run that holds it."""
+        try:
+            fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fp.seek(0)
+            holder = fp.read().decode("utf-8", "replace").strip() or "another process"
+            fp.close()
+            raise RunError(f"{self.path} is being written by another selfalign run ({holder}); wait for it to "
+                           "finish or stop it") from None
+        fp.seek(0)
+        fp.truncate()
+        fp.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode())
+        fp.flush()
+        self._lock = fp
 
     def _refuse_foreign(self) -> list[str]:
         foreign = self.foreign()
