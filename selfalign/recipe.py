@@ -72,8 +72,11 @@ class Recipe(BaseModel):
                 st = STAGES[kind](**{k: v for k, v in raw.items() if k != "kind"})
             except ValidationError as e:
                 raise ValueError(f"{where}: {_errors(e)}") from None
-            if kind == "export" and getattr(st, "format", None) not in _FORMATS:
-                raise ValueError(f"{where}: field format: {st.format!r} is not one of {', '.join(_FORMATS)}")
+            if kind == "export":  # (a Literal in steps.py makes this pydantic's own error)
+                from selfalign.stages.export import FORMATS
+
+                if getattr(st, "format", None) not in FORMATS:
+                    raise ValueError(f"{where}: field format: {st.format!r} is not one of {', '.join(FORMATS)}")
             built.append(st)
         return built
 
@@ -90,9 +93,6 @@ class Recipe(BaseModel):
             if isinstance(data["backend"].get(field), str):
                 data["backend"][field] = redact_url(data["backend"][field])
         return data
-
-
-_FORMATS = ("messages", "sharegpt", "alpaca", "dpo")
 
 
 def run_hash(plan: list[Planned]) -> str:

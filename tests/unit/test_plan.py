@@ -209,7 +209,7 @@ def test_recipe_errors_name_the_file_the_stage_and_the_field(setup, tmp_path):
     with pytest.raises(ValueError, match=r"recipe.toml: stage 2 \(principle\): field principles: Input should be a "
                                          r"valid string \(got list\)"):
         load_recipe(recipe, ['principle.principles=["a.md"]'])
-    with pytest.raises(ValueError, match=r"recipe.toml: field backend.name: 'nope' is not one of"):
+    with pytest.raises(ValueError, match=r"recipe.toml: field backend.name: "):
         load_recipe(recipe, ['backend.name="nope"'])
     with pytest.raises(ValueError, match=r"recipe.toml: stage 3 \(export 'sft'\): field format: "):
         load_recipe(recipe, ['sft.format="parquet"'])
