@@ -2,7 +2,8 @@
 
     key = hash(options, backend identity (model stages only), content of each asset file, keys of its inputs)
 
-- options: the stage's resolved options (the run's seed filled in where the stage sets none);
+- options: the stage's resolved options (the run's seed filled in where the stage sets none) and the version
+  of selfalign's prompt templates (`records.TEMPLATE_VERSION`);
 - backend identity: the backend's name, a fingerprint of its model, and the options that change what it samples
   (seed, context length, dtype, quantization, tokenizer); a server's URL is redacted before it is hashed;
 - assets: the sha256 of every file the stage reads (`Stage.assets()`: principles, exemplars, seeds, question
@@ -152,6 +153,7 @@ def key_parts(stage: Any, backend: dict[str, Any] | None, inputs: dict[str, str]
     """The parts of a stage's key, each by hash, JSON-ready (stored in the stage's report and the run manifest).
     `backend`: the backend's identity (only for a stage that uses a model); `inputs`: file name -> its key."""
     from selfalign.assets import file_hash
+    from selfalign.records import TEMPLATE_VERSION
 
     for role, path in stage.assets().items():  # a missing asset fails here, before any model loads
         if not os.path.isfile(path):
@@ -163,7 +165,7 @@ def key_parts(stage: Any, backend: dict[str, Any] | None, inputs: dict[str, str]
         if isinstance(value, str) and os.path.isdir(value):
             assets[field] = {"path": value, "hash": path_fingerprint(value)}
     return {
-        "options": digest([stage.kind, stage.model_dump(mode="json")]),
+        "options": digest([stage.kind, stage.model_dump(mode="json"), TEMPLATE_VERSION]),  # + the prompts' version
         "backend": backend if stage.needs_model else None,
         "assets": assets,
         "inputs": dict(inputs),
