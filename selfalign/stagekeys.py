@@ -70,12 +70,11 @@ def path_fingerprint(path: str) -> str:
         return f"unreadable ({e.strerror})"
 
 
-def _scripted_rules(rules: list[dict[str, Any]]) -> str:
-    """The scripted backend's model is its answers: the rule lines, and the context window. The settings that do
-    not change an answer (a delay, a log, a crash or exit point) are left out, so a script that crashed and the
-    same script without the crash are one model."""
-    kept = [r for r in rules if "text" in r or "choices" in r or "max_context" in r]
-    return digest(kept)
+def _scripted(backend: Any) -> str:
+    """The scripted backend's model is its answers: its text and choice rules, and its context window. The
+    settings that do not change an answer (a delay, a log, a crash or exit point) are left out, so a script that
+    crashed and the same script without the crash are one model."""
+    return "rules " + digest([backend.rules, backend.choice_rules, backend.max_context])
 
 
 def model_fingerprint(name: str, model: str | None) -> str:
@@ -83,12 +82,10 @@ def model_fingerprint(name: str, model: str | None) -> str:
     from selfalign.urls import redact_url
 
     if name == "scripted":
-        if not model:
-            return "none"
-        from selfalign.jsonl import read_json_lines
+        from selfalign.backends.scripted import ScriptedBackend
 
         try:
-            return "rules " + _scripted_rules([obj for _, obj in read_json_lines(model) if isinstance(obj, dict)])
+            return _scripted(ScriptedBackend(model=model))  # reads the script, nothing more
         except Exception as e:  # noqa: BLE001 - a missing or bad script fails when the stage opens it
             return f"unreadable ({type(e).__name__})"
     if name in ("transformers", "vllm") and model in (None, "", "default", "smollm2-135m-instruct"):
@@ -131,10 +128,10 @@ def backend_identity(backend: Any) -> dict[str, Any]:
         return ident
     inner = getattr(backend, "backend", backend)  # CachedBackend wraps the real one
     name = str(getattr(inner, "name", type(inner).__name__))
-    rules = getattr(inner, "rules", None)
-    if name == "scripted" and isinstance(rules, list):
-        extra = [*rules, *getattr(inner, "choice_rules", []), {"max_context": getattr(inner, "max_context", None)}]
-        return {"name": name, "model": "rules " + _scripted_rules(extra)}
+    from selfalign.backends.scripted import ScriptedBackend
+
+    if isinstance(inner, ScriptedBackend):
+        return {"name": name, "model": _scripted(inner)}
     model = getattr(inner, "model", None)
     ident = {"name": name, "model": model_fingerprint(name, str(model) if model else None)}
     if getattr(inner, "base_url", None):

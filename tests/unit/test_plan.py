@@ -386,3 +386,14 @@ def test_a_backend_is_known_by_its_model_content_and_sampling_options_only(tmp_p
     assert backend_identity(None)["model"].startswith("embedded ")  # the embedded default: its package
     plain = backend_identity(BackendConfig(name="openai", model="gpt-x", base_url="http://u:pw@h/v1"))
     assert plain == {"name": "openai", "model": "named gpt-x", "base_url": "http://u:***@h/v1"}
+
+
+def test_a_script_is_the_same_model_as_a_file_or_an_object_and_its_settings_are_not_the_model(setup):
+    from selfalign.stagekeys import backend_identity
+
+    path = str(setup["rules"])
+    ident = backend_identity(BackendConfig(name="scripted", model=path))
+    assert backend_identity(ScriptedBackend(model=path)) == ident
+    slow = write_jsonl(setup["out"].parent / "slow.jsonl", [{"delay": 1, "crash_after": 2}, *jsonl(Path(path))])
+    assert backend_identity(BackendConfig(name="scripted", model=str(slow))) == ident
+    assert backend_identity(BackendConfig(name="scripted", model=str(setup["other"]))) != ident
