@@ -290,6 +290,8 @@ def write_card(recipe: Recipe, plan: list[Planned], folder: Any, source: str | N
                 shutil.copyfile(path, const / name)
                 used.append(f"constitution/{name}")
         written.append("constitution/")
+    else:
+        say(f"{out / 'constitution'} is not this run's: left as it is, the asset files are not copied")
     if source and folder.manifest.get("own_folder") and Path(source).resolve() != (out / "recipe.toml").resolve():
         if folder.may_write("recipe.toml"):
             shutil.copyfile(source, out / "recipe.toml")
