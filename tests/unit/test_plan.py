@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from selfalign import BackendConfig, Export, Load, Pipeline, Principle
+from selfalign import BackendConfig, Export, Load, Pipeline
 from selfalign.assets import default_path
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.recipe import load_recipe, plan_text, run_recipe
