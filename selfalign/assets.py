@@ -236,5 +236,19 @@ def assets_hash(*objs: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def file_hash(path: str) -> str:
+    """The sha256 of a file's bytes (16 hex digits), read in blocks: what a pipeline keys an asset or an input
+    file on, so an edited file is a new key whatever its mtime. "missing" for a file that cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return "missing"
+    return h.hexdigest()[:16]
+
+
 __all__ = ["Principle", "Exemplar", "CritiqueExemplar", "QuestionType", "load_principles", "load_exemplars",
-           "load_critique_exemplars", "load_seeds", "load_question_types", "assets_hash", "default_path"]
+           "load_critique_exemplars", "load_seeds", "load_question_types", "assets_hash", "default_path",
+           "file_hash"]

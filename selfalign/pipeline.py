@@ -5,16 +5,23 @@
 
 Each stage writes `NAME.jsonl`, `NAME-dropped.jsonl` and `NAME.json` (its report) through the same `Runner` as
 the CLI: side files renamed when a stage finishes, resume of `principle` and `refine` by id, every drop with
-its reason. A stage whose output is already complete and newer than its input is not run again, so a pipeline
-interrupted anywhere resumes stage by stage. Every option is checked: an unknown one is an error naming it.
+its reason. Every stage has a key, a hash of everything that shapes its output (`selfalign.stagekeys`: its
+options, the backend's identity, the content of its asset files, its inputs' keys): a stage finished under the
+same key is reused, one half-done under the same key resumes, and any other starts afresh, so a rerun remakes
+exactly the stages whose key changed and every stage after them, and no file mixes two models or two principle
+sets. Every kept record carries its stage's key in `provenance[-1].recipe`. The folder is locked for the run
+and holds only its own files (`selfalign.runfolder`). Every option is checked: an unknown one is an error
+naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from selfalign.executors import Executor, LocalExecutor  # noqa: F401 - LocalExecutor: part of the API
 from selfalign.runner import Runner
@@ -66,13 +73,42 @@ class PipelineRunner(Runner):
         super().finish()
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+RESERVED = ("selfalign-run",)  # selfalign-run.json is the run's manifest
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a stage's files (it is a name, not a path), or None."""
+    if not name:
+        return "is empty"
+    if ".." in name or "/" in name or "\\" in name:
+        return f"{name!r} is a path; a stage name is a plain name (letters, digits, '-', '_', '.')"
+    if not _NAME.fullmatch(name):
+        return f"{name!r} has characters a file name should not (use letters, digits, '-', '_', '.'; no leading dot)"
+    if name in RESERVED:
+        return f"{name!r} is taken by the run's own files ({', '.join(RESERVED)})"
+    return None
+
+
+class Planned(NamedTuple):
+    """A stage of the plan: what it reads and writes (file names in the folder), its key and the key's parts."""
+
+    stage: Stage
+    inputs: list[str]
+    out: str
+    key: str
+    parts: dict[str, Any]
+
+
 class Pipeline:
     """Stages run in order into one folder; each reads the newest output of the kind it needs
     (`Refine` and `Export(verbose=True)` read refined records, `Dedup` and `Export` the newest aligned ones)."""
 
-    def __init__(self, stages: list[Stage], stamp: str | None = None):
+    def __init__(self, stages: list[Stage]):
         self.stages = stages
-        self.stamp = stamp  # the recipe hash put into every kept record's provenance
+        for st in stages:
+            if st.name is not None and (why := name_problem(st.name)):
+                raise ValueError(f"stage {st.kind!r}: name {why}")
         names = [s.label for s in stages]
         if len(set(names)) != len(names):
             raise ValueError(f"two stages write the same file: {names}; give one a name=")
@@ -118,70 +154,88 @@ class Pipeline:
             steps.append((st, inputs, out))
         return steps
 
-    def run(self, out_dir: str | os.PathLike, backend: Any = None, executor: Executor | None = None,
-            say: Callable[[str], None] | None = None) -> dict[str, Any]:
-        """Run every stage not yet done; returns each stage's Report by name. `backend`: a backend object, a
-        BackendConfig, or None (the embedded model, opened only if a stage needs it). `executor`: where the
-        stages run (default: a LocalExecutor); it is closed at the end, with every backend it opened."""
-        folder = Path(out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
+    def keyed(self, backend: Any = None) -> list[Planned]:
+        """The plan with each stage's key (`backend` as for `run`; the run's seed filled in where a stage sets
+        none). Reads the asset and input files' content, never the output folder."""
+        from selfalign.stagekeys import backend_identity, input_hash, key_of, key_parts
+
         seed = backend.seed if isinstance(backend, BackendConfig) else None
+        identity = None
+        made: dict[str, str] = {}
+        steps = []
+        for st, inputs, out in self.plan():
+            if seed is not None and getattr(st, "seed", 0) is None:  # the run's seed, where a stage sets none
+                st = st.model_copy(update={"seed": seed})
+            if st.needs_model and identity is None:
+                identity = backend_identity(backend)
+            parts = key_parts(st, identity, {name: made.get(name) or input_hash(name) for name in inputs})
+            made[out] = key = key_of(parts)
+            steps.append(Planned(st, inputs, out, key, parts))
+        return steps
+
+    def run(self, out_dir: str | os.PathLike | Any, backend: Any = None, executor: Executor | None = None,
+            say: Callable[[str], None] | None = None, allow_foreign: bool = False) -> dict[str, Any]:
+        """Run every stage not yet made under its key; returns each stage's Report by name. `backend`: a backend
+        object, a BackendConfig, or None (the embedded model, opened only if a stage needs it). `executor`: where
+        the stages run (default: a LocalExecutor); it is closed at the end, with every backend it opened.
+        `allow_foreign`: write into a folder that holds files not the run's (they are left alone)."""
+        from selfalign.runfolder import RunFolder, saved_report
+
+        tell = say or (lambda _: None)
+        steps = self.keyed(backend)
+        if isinstance(out_dir, RunFolder):  # opened (locked) by the caller, who closes it
+            folder, opened = out_dir, contextlib.nullcontext()
+        else:
+            folder = RunFolder(out_dir, allow_foreign)
+            opened = folder.open([p.stage.label for p in steps])
         reports: dict[str, Any] = {}
-        with executor or LocalExecutor() as ex:
-            for st, inputs, out in self.plan():
-                if seed is not None and getattr(st, "seed", 0) is None:  # the run's seed, where a stage sets none
-                    st = st.model_copy(update={"seed": seed})
-                paths = [str(folder / p) for p in inputs]  # (a Load's input is absolute: the join keeps it)
-                target = folder / out
-                options = _digest(st)
-                saved = _saved_report(folder / f"{st.label}.json")
-                if saved.extra.get("options") != options:  # new options: the stage's old files are not its output
-                    _forget(folder, st.label, say if target.exists() else None)
-                elif target.exists() and all(target.stat().st_mtime >= Path(p).stat().st_mtime for p in paths):
-                    reports[st.label] = saved
+        with opened, executor or LocalExecutor() as ex:
+            for p in steps:
+                st = p.stage
+                action, why = decide(folder, p)
+                if action == "reuse":
+                    reports[st.label] = saved_report(folder.path / f"{st.label}.json")
                     continue
-                runner = PipelineRunner(st, folder, say=say)
+                if action == "resume":
+                    tell(f"{st.label}: resuming its half-done files (same key {p.key})")
+                elif folder.entry(st.label):
+                    tell(f"{st.label}: {why}; making it again" if why.startswith(("half-done", "not made"))
+                         else f"{st.label}: its key changed since its files were made ({why}); making them again")
+                folder.start(st.label, p.key, p.parts, fresh=action != "resume")
+                runner = PipelineRunner(st, folder.path, say=say)
                 if st.resumable:
                     runner.resume()
-                runner.report.extra["options"] = options
+                runner.report.extra.update({"key": p.key, "key_parts": p.parts})
+                paths = [str(folder.path / x) for x in p.inputs]  # (a Load's input is absolute: the join keeps it)
                 records = runner.records(paths, st.input_model()) if paths else iter(())
-                reports[st.label] = runner.execute(_stamped(ex.run(st, backend, records, runner), self.stamp))
+                reports[st.label] = runner.execute(_stamped(ex.run(st, backend, records, runner), p.key))
+                folder.finish(st.label)
         return reports
 
 
+def decide(folder: Any, p: Planned) -> tuple[str, str]:
+    """What a run does with a stage, and why: ("reuse", ""), ("resume", why) or ("run", why)."""
+    from selfalign.stagekeys import changed
+
+    entry = folder.entry(p.stage.label)
+    if entry is None:
+        return "run", "not made yet"
+    if entry.get("key") != p.key:
+        why = changed(entry.get("parts"), p.parts)
+        return "run", why + ("; its half-done files are discarded" if entry.get("state") != "done" else "")
+    if entry.get("state") == "done":
+        if (folder.path / p.out).is_file():
+            return "reuse", ""
+        return "run", "not made yet (its file is missing)"
+    if p.stage.resumable:
+        return "resume", "half-done: resume"
+    return "run", "half-done: starts afresh (this stage does not resume)"
+
+
 def _stamped(items: Iterator[Any], stamp: str | None) -> Iterator[Any]:
-    """Put the recipe hash into the newest provenance entry of every kept record."""
+    """Put the stage's key into the newest provenance entry of every kept record."""
     for item in items:
         prov = getattr(item, "provenance", None)
         if stamp and prov:
             setattr(prov[-1], "recipe", stamp)
         yield item
-
-
-def _digest(stage: Stage) -> str:
-    import hashlib
-
-    return hashlib.sha256(f"{stage.kind} {stage.model_dump_json()}".encode()).hexdigest()[:16]
-
-
-def _forget(folder: Path, label: str, say: Callable[[str], None] | None) -> None:
-    """Remove a stage's files made under other options, so it starts afresh (and every stage after it)."""
-    if say:
-        say(f"{label}: its options changed since its files were made; making them again")
-    for name in (f"{label}.jsonl", f"{label}-dropped.jsonl", f"{label}.json"):
-        for path in (folder / name, folder / f"{name}.partial"):
-            path.unlink(missing_ok=True)
-
-
-def _saved_report(path: Path) -> Any:
-    import json
-
-    from selfalign.counts import Report
-
-    data = json.loads(path.read_text()) if path.exists() else {}
-    rep = Report(data.get("stage", path.stem))
-    rep.read, rep.kept = data.get("read", 0), data.get("kept", 0)
-    rep.dropped.update(data.get("dropped", {}))
-    rep.principles.update(data.get("principles_cited", {}))
-    rep.extra.update({k: v for k, v in data.items() if k == "options"})
-    return rep

@@ -9,13 +9,16 @@
     [[stage]]
     kind = "principle"
     [report]
-    html = true                               # report.html over every file of the run
+    html = true                               # report.html over the run's stage files
 
-`--set NAME.FIELD=VALUE` changes one option (NAME: a stage's name or kind, `backend`, or `run` for `out`);
-VALUE is read as TOML (`0.3`, `true`, `"text"`), else taken as a string. Every option is checked: an unknown
-one is an error naming it. The run writes a dataset card (README.md) beside the data, with the recipe, the
-principle set and exemplars (copied into `constitution/`), counts, drop reasons and the recipe's hash,
-which every kept record's provenance also carries.
+`--set NAME.FIELD=VALUE` changes one option (NAME: a stage's name or kind, `backend`, or `run` for `out` and
+`allow_foreign`); VALUE is read as TOML (`0.3`, `true`, `"text"`), else taken as a string. Every option is
+checked when the recipe is read (so `--dry-run` catches it): an error names the file, the stage (its number and
+kind or name) and the field. `--dry-run` prints, per stage, `run` (and which part of its key changed) or
+`reuse` (`selfalign.pipeline`). The run writes a dataset card (README.md) beside the data, with the recipe
+(credentials redacted), every stage's asset files (copied into `constitution/`), counts, drop reasons, a
+`datasets` config per exported file, and each stage's key, which every kept record of that stage carries in
+`provenance[-1].recipe`. It writes only into a folder that is its own (`selfalign.runfolder`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from selfalign.pipeline import STAGES, BackendConfig, Pipeline, Principle, Stage
+from selfalign.pipeline import STAGES, BackendConfig, Pipeline, Planned, Stage, name_problem
 
 
 class ReportConfig(BaseModel):
@@ -43,36 +46,76 @@ class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     out: str = "out/recipe"
+    allow_foreign: bool = False  # write into a folder that holds files not the run's (they are left alone)
     backend: BackendConfig = Field(default_factory=BackendConfig)
     stage: list[dict[str, Any]]
     report: ReportConfig = Field(default_factory=ReportConfig)
 
+    @field_validator("out")
+    @classmethod
+    def _out(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the output folder is empty: name a folder")
+        return value
+
     def stages(self) -> list[Stage]:
         built = []
         for i, raw in enumerate(self.stage, 1):
-            kind = raw.get("kind")
-            if kind not in STAGES:
-                raise ValueError(f"stage {i}: kind {kind!r} is not one of {', '.join(STAGES)}")
+            kind, name = raw.get("kind"), raw.get("name")
+            where = f"stage {i}" + (f" ({kind} {name!r})" if isinstance(name, str) and isinstance(kind, str)
+                                    else f" ({kind})" if isinstance(kind, str) else "")
+            if not isinstance(kind, str) or kind not in STAGES:
+                raise ValueError(f"{where}: field kind: {kind!r} is not one of {', '.join(STAGES)}")
+            if isinstance(name, str) and (why := name_problem(name)):
+                raise ValueError(f"{where}: field name: {why}")
             try:
-                built.append(STAGES[kind](**{k: v for k, v in raw.items() if k != "kind"}))
+                st = STAGES[kind](**{k: v for k, v in raw.items() if k != "kind"})
             except ValidationError as e:
-                raise ValueError(f"stage {i} ({kind}): {_errors(e)}") from None
+                raise ValueError(f"{where}: {_errors(e)}") from None
+            if kind == "export":  # (a Literal in steps.py makes this pydantic's own error)
+                from selfalign.stages.export import FORMATS
+
+                if getattr(st, "format", None) not in FORMATS:
+                    raise ValueError(f"{where}: field format: {st.format!r} is not one of {', '.join(FORMATS)}")
+            built.append(st)
         return built
 
-    def digest(self) -> str:
-        """The recipe's hash: its resolved options and the text of the principles and exemplars it uses."""
-        from selfalign import assets
+    def plan(self) -> list[Planned]:
+        """Each stage with its key (`Pipeline.keyed`)."""
+        return Pipeline(self.stages()).keyed(self.backend)
 
-        parts: list[Any] = [self.model_dump(mode="json", exclude={"out"})]
-        for st in self.stages():
-            if isinstance(st, Principle):
-                parts.append(assets.assets_hash(assets.load_principles(st.principles),
-                                                assets.load_exemplars(st.exemplars), st.persona))
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    def shown(self) -> dict[str, Any]:
+        """The resolved recipe as JSON, credentials redacted (for the card and the plan)."""
+        from selfalign.urls import redact_url
+
+        data = self.model_dump(mode="json")
+        for field in ("base_url", "model"):
+            if isinstance(data["backend"].get(field), str):
+                data["backend"][field] = redact_url(data["backend"][field])
+        return data
+
+
+def run_hash(plan: list[Planned]) -> str:
+    """One hash over every stage's key, in order: the run as a whole (each record carries its stage's key)."""
+    return hashlib.sha256(json.dumps([(p.stage.label, p.key) for p in plan]).encode()).hexdigest()[:16]
 
 
 def _errors(e: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'recipe'}: {err['msg']}" for err in e.errors())
+    """Pydantic's errors as `field NAME: message (got TYPE)`: never the value itself (it may be a secret)."""
+    said = []
+    for err in e.errors():
+        at = list(err["loc"])
+        if len(at) > 1 and at[0] == "stage" and isinstance(at[1], int):  # [[stage]] tables count from 1
+            said.append(f"stage {at[1] + 1}: " + _errors_one(at[2:], err))
+            continue
+        said.append(_errors_one(at, err))
+    return "; ".join(said)
+
+
+def _errors_one(at: list[Any], err: Any) -> str:
+    loc = ".".join(str(x) for x in at)
+    got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {type(err.get('input')).__name__})"
+    return f"field {loc}: {err['msg']}{got}" if loc else f"{err['msg']}{got}"
 
 
 def _value(text: str) -> Any:
@@ -83,31 +126,49 @@ def _value(text: str) -> Any:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe and apply `--set` overrides; every problem is a ValueError naming the file or option."""
+    """Read a recipe and apply `--set` overrides; every problem is a ValueError naming the file, the stage and
+    the field."""
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        raw = Path(path).read_bytes()
     except OSError as e:
         raise ValueError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); save the recipe as UTF-8") \
+            from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: {e}") from None
     for item in overrides or []:
         key, sep, text = item.partition("=")
         name, dot, field = key.strip().partition(".")
         if not (sep and dot and field):
-            raise ValueError(f"--set {item}: expected NAME.FIELD=VALUE, e.g. principle.temperature=0.3")
+            raise ValueError(f"--set {key.strip() or item}: expected NAME.FIELD=VALUE, e.g. principle.temperature=0.3")
         if name == "run":
             data[field] = _value(text)
         elif name in ("backend", "report"):
-            data.setdefault(name, {})[field] = _value(text)
+            if not isinstance(data.setdefault(name, {}), dict):
+                raise ValueError(f"{path}: [{name}] must be a table")
+            data[name][field] = _value(text)
         else:
-            hits = [s for s in data.get("stage", []) if (s.get("name") or s.get("kind")) == name]
+            listed = [s for s in data.get("stage", []) if isinstance(s, dict)] \
+                if isinstance(data.get("stage"), list) else []
+            hits = [s for s in listed if (s.get("name") or s.get("kind")) == name]
             if not hits:
-                hits = [s for s in data.get("stage", []) if s.get("kind") == name]
+                hits = [s for s in listed if s.get("kind") == name]
             if len(hits) != 1:
-                raise ValueError(f"--set {item}: {'no' if not hits else 'more than one'} stage is called {name!r}")
+                raise ValueError(f"--set {key.strip()}: {'no' if not hits else 'more than one'} stage is called "
+                                 f"{name!r}")
             hits[0][field] = _value(text)
     try:
         recipe = Recipe(**data)
+        from selfalign.backends import NAMES
+
+        if recipe.backend.name not in NAMES:
+            raise ValueError(f"field backend.name: {recipe.backend.name!r} is not one of {', '.join(NAMES)}")
         Pipeline(recipe.stages())  # checks every stage's options and file names now
     except ValidationError as e:
         raise ValueError(f"{path}: {_errors(e)}") from None
@@ -117,32 +178,63 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def plan_text(recipe: Recipe) -> str:
-    """The resolved plan: what each stage reads and writes, with its options."""
-    lines = [f"out: {recipe.out}", f"backend: {recipe.backend.name} {recipe.backend.model_dump(exclude_defaults=True)}",
-             f"recipe hash: {recipe.digest()}"]
-    for st, inputs, out in Pipeline(recipe.stages()).plan():
-        opts = st.model_dump(exclude_defaults=True, exclude={"name"})
-        lines.append(f"{st.label:>14}: {' + '.join(inputs) or '(generates)'} -> {out}  {opts or ''}".rstrip())
+    """The resolved plan: what each stage reads and writes, with its options, and whether a run would make it
+    (`run`, with which part of its key changed) or take it as it is (`reuse`). Reads the folder, writes nothing."""
+    from selfalign.pipeline import decide
+    from selfalign.runfolder import RunFolder
+    from selfalign.runner import RunError
+
+    plan = recipe.plan()
+    backend = recipe.shown()["backend"]
+    shown = {k: v for k, v in backend.items() if k != "name" and v != BackendConfig.model_fields[k].default}
+    lines = [f"out: {recipe.out}", f"backend: {recipe.backend.name} {shown}", f"run hash: {run_hash(plan)}"]
+    folder = RunFolder(recipe.out, recipe.allow_foreign)
+    try:
+        foreign = folder.foreign()
+    except RunError as e:
+        foreign, lines[0] = [], f"out: {recipe.out}: {e}"
+    if foreign:
+        lines.append(f"folder: holds files that are not this run's ({', '.join(foreign[:3])}"
+                     + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "") + "): "
+                     + ("they are left alone" if recipe.allow_foreign else "the run would be refused"))
+    for p in plan:
+        opts = p.stage.model_dump(exclude_defaults=True, exclude={"name"})
+        lines.append(f"{p.stage.label:>14}: {' + '.join(p.inputs) or '(generates)'} -> {p.out}  {opts or ''}".rstrip())
+        action, why = decide(folder, p)
+        lines.append(f"{'':>14}  {action}" + (f" ({why})" if why and action != "reuse" else "") + f", key {p.key}")
     if recipe.report.html:
-        lines.append(f"{'report':>14}: every file -> report.html")
+        lines.append(f"{'report':>14}: the stage files -> report.html")
     return "\n".join(lines)
 
 
-def run_recipe(recipe: Recipe, say: Any = None, source: str | None = None) -> dict[str, Any]:
-    """Run the recipe into its folder (resuming), then write report.html and the dataset card."""
-    out = Path(recipe.out)
-    digest = recipe.digest()
-    reports = Pipeline(recipe.stages(), stamp=digest).run(out, backend=recipe.backend, say=say)
-    if recipe.report.html:
-        from selfalign.report_page import Summary, render_html
+def run_recipe(recipe: Recipe, say: Any = None, source: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Run the recipe into its folder (resuming), then write report.html and the dataset card, under the
+    folder's lock. Returns each stage's report and the names of the card files written."""
+    from selfalign.runfolder import RunFolder, stage_files
 
-        summary = Summary()
-        for f in sorted(out.glob("*.jsonl")) + sorted(out.glob("*.json")):
-            if not f.name.endswith((".partial", ".corrupt.jsonl")):
-                summary.add_file(str(f))
-        (out / "report.html").write_text(render_html(summary), encoding="utf-8")
-    write_card(recipe, reports, digest, source)
-    return reports
+    tell = say or (lambda _: None)
+    pipeline = Pipeline(recipe.stages())
+    plan = pipeline.keyed(recipe.backend)
+    written: list[str] = []
+    with RunFolder(recipe.out, recipe.allow_foreign).open([p.stage.label for p in plan]) as folder:
+        reports = pipeline.run(folder, backend=recipe.backend, say=say)
+        out = folder.path
+        if recipe.report.html:
+            if folder.may_write("report.html"):
+                from selfalign.report_page import Summary, render_html
+
+                summary = Summary()
+                for p in plan:  # the run's own stage files, nothing else in the folder
+                    for name in stage_files(p.stage.label):
+                        if (out / name).is_file():
+                            summary.add_file(str(out / name))
+                (out / "report.html").write_text(render_html(summary), encoding="utf-8")
+                written.append("report.html")
+            else:
+                tell(f"{out / 'report.html'} is not this run's file: left as it is")
+        written += write_card(recipe, plan, folder, source, tell)
+    first = ("README.md", "report.html")
+    return reports, sorted(written, key=lambda n: first.index(n) if n in first else len(first))
 
 
 def _counts(out: Path, label: str) -> tuple[int, Counter[str], Counter[str]]:
@@ -165,26 +257,48 @@ def _counts(out: Path, label: str) -> tuple[int, Counter[str], Counter[str]]:
     return kept, drops, cited
 
 
-def write_card(recipe: Recipe, reports: dict[str, Any], digest: str, source: str | None) -> Path:
-    """README.md beside the data: a dataset card with the usual metadata block, and the constitution."""
-    from selfalign import assets
+def _config_names(labels: list[str]) -> dict[str, str]:
+    """A `datasets` config name per exported file: the stage's name with `-` and `.` turned to `_`."""
+    names: dict[str, str] = {}
+    for label in labels:
+        name = label.replace("-", "_").replace(".", "_")
+        while name in names.values():
+            name += "_"
+        names[label] = name
+    return names
 
-    out = Path(recipe.out)
-    const = out / "constitution"
-    const.mkdir(parents=True, exist_ok=True)
+
+def write_card(recipe: Recipe, plan: list[Planned], folder: Any, source: str | None,
+               say: Any = lambda _: None) -> list[str]:
+    """README.md beside the data: a dataset card with the usual metadata block (one `datasets` config per
+    exported file), the constitution (every stage's asset files) and each stage's key. Writes only what is the
+    run's (`folder.may_write`); returns the names written."""
+    out = folder.path
+    written: list[str] = []
     used: list[str] = []
-    for st in recipe.stages():
-        if isinstance(st, Principle):
-            for label, path in (("principles", st.principles or assets.default_path("principles", "default.md")),
-                                ("exemplars", st.exemplars or assets.default_path("exemplars", "default.yaml"))):
-                if Path(path).is_file():
-                    shutil.copyfile(path, const / f"{st.label}-{label}{Path(path).suffix}")
-                    used.append(f"constitution/{st.label}-{label}{Path(path).suffix}")
-    if source and Path(source).resolve() != (out / "recipe.toml").resolve():
-        shutil.copyfile(source, out / "recipe.toml")
-    sft = [st.label for st in recipe.stages() if st.kind == "export"]
-    counts = {st.label: _counts(out, st.label) for st in recipe.stages()}  # from the files: resumed runs included
-    kept = sum(counts[s][0] for s in sft)
+    if folder.may_write("constitution"):
+        const = out / "constitution"
+        const.mkdir(exist_ok=True)
+        for p in plan:
+            for role, path in p.stage.assets().items():
+                if role.startswith("against"):  # dedup's reference sets (often evaluation data): named, not copied
+                    used.append(f"{p.stage.label} {role}: `{path}` (sha256 {p.parts['assets'][role]['hash']}...)")
+                    continue
+                if not Path(path).is_file():
+                    continue
+                name = f"{p.stage.label}-{role}{Path(path).suffix}"
+                shutil.copyfile(path, const / name)
+                used.append(f"constitution/{name}")
+        written.append("constitution/")
+    else:
+        say(f"{out / 'constitution'} is not this run's: left as it is, the asset files are not copied")
+    if source and folder.manifest.get("own_folder") and Path(source).resolve() != (out / "recipe.toml").resolve():
+        if folder.may_write("recipe.toml"):
+            shutil.copyfile(source, out / "recipe.toml")
+            written.append("recipe.toml")
+    exports = [p.stage.label for p in plan if p.stage.kind == "export"]
+    counts = {p.stage.label: _counts(out, p.stage.label) for p in plan}  # from the files: resumed runs included
+    kept = sum(counts[s][0] for s in exports)
     size = "n<1K" if kept < 1000 else "1K<n<10K" if kept < 10_000 else "10K<n<100K" if kept < 100_000 else "n>100K"
     rows = []
     cited: Counter[str] = Counter()
@@ -192,7 +306,16 @@ def write_card(recipe: Recipe, reports: dict[str, Any], digest: str, source: str
         cited.update(principles)
         why = ", ".join(f"{r} {n}" for r, n in drops.most_common()) or "-"
         rows.append(f"| {name} | {n_kept + sum(drops.values())} | {n_kept} | {why} |")
-    files = "\n".join(f"  - split: {s}\n    path: {s}.jsonl" for s in sft)
+    configs = _config_names([s for s in exports if counts[s][0]])  # an empty file is no split
+    blocks = [f"- config_name: {c}\n" + ("  default: true\n" if i == 0 else "")
+              + f"  data_files:\n  - split: train\n    path: {label}.jsonl"
+              for i, (label, c) in enumerate(configs.items())]
+    keys = "\n".join(f"  {p.stage.label}: \"{p.key}\"" for p in plan)
+    key_rows = "\n".join(f"| {p.stage.label} | `{p.key}` |" for p in plan)
+    loads = "\n".join(f'load_dataset("PATH", "{c}")  # {label}.jsonl' for label, c in configs.items())
+    shown = recipe.shown()
+    rhash = run_hash(plan)
+    default_model = "the backend default (embedded: SmolLM2-135M-Instruct)"
     text = f"""---
 license: other
 task_categories:
@@ -204,24 +327,38 @@ tags:
 - sft
 size_categories:
 - {size}
-configs:
-- config_name: default
-  data_files:
-{files}
-selfalign_recipe_hash: {digest}
+{"configs:" + chr(10) + chr(10).join(blocks) if blocks else ""}
+selfalign_run_hash: "{rhash}"
+selfalign_stage_keys:
+{keys}
 ---
 
 # Synthetic SFT data made with selfalign
 
-Made by `selfalign run` from the recipe below (hash `{digest}`, also in the provenance of every record in the
-stage files).
+Made by `selfalign run` from the recipe below. Every stage has a key, a hash of everything that shaped its
+output (its options, the backend and model, the content of the files it reads, the keys of its inputs); every
+kept record of a stage carries that stage's key in `provenance[-1].recipe`. The run hash `{rhash}` covers
+every stage's key.
 The answers were written under a principle set with worked exemplars (SELF-ALIGN); the principles and the
 model's internal thoughts were removed from the exported files ("principle engraving").
 
+## Loading
+
+```python
+from datasets import load_dataset
+{loads or "# no exported file has records"}
+```
+
 ## Backend and sampling
 
-- backend: `{recipe.backend.name}`, model: `{recipe.backend.model or 'embedded default (SmolLM2-135M-Instruct)'}`
+- backend: `{recipe.backend.name}`, model: `{shown["backend"]["model"] or default_model}`
 - per-stage sampling: see each stage's options below and the `provenance` field of the records.
+
+## Stage keys
+
+| stage | key (in `provenance[-1].recipe`) |
+| --- | --- |
+{key_rows}
 
 ## Counts per stage
 
@@ -235,18 +372,20 @@ model's internal thoughts were removed from the exported files ("principle engra
 
 ## The constitution
 
-{chr(10).join(f"- [{u}]({u})" for u in used) or "- none"}
+{chr(10).join(f"- [{u}]({u})" if u.startswith("constitution/") else f"- {u}" for u in used) or "- none"}
 
 ## The recipe
 
-{"The file as given is copied to `recipe.toml`. " if source else ""}Resolved, with any `--set` applied:
+{"The file as given is copied to `recipe.toml`. " if "recipe.toml" in written else ""}\
+Resolved, with any `--set` applied (credentials redacted):
 
 ```json
-{json.dumps(recipe.model_dump(mode="json"), indent=2)}
+{json.dumps(shown, indent=2)}
 ```
-
-A report of the data is in `report.html`.
-"""
-    path = out / "README.md"
-    path.write_text(text, encoding="utf-8")
-    return path
+{"" if not recipe.report.html else chr(10) + "A report of the data is in `report.html`." + chr(10)}"""
+    if folder.may_write("README.md"):
+        (out / "README.md").write_text(text, encoding="utf-8")
+        written.insert(0, "README.md")
+    else:
+        say(f"{out / 'README.md'} is not this run's file: left as it is")
+    return written

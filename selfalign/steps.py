@@ -93,6 +93,11 @@ class Stage(BaseModel):
         """What the stage reads from files, read where the run is driven; tells the runner what it will show."""
         return {}
 
+    def assets(self) -> dict[str, str]:
+        """The asset files the stage reads (role -> path, bundled defaults included): their content is part of
+        the stage's key in a pipeline, so an edited file makes the stage again."""
+        return {}
+
     def embeds(self) -> tuple[str | None, bool] | None:
         """The embedding model the stage needs, (name, cached), or None: the executor starts it (once for
         every stage that names the same one) and hands it to `build`."""
@@ -111,6 +116,13 @@ def _keep(values: list[str]) -> frozenset[str]:
     from selfalign.gates import parse_keep
 
     return parse_keep(values or None)
+
+
+def _asset(path: str | None, *default: str) -> str:
+    """The file a stage reads: the user's, else the bundled one."""
+    from selfalign.assets import default_path
+
+    return path or default_path(*default)
 
 
 class _Generate(Stage):
@@ -149,6 +161,9 @@ class SelfInstruct(_Generate):
         self._count(runner)
         return {"pool": assets.load_seeds(self.seeds)}
 
+    def assets(self) -> dict[str, str]:
+        return {"seeds": _asset(self.seeds, "exemplars", "seed_tasks.jsonl")}
+
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.generate import self_instruct
 
@@ -167,6 +182,9 @@ class RedTeam(_Generate):
 
         self._count(runner)
         return {"types": assets.load_question_types(self.question_types)}
+
+    def assets(self) -> dict[str, str]:
+        return {"question_types": _asset(self.question_types, "exemplars", "question_types.txt")}
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.generate import red_team
@@ -216,6 +234,10 @@ class Principle(_Answering):
         principles = assets.load_principles(self.principles)
         runner.principle_names = {p.id: p.name for p in principles}
         return {"principles": principles, "exemplars": assets.load_exemplars(self.exemplars)}
+
+    def assets(self) -> dict[str, str]:
+        return {"principles": _asset(self.principles, "principles", "default.md"),
+                "exemplars": _asset(self.exemplars, "exemplars", "default.yaml")}
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.principle import PrincipleConfig, PrincipleStage
@@ -281,6 +303,10 @@ class Critique(_Answering):
         runner.principle_names = {p.id: p.name for p in principles}
         return {"principles": principles, "exemplars": assets.load_critique_exemplars(self.exemplars)}
 
+    def assets(self) -> dict[str, str]:
+        return {"principles": _asset(self.principles, "principles", "default.md"),
+                "exemplars": _asset(self.exemplars, "exemplars", "critique.yaml")}
+
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.critique import CritiqueConfig, CritiqueStage, parse_keep
 
@@ -319,6 +345,9 @@ class Judge(_Answering):
         runner.principle_names = {p.id: p.name for p in principles}
         return {"principles": principles}
 
+    def assets(self) -> dict[str, str]:
+        return {"principles": _asset(self.principles, "principles", "default.md")}
+
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.judge import JudgeConfig, judge
 
@@ -354,6 +383,9 @@ class Dedup(Stage):
 
     def embeds(self) -> tuple[str | None, bool] | None:
         return (self.embedding_model, self.cache) if self.threshold is None or self.threshold <= 1 else None
+
+    def assets(self) -> dict[str, str]:
+        return {f"against {i}": path for i, path in enumerate(self.against, 1)}
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         from selfalign.stages.dedup import DedupConfig, dedup

@@ -129,12 +129,16 @@ def export(
 def run_recipe(
     recipe: Annotated[str, typer.Argument(help="Recipe file (TOML): the backend, the stages in order, the output folder.")],
     set_: Annotated[list[str] | None, typer.Option("--set", metavar="NAME.FIELD=VALUE", help="Change one option "
-                    "(repeatable), e.g. principle.temperature=0.3, backend.model=/models/x, run.out=out/big.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan and stop.")] = False,
+                    "(repeatable), e.g. principle.temperature=0.3, backend.model=/models/x, run.out=out/big, "
+                    "run.allow_foreign=true (write into a folder that holds other files; they are left alone).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan: per stage, run (and which "
+                       "part of its key changed) or reuse; writes nothing.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Run a whole workflow from one recipe file into one folder, resuming stage by stage; writes report.html
-    and a dataset card (README.md) with the constitution beside the data.
+    """Run a whole workflow from one recipe file into one folder (its own: locked, holding only its files); a
+    rerun remakes exactly the stages whose key (options, model, asset files, inputs) changed and those after
+    them, and resumes a half-done one under the same key. Writes report.html and a dataset card (README.md)
+    with the constitution beside the data.
 
     Example: [bold]selfalign run examples/recipe.toml --set self-instruct.num=100 --dry-run[/]
     """
@@ -150,16 +154,18 @@ def run_recipe(
         if dry_run:
             typer.echo(plan_text(plan))
             return
+    except RunError as e:
+        fail(str(e), e.code)
     except user_errors as e:
         fail(str(e))
     say = (lambda _: None) if quiet else Run._say
     try:
-        reports = run_all(plan, say=say, source=recipe)
+        reports, written = run_all(plan, say=say, source=recipe)
     except Stopped as e:
         console.print(f"[yellow]{escape_text(str(e))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(e.code) from None
-    except RunError as e:
-        fail(str(e), e.code)
+    except RunError as e:  # the library names its option; here it is a --set
+        fail(str(e).replace("or allow_foreign", "or --set run.allow_foreign=true"), e.code)
     except user_errors as e:
         fail(str(e))
     if not quiet:
@@ -167,7 +173,8 @@ def run_recipe(
             top = ", ".join(f"{r} {n}" for r, n in rep.dropped.most_common(3))
             console.print(f"{name:>14}: {rep.read} read, {rep.kept} kept" + (f" (dropped: {top})" if top else ""),
                           highlight=False)
-        console.print(f"done: {plan.out} (README.md, report.html)", highlight=False)
+        console.print(f"done: {escape_text(plan.out)}" + (f" ({', '.join(written)})" if written else ""),
+                      highlight=False, soft_wrap=True)
 
 
 class ReportFormat(str, Enum):

@@ -72,7 +72,7 @@ def test_recipe_runs_resumes_after_a_crash_and_writes_a_dataset_card(tmp_path):
     recipe.write_text(RECIPE.format(out=out, rules=crash, prompts=prompts))
     env = {"SELFALIGN_CACHE_DIR": str(tmp_path / "cache")}
     plan = run_cli("run", str(recipe), "--dry-run", env=env).stdout
-    assert "principle: load.jsonl -> principle.jsonl" in plan and "recipe hash:" in plan
+    assert "principle: load.jsonl -> principle.jsonl" in plan and "run hash:" in plan
     bad = run_cli("run", str(recipe), "--set", "principle.temprature=0.3", check=False, env=env)
     assert bad.returncode == 2 and "temprature" in bad.stderr
     first = run_cli("run", str(recipe), check=False, env=env)
@@ -85,9 +85,9 @@ def test_recipe_runs_resumes_after_a_crash_and_writes_a_dataset_card(tmp_path):
     sft = jsonl(out / "sft.jsonl")
     assert len(sft) == 6
     card = (out / "README.md").read_text()
-    digest = card.split("selfalign_recipe_hash: ", 1)[1].split()[0]
+    digest = card.split("selfalign_stage_keys:", 1)[1].split("principle: ", 1)[1].split()[0].strip('"')
     assert card.startswith("---\n") and "task_categories:" in card and "| principle | 6 | 6 |" in card
     stamped = [r["provenance"][-1].get("recipe") for r in jsonl(out / "principle.jsonl")]
-    assert stamped[-2:] == [digest, digest]  # the records made by the resumed run carry the recipe's hash
+    assert stamped == [digest] * 6  # the records made before and after the crash carry the stage's key
     assert (out / "constitution" / "principle-principles.md").exists() and (out / "report.html").exists()
     assert json.loads((out / "principle.json").read_text())["kept"] == 2

@@ -32,5 +32,5 @@ def test_each_stage_reads_the_newest_answers_and_changed_options_redo_a_stage(tm
     said = []
     Pipeline([Load(path=str(prompts)), Principle(keep=["all"], temperature=0.1), Export()]).run(
         out, backend=backend, say=said.append)
-    assert any("principle: its options changed" in m for m in said)
+    assert any("principle: its key changed since its files were made (options)" in m for m in said)
     assert {r["provenance"][-1]["sampling"]["temperature"] for r in jsonl(out / "principle.jsonl")} == {0.1}
