@@ -16,16 +16,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from selfalign.normalize import NUMBER_WORDS as _NUMBER_WORDS
+from selfalign.normalize import TOKEN as _TOKEN
+from selfalign.normalize import tokens
+
 NUM_PERM = 128
 BANDS = 32  # 32 bands of 4 rows: pairs with Jaccard 0.5 are candidates with probability 0.87, 0.6 with 0.99
 SEED = 7
 
-from selfalign.normalize import NUMBER_WORDS as _NUMBER_WORDS
-from selfalign.normalize import TOKEN as _TOKEN
-from selfalign.normalize import tokens
 _NEGATION = {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot", "can't", "won't",
              "don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't", "shouldn't", "wouldn't",
-             "couldn't", "mustn't", "haven't", "hasn't", "hadn't", "n't", "nor"}
+             "couldn't", "mustn't", "haven't", "hasn't", "hadn't", "n't"}
 _DIRECTION = {"to", "into", "from", "than", "vs", "versus", "over", "before", "after", "against"}
 # opposites: a pair of prompts that differ by one of these asks for opposite things
 _OPPOSITES = [tuple(p.split("/")) for p in """increase/decrease raise/lower rise/fall grow/shrink gain/lose win/lose

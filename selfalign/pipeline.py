@@ -237,5 +237,5 @@ def _stamped(items: Iterator[Any], stamp: str | None) -> Iterator[Any]:
     for item in items:
         prov = getattr(item, "provenance", None)
         if stamp and prov:
-            setattr(prov[-1], "recipe", stamp)
+            prov[-1].recipe = stamp
         yield item

@@ -302,8 +302,8 @@ class CritiqueStage:
             if todo:
                 checks = {id(rec): check for _, rec, check in todo}
                 got = answer_batch(STAGE, self.backend, self.params, [rec for _, rec, _ in todo],
-                                   lambda r: self.render(r, checks[id(r)]),
-                                   lambda r, c: self.judge(r, checks[id(r)], c))
+                                   lambda r, checks=checks: self.render(r, checks[id(r)]),
+                                   lambda r, c, checks=checks: self.judge(r, checks[id(r)], c))
                 for (i, _, _), out in zip(todo, got, strict=True):
                     outs[i] = out
             yield from self._meaning(outs)

@@ -167,13 +167,13 @@ class PrincipleStage:
         if self.cfg.n > 1:
             for o in outs:
                 if isinstance(o, Dropped) and o.drop_reason in REJECTABLE and not getattr(o, "_answer", None):
-                    setattr(o, "_answer", (o.record or {}).get("response"))
+                    o._answer = (o.record or {}).get("response")
         return outs
 
     def _judge_keeping_answer(self, rec: PromptRecord, comp: Completion) -> AlignedRecord | Dropped:
         out = self.judge(rec, comp)
         if isinstance(out, Dropped) and out.drop_reason in REJECTABLE and (parts := self.split(comp.text)):
-            setattr(out, "_answer", self._renamed(parts[1].strip()))  # as a kept answer would be
+            out._answer = self._renamed(parts[1].strip())  # as a kept answer would be
         return out
 
     def _renamed(self, answer: str) -> str:

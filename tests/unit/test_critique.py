@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from selfalign import assets
 from selfalign.backends.base import Completion
@@ -221,7 +222,7 @@ def test_gates_on_the_revision_can_be_turned_off_and_unknown_names_are_refused()
     assert parse_keep(["all"]) >= {"truncated", "persona_leak"}
     with pytest.raises(ValueError, match="missing_thoughts"):
         parse_keep(["missing_thoughts"])
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="samples"):
         CritiqueConfig(samples=3)  # extra="forbid"
 
 

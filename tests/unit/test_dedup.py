@@ -10,7 +10,7 @@ def unit_rows(n, dim=24, dups=0.3, seed=0):
 
     rng = np.random.default_rng(seed)
     rows = []
-    for k in range(n):
+    for _ in range(n):
         if rows and rng.random() < dups:
             rows.append(rows[rng.integers(len(rows))] + 0.08 * rng.normal(size=dim))
         else:
