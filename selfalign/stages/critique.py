@@ -34,7 +34,7 @@ from selfalign.gates import parse_keep as gate_parse_keep
 from selfalign.gates.meaning import MeaningGates
 from selfalign.gates.text import find_loop
 from selfalign.records import AlignedRecord, CritiquedRecord, Dropped, Provenance, normalize_text
-from selfalign.stages.common import answer_batch, batched, clip, drop
+from selfalign.stages.common import answer_batch, chunks, clip, drop
 
 STAGE = "critique"
 TEMPLATE = "critique-1"  # bump when the prompt text below changes (it is part of the provenance)
@@ -290,7 +290,7 @@ class CritiqueStage:
 
     def run(self, records: Iterable[AlignedRecord]) -> Iterator[CritiquedRecord | Dropped]:
         """Records out in input order, each kept (with or without a revision) or dropped with a reason."""
-        for batch in batched(records, self.cfg.batch_size or getattr(self.backend, "chunk_size", 16)):
+        for batch in chunks(records, self.cfg.batch_size, self.backend):
             outs: list[Any] = [None] * len(batch)
             todo: list[tuple[int, AlignedRecord, list[str]]] = []
             for i, rec in enumerate(batch):

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from selfalign.assets import Principle
 from selfalign.backends.base import Backend, SamplingParams
 from selfalign.records import Dropped, Provenance, Record
-from selfalign.stages.common import batched, count_tokens, drop
+from selfalign.stages.common import chunks, count_tokens, drop
 from selfalign.templates import render_principles
 
 STAGE = "judge"
@@ -208,7 +208,7 @@ def judge(records: Iterable[Record | dict], backend: Backend, config: JudgeConfi
     prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model, sampling=sampling)
     one = pid != "all"
 
-    for batch in batched(records, config.batch_size or max(1, getattr(backend, "chunk_size", 16) // 2)):
+    for batch in chunks(records, config.batch_size, backend, share=2):
         results: list[Any] = []
         ready: list[tuple[int, Record, tuple[str, str], list[str]]] = []
         rendered: list[tuple[int, Record, tuple[str, str], list[str]]] = []

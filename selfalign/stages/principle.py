@@ -30,7 +30,7 @@ from selfalign.counts import Report
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
 from selfalign.gates.text import ngrams, words
-from selfalign.stages.common import answer_batch, batched, count_tokens, drop
+from selfalign.stages.common import answer_batch, chunks, count_tokens, drop
 from selfalign.stages.common import clip as _clip
 from selfalign.templates import principle_prefix, principle_prompt, principle_turn_stops
 
@@ -145,7 +145,7 @@ class PrincipleStage:
 
     def run(self, records: Iterable[PromptRecord]) -> Iterator[AlignedRecord | Dropped]:
         """Records out in input order, each kept or dropped with a reason."""
-        for batch in batched(records, self.cfg.batch_size or getattr(self.backend, "chunk_size", 16)):
+        for batch in chunks(records, self.cfg.batch_size, self.backend):
             # the judge's check is one more gate on each sample, so a sample it rejects can be a pair's other side
             samples = [self.gate(s) if self.judge_method else s for s in (self.answer(batch, i) for i in range(self.cfg.n))]
             yield from (samples[0] if self.cfg.n == 1 else

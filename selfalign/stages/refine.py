@@ -12,7 +12,7 @@ from selfalign.records import AlignedRecord, Dropped, Provenance, RefinedRecord
 from selfalign.counts import Report
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
-from selfalign.stages.common import answer_batch, batched, clip as _clip, drop
+from selfalign.stages.common import answer_batch, chunks, clip as _clip, drop
 from selfalign.templates import refine_prompt
 
 STAGE = "refine"
@@ -66,6 +66,6 @@ def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineCon
         return RefinedRecord.model_validate(rec.with_stage(prov, verbose_response=clean_verbose(
             v.answer, config.max_list_items)))
 
-    for batch in batched(records, config.batch_size or getattr(backend, "chunk_size", 16)):
+    for batch in chunks(records, config.batch_size, backend):
         render = lambda rec: refine_prompt(rec.prompt, config.persona)  # noqa: E731
         yield from meaning.apply(STAGE, answer_batch(STAGE, backend, params, batch, render, judge), "verbose_response")
