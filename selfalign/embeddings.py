@@ -140,7 +140,9 @@ class Embedder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # stderr carries selfalign's own progress
+        from selfalign.threads import use_free_cores
 
+        use_free_cores()
         self.name = model or DEFAULT_EMBEDDING_MODEL
         self.st: Any = SentenceTransformer(embedding_model_path(model), device=device)
         self.batch_size = batch_size  # 32: 250 texts/s on 2 CPU cores vs 235 at 64 and 190 at 128 (less padding)

@@ -86,8 +86,11 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from selfalign.threads import use_free_cores
+
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        use_free_cores()
         self._torch = torch
         self.model = resolve_model(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")

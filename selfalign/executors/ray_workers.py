@@ -20,9 +20,10 @@ def _actor_setup(cache_dir: str | None, threads: int | None, uses_torch: bool) -
     if cache_dir:
         os.environ["SELFALIGN_CACHE_DIR"] = cache_dir
     if threads and uses_torch:
-        import torch
+        os.environ["SELFALIGN_THREADS"] = str(threads)  # what selfalign.threads gives torch in this actor
+        from selfalign.threads import use_free_cores
 
-        torch.set_num_threads(threads)
+        use_free_cores()
 
 
 def _error(e: BaseException) -> str:

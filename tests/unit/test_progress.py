@@ -68,3 +68,12 @@ def test_a_stage_ramps_up_to_the_backends_chunk_unless_a_batch_size_is_given():
     assert [len(b) for b in chunks(range(30), None, Backend(), share=2)] == [1, 2, 4, 4, 4, 4, 4, 4, 3]
     assert [len(b) for b in chunks(range(10), 4, Backend())] == [4, 4, 2]  # a given batch size is kept as it is
     assert [len(b) for b in chunks(range(1), None, Backend())] == [1] and list(chunks([], None, Backend())) == []
+
+
+def test_torch_gets_the_cores_the_load_leaves_free_at_least_one():
+    from selfalign.threads import free_cores
+
+    assert free_cores(2, 0.1) == 2  # idle
+    assert free_cores(2, 1.0) == 1  # one busy process beside it
+    assert free_cores(2, 4.6) == 1  # never none
+    assert free_cores(8, 2.4) == 6 and free_cores(8, -1) == 8
