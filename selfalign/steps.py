@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from selfalign.runner import Runner
 
@@ -28,6 +28,12 @@ TopP = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Penalty = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 BackendName = Literal["transformers", "vllm", "openai", "scripted"]  # selfalign.backends.NAMES
 ExportFormat = Literal["messages", "sharegpt", "alpaca", "dpo"]
+
+
+def not_applied(model: BaseModel, field: str, why: str) -> None:
+    """Refuse a field given a value that would change nothing: "FIELD: WHY" (the CLI names its option)."""
+    if getattr(model, field) != type(model).model_fields[field].get_default(call_default_factory=True):
+        raise ValueError(f"{field}: {why}")
 
 
 class BackendConfig(BaseModel):
@@ -227,6 +233,13 @@ class Principle(_Answering):
     judge_threshold: Finite = 0.0
     judge_method: Literal["auto", "logprobs", "vote"] = "auto"
 
+    @model_validator(mode="after")
+    def _applies(self) -> Principle:
+        if not self.judge:
+            not_applied(self, "judge_threshold", "applies only with judge=true")
+            not_applied(self, "judge_method", "applies only with judge=true")
+        return self
+
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
 
@@ -336,6 +349,13 @@ class Judge(_Answering):
     batch_size: Count | None = None
     seed: int | None = None
 
+    @model_validator(mode="after")
+    def _applies(self) -> Judge:
+        if self.method == "logprobs":
+            not_applied(self, "samples", "applies only to a vote (method=vote or auto), not method=logprobs")
+            not_applied(self, "vote_max_tokens", "applies only to a vote (method=vote or auto), not method=logprobs")
+        return self
+
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
         from selfalign.stages.judge import JudgeConfig, principles_for
@@ -375,6 +395,20 @@ class Dedup(Stage):
     search: Literal["auto", "all-pairs", "cluster"] = "auto"  # or auto: clusters past cluster_above texts
     cluster_above: Amount = 20_000
     cluster_size: Count = 1000
+
+    @model_validator(mode="after")
+    def _applies(self) -> Dedup:
+        if self.search != "auto":
+            not_applied(self, "cluster_above", f"applies only to search=auto, not search={self.search}")
+        if self.search == "all-pairs":
+            not_applied(self, "cluster_size", "applies only to a clustered search, not search=all-pairs")
+        if self.embeds() is None:
+            why = "no embeddings are computed with a threshold above 1"
+            not_applied(self, "embedding_model", why)
+            not_applied(self, "cache", why)
+            for field in ("search", "cluster_above", "cluster_size"):
+                not_applied(self, field, why)
+        return self
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign.stages.dedup import load_reference
@@ -423,9 +457,19 @@ class Export(Stage):
     min_margin: Finite | None = None  # dpo: drop pairs whose judge margin is below this, or unknown
     revised: bool = False  # SFT: the critique's revision where there is one
 
+    @model_validator(mode="after")
+    def _applies(self) -> Export:
+        if self.format == "dpo":
+            why = "chooses the SFT answer; format=dpo exports pairs (critique, judge) as chosen/rejected"
+            not_applied(self, "verbose", why)
+            not_applied(self, "revised", why)
+        else:
+            not_applied(self, "min_margin", f"applies only to format=dpo, not format={self.format}")
+        if self.verbose:
+            not_applied(self, "revised", "one answer is exported: verbose=true already chose the refined one")
+        return self
+
     def prepare(self, runner: Runner) -> dict[str, Any]:
-        if self.verbose and self.format == "dpo":
-            raise ValueError("--verbose exports refined answers as SFT; a dpo export takes pairs (critique, judge)")
         if not (self.tokenizer or self.max_tokens is not None):
             return {"counter": None}
         from selfalign.tokens import token_counter

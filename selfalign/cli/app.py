@@ -197,9 +197,13 @@ def make_executor(executor: ExecutorName, ray_address: str | None, ray_actors: i
     """The executor `--executor` names (not started yet); a missing Ray extra fails here."""
     from selfalign.executors import make_executor as make
 
+    given = {"address": ray_address, "actors": ray_actors, "cpus_per_actor": ray_cpus_per_actor,
+             "gpus_per_actor": ray_gpus_per_actor}
+    if executor is ExecutorName.local:
+        defaults = {k.removeprefix("ray_"): d for k, (_, d) in executor_options("").items()}
+        given = {k: v for k, v in given.items() if v != defaults[k]}  # the rest is refused below
     try:
-        return make(executor.value, address=ray_address, actors=ray_actors, cpus_per_actor=ray_cpus_per_actor,
-                    gpus_per_actor=ray_gpus_per_actor)
+        return make(executor.value, **given)
     except (RuntimeError, ValueError) as e:
         fail(str(e))
 
