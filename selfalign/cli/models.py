@@ -25,7 +25,7 @@ from selfalign.cli.app import (
     model_options,
     run_stages,
 )
-from selfalign.gates import REASONS
+from selfalign.gates import REASONS, REVISION_REASONS
 
 
 class Method(str, Enum):
@@ -187,9 +187,8 @@ def critique(
     repetition_penalty: Annotated[float, typer.Option(help="Repetition penalty.")] = 1.0,
     min_words: MinWords = 25,
     keep: Annotated[list[str] | None, typer.Option("--keep", metavar="REASON", help="Keep a revision this gate "
-                    "would drop (repeatable or comma-separated; 'all'): truncated, template_debris, persona_leak, "
-                    "exemplar_leak, unwarranted_refusal, repetition_loop, too_short, wrong_language, "
-                    "restates_question, off_topic.")] = None,
+                    "would drop (repeatable or comma-separated; 'all'): " + ", ".join(REVISION_REASONS) + ".")]
+    = None,
     *, engine: Engine,  # the shared options: see model_options
 ) -> None:
     """Check each answer against the principles its thoughts cite (and --sample more), and revise it where one

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from selfalign.assets import CritiqueExemplar, Principle, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.gates import REASONS as GATE_REASONS
+from selfalign.gates import REVISION_REASONS
 from selfalign.gates import TextGates
 from selfalign.gates import parse_keep as gate_parse_keep
 from selfalign.gates.meaning import MeaningGates
@@ -51,8 +52,7 @@ REASONS: dict[str, str] = {
     "revision_copies_answer": "the revision is the original answer again",
 }
 # gate reasons that apply to a revision and may be turned off with `keep`
-KEEPABLE = ("truncated", "template_debris", "persona_leak", "exemplar_leak", "unwarranted_refusal",
-            "repetition_loop", "too_short", "wrong_language", "restates_question", "off_topic")
+KEEPABLE = REVISION_REASONS
 # every reason this stage may drop with, besides prompt_too_long and backend_error (for --help and reports)
 ALL_REASONS = {**REASONS, **{k: GATE_REASONS[k] for k in KEEPABLE}}
 
