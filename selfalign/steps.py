@@ -284,7 +284,7 @@ class Refine(_Answering):
                            max_tokens=self.max_tokens, repetition_penalty=self.repetition_penalty,
                            min_words=self.min_words, keep=_keep(self.keep), batch_size=self.batch_size,
                            seed=self.seed)
-        return lambda records: refine(records, backend, cfg, runner.report)
+        return lambda records: refine(records, backend, cfg)
 
 
 class Critique(_Answering):
@@ -486,7 +486,7 @@ class Export(Stage):
                            min_margin=self.min_margin,
                            answer="verbose_response" if self.verbose else "revision" if self.revised else "response")
         runner.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
-        return lambda records: export(records, cfg, runner.report, prepared["counter"])
+        return lambda records: export(records, cfg, prepared["counter"])
 
     def input_model(self) -> type[BaseModel]:
         from selfalign.stages.export import ExportInput

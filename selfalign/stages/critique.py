@@ -78,7 +78,6 @@ class CritiqueConfig(BaseModel):
     batch_size: int | None = None  # records per backend call; default: the backend's chunk_size
     min_words: int = 25  # floor for a revision of an open question (as principle's); 0: off
     keep: frozenset[str] = frozenset()  # gate reasons turned off (see KEEPABLE)
-    embedding_model: str | None = None  # for the revision's off_topic / restates_question
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
@@ -243,7 +242,7 @@ class CritiqueStage:
         texts += [(f"critique exemplar {i} question", e.user) for i, e in enumerate(exemplars, 1)]
         self.gates = TextGates(persona=config.persona, principles=[(p.id, p.name, p.text) for p in principles],
                                exemplars=texts, min_words=config.min_words, keep=config.keep)
-        self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep, config.embedding_model)
+        self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep)
         self.check_fits()
 
     def check_fits(self) -> None:
