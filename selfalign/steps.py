@@ -59,6 +59,28 @@ class BackendConfig(BaseModel):
     quantization: str | None = None
     tokenizer: str | None = None
 
+    @model_validator(mode="after")
+    def _taken(self) -> BackendConfig:
+        """An option the chosen backend does not take is refused here, before anything runs."""
+        import inspect
+
+        from selfalign.backends import backend_class, flag
+
+        accepted = [p for p in inspect.signature(backend_class(self.name).__init__).parameters if p != "self"]
+        for field in self._options():
+            if field not in accepted and field != "seed":  # the seed reaches every backend through its sampling
+                takes = ", ".join(flag(p) for p in accepted if p not in ("rules", "device", "batch_size")) or "none"
+                raise ValueError(f"{'max_model_len' if field == 'max_context' else field}: not an option of the "
+                                 f"{self.name} backend (it takes {takes})")
+        return self
+
+    def _options(self) -> dict[str, Any]:
+        """The options the backend is built with, by its own parameter names."""
+        opts = self.model_dump(exclude={"name", "cache"}, exclude_none=True)
+        if "max_model_len" in opts and self.name in ("openai", "scripted"):
+            opts["max_context"] = opts.pop("max_model_len")
+        return opts
+
     def public(self, **dump: Any) -> dict[str, Any]:
         """`model_dump(**dump)` with the server URL's credentials masked: what may be printed or stored."""
         from selfalign.urls import redact_url
@@ -71,10 +93,7 @@ class BackendConfig(BaseModel):
     def open(self) -> Any:
         from selfalign.backends import open_backend
 
-        opts = self.model_dump(exclude={"name", "cache"}, exclude_none=True)
-        if "max_model_len" in opts and self.name in ("openai", "scripted"):
-            opts["max_context"] = opts.pop("max_model_len")
-        return open_backend(self.name, self.cache, **opts)
+        return open_backend(self.name, self.cache, **self._options())
 
 
 class Stage(BaseModel):
