@@ -160,6 +160,12 @@ class _Generate(Stage):
     max_requests: Count | None = None
     batch_size: Count | None = None
 
+    @model_validator(mode="after")
+    def _applies(self) -> _Generate:
+        if not self.embeddings:
+            not_applied(self, "novelty_threshold", "a cosine of embeddings, and embeddings=false compares exact text only")
+        return self
+
     def _config(self, **extra: Any) -> Any:
         from selfalign.stages.generate import GenerateConfig
 
@@ -427,6 +433,9 @@ class Dedup(Stage):
             not_applied(self, "cache", why)
             for field in ("search", "cluster_above", "cluster_size"):
                 not_applied(self, field, why)
+            if self.jaccard > 1:
+                not_applied(self, "second_look", "near pairs are looked at again, and with threshold and jaccard "
+                            "above 1 only exact duplicates are dropped")
         return self
 
     def prepare(self, runner: Runner) -> dict[str, Any]:

@@ -17,7 +17,11 @@ def option(field: str) -> str:
 
 def _say_options(text: str) -> str:
     """`judge=true` -> `--judge`, `format=dpo` -> `--format dpo`: a library message in the CLI's words."""
-    text = re.sub(r"\b([a-z_]+)=true\b", lambda m: option(m[1]), text)
+    def boolean(m: re.Match[str]) -> str:  # a flag is given for true, or for false where it is --no-X
+        flag = option(m[1])
+        return flag if (m[2] == "true") != flag.startswith("--no-") else f"without {flag}"
+
+    text = re.sub(r"\b([a-z_]+)=(true|false)\b", boolean, text)
     return re.sub(r"\b([a-z_]+)=(\S+?)(?=[,;)\s]|$)", lambda m: f"{option(m[1])} {m[2]}", text)
 
 

@@ -182,6 +182,9 @@ def test_every_option_changes_what_runs_or_is_refused(capture, tmp_path, command
     ("dedup", ["--threshold", "1.5", "--embedding-model", "all-minilm-l6-v2"], "--embedding-model"),
     ("dedup", ["--threshold", "1.5", "--no-cache"], "--no-cache"),
     ("judge", ["--method", "logprobs", "--samples", "3"], "--samples"),
+    ("generate", ["--no-embeddings", "--novelty-threshold", "0.5"], "--novelty-threshold"),
+    ("dedup", ["--threshold", "2", "--jaccard", "2", "--no-second-look"], "--no-second-look"),
+    ("principle", ["--concurrency", "3"], "--concurrency"),
     ("principle", ["--judge-threshold", "1"], "--judge-threshold"),
     ("principle", ["--ray-actors", "2"], "--ray-actors"),
     ("dedup", ["--ray-cpus-per-actor", "1"], "--ray-cpus-per-actor"),
@@ -281,6 +284,8 @@ def _built(stage: Any) -> Any:
     ("dedup", {"threshold": 1.5, "cache": False}, "cache"),
     ("dedup", {"threshold": 1.5, "embedding_model": "all-minilm-l6-v2"}, "embedding_model"),
     ("judge", {"method": "logprobs", "samples": 3}, "samples"),
+    ("self-instruct", {"embeddings": False, "novelty_threshold": 0.5}, "novelty_threshold"),
+    ("dedup", {"threshold": 2.0, "jaccard": 2.0, "second_look": False}, "second_look"),
     ("principle", {"judge_threshold": 1.0}, "judge_threshold"),
     ("principle", {"judge_method": "vote"}, "judge_method"),
 ])
