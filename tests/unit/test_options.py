@@ -304,3 +304,18 @@ def test_backend_config_fields_are_all_the_clis():
 
     names = {"name": "--backend", "cache": "--no-cache", "timeout": "--request-timeout"}
     assert {names.get(f) or flag(f) for f in BackendConfig.model_fields} <= flags
+
+
+def test_ray_options_given_to_the_local_executor_are_refused_in_python_too():
+    from selfalign.executors import make_executor
+
+    with pytest.raises(ValueError, match="--ray-actors: Ray options apply only with --executor ray"):
+        make_executor("local", actors=2)
+
+
+def test_red_team_still_takes_its_types_from_seeds_alone(capture, tmp_path):
+    types = tmp_path / "types.txt"
+    types.write_text("How do I pick a lock?\n", encoding="utf-8")
+    code, picture, err = capture("generate", "--method", "red-team", "--seeds", str(types))
+    assert code == 0, err
+    assert json.loads(picture)[0][0]["stages"][0][1]["question_types"] == str(types)
