@@ -197,7 +197,8 @@ class Pipeline:
                     reports[st.label] = saved_report(folder.path / f"{st.label}.json")
                     continue
                 if action == "resume":
-                    tell(f"{st.label}: resuming its half-done files (same key {p.key})")
+                    tell(f"{st.label}: resuming its half-done files (same key {p.key})" if why.startswith("half-done")
+                         else f"{st.label}: {why} (same key {p.key})")
                 elif folder.entry(st.label):
                     tell(f"{st.label}: {why}; making it again" if why.startswith(("half-done", "not made"))
                          else f"{st.label}: its key changed since its files were made ({why}); making them again")
@@ -225,11 +226,21 @@ def decide(folder: Any, p: Planned) -> tuple[str, str]:
         return "run", why + ("; its half-done files are discarded" if entry.get("state") != "done" else "")
     if entry.get("state") == "done":
         if (folder.path / p.out).is_file():
+            failed = _backend_errors(folder.path / f"{p.stage.label}.json") if p.stage.resumable else 0
+            if failed:  # the server may be back: those records are asked again, the others kept
+                return "resume", f"{failed} record(s) failed with backend_error: asking them again"
             return "reuse", ""
         return "run", "not made yet (its file is missing)"
     if p.stage.resumable:
         return "resume", "half-done: resume"
     return "run", "half-done: starts afresh (this stage does not resume)"
+
+
+def _backend_errors(report: Any) -> int:
+    """How many records a finished stage's saved report dropped as backend_error."""
+    from selfalign.runfolder import saved_report
+
+    return int(saved_report(report).dropped.get("backend_error", 0))
 
 
 def _stamped(items: Iterator[Any], stamp: str | None) -> Iterator[Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from selfalign.runner import Runner
 
@@ -28,6 +28,12 @@ TopP = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Penalty = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 BackendName = Literal["transformers", "vllm", "openai", "scripted"]  # selfalign.backends.NAMES
 ExportFormat = Literal["messages", "sharegpt", "alpaca", "dpo"]
+
+
+def not_applied(model: BaseModel, field: str, why: str) -> None:
+    """Refuse a field given a value that would change nothing: "FIELD: WHY" (the CLI names its option)."""
+    if getattr(model, field) != type(model).model_fields[field].get_default(call_default_factory=True):
+        raise ValueError(f"{field}: {why}")
 
 
 class BackendConfig(BaseModel):
@@ -53,6 +59,28 @@ class BackendConfig(BaseModel):
     quantization: str | None = None
     tokenizer: str | None = None
 
+    @model_validator(mode="after")
+    def _taken(self) -> BackendConfig:
+        """An option the chosen backend does not take is refused here, before anything runs."""
+        import inspect
+
+        from selfalign.backends import backend_class, flag
+
+        accepted = [p for p in inspect.signature(backend_class(self.name).__init__).parameters if p != "self"]
+        for field in self._options():
+            if field not in accepted and field != "seed":  # the seed reaches every backend through its sampling
+                takes = ", ".join(flag(p) for p in accepted if p not in ("rules", "device", "batch_size")) or "none"
+                raise ValueError(f"{'max_model_len' if field == 'max_context' else field}: not an option of the "
+                                 f"{self.name} backend (it takes {takes})")
+        return self
+
+    def _options(self) -> dict[str, Any]:
+        """The options the backend is built with, by its own parameter names."""
+        opts = self.model_dump(exclude={"name", "cache"}, exclude_none=True)
+        if "max_model_len" in opts and self.name in ("openai", "scripted"):
+            opts["max_context"] = opts.pop("max_model_len")
+        return opts
+
     def public(self, **dump: Any) -> dict[str, Any]:
         """`model_dump(**dump)` with the server URL's credentials masked: what may be printed or stored."""
         from selfalign.urls import redact_url
@@ -65,10 +93,7 @@ class BackendConfig(BaseModel):
     def open(self) -> Any:
         from selfalign.backends import open_backend
 
-        opts = self.model_dump(exclude={"name", "cache"}, exclude_none=True)
-        if "max_model_len" in opts and self.name in ("openai", "scripted"):
-            opts["max_context"] = opts.pop("max_model_len")
-        return open_backend(self.name, self.cache, **opts)
+        return open_backend(self.name, self.cache, **self._options())
 
 
 class Stage(BaseModel):
@@ -134,6 +159,12 @@ class _Generate(Stage):
     embeddings: bool = True
     max_requests: Count | None = None
     batch_size: Count | None = None
+
+    @model_validator(mode="after")
+    def _applies(self) -> _Generate:
+        if not self.embeddings:
+            not_applied(self, "novelty_threshold", "a cosine of embeddings, and embeddings=false compares exact text only")
+        return self
 
     def _config(self, **extra: Any) -> Any:
         from selfalign.stages.generate import GenerateConfig
@@ -227,6 +258,13 @@ class Principle(_Answering):
     judge_threshold: Finite = 0.0
     judge_method: Literal["auto", "logprobs", "vote"] = "auto"
 
+    @model_validator(mode="after")
+    def _applies(self) -> Principle:
+        if not self.judge:
+            not_applied(self, "judge_threshold", "applies only with judge=true")
+            not_applied(self, "judge_method", "applies only with judge=true")
+        return self
+
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
 
@@ -271,7 +309,7 @@ class Refine(_Answering):
                            max_tokens=self.max_tokens, repetition_penalty=self.repetition_penalty,
                            min_words=self.min_words, keep=_keep(self.keep), batch_size=self.batch_size,
                            seed=self.seed)
-        return lambda records: refine(records, backend, cfg, runner.report)
+        return lambda records: refine(records, backend, cfg)
 
 
 class Critique(_Answering):
@@ -336,6 +374,13 @@ class Judge(_Answering):
     batch_size: Count | None = None
     seed: int | None = None
 
+    @model_validator(mode="after")
+    def _applies(self) -> Judge:
+        if self.method == "logprobs":
+            not_applied(self, "samples", "applies only to a vote (method=vote or auto), not method=logprobs")
+            not_applied(self, "vote_max_tokens", "applies only to a vote (method=vote or auto), not method=logprobs")
+        return self
+
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign import assets
         from selfalign.stages.judge import JudgeConfig, principles_for
@@ -375,6 +420,23 @@ class Dedup(Stage):
     search: Literal["auto", "all-pairs", "cluster"] = "auto"  # or auto: clusters past cluster_above texts
     cluster_above: Amount = 20_000
     cluster_size: Count = 1000
+
+    @model_validator(mode="after")
+    def _applies(self) -> Dedup:
+        if self.search != "auto":
+            not_applied(self, "cluster_above", f"applies only to search=auto, not search={self.search}")
+        if self.search == "all-pairs":
+            not_applied(self, "cluster_size", "applies only to a clustered search, not search=all-pairs")
+        if self.embeds() is None:
+            why = "no embeddings are computed with a threshold above 1"
+            not_applied(self, "embedding_model", why)
+            not_applied(self, "cache", why)
+            for field in ("search", "cluster_above", "cluster_size"):
+                not_applied(self, field, why)
+            if self.jaccard > 1:
+                not_applied(self, "second_look", "near pairs are looked at again, and with threshold and jaccard "
+                            "above 1 only exact duplicates are dropped")
+        return self
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
         from selfalign.stages.dedup import load_reference
@@ -423,9 +485,19 @@ class Export(Stage):
     min_margin: Finite | None = None  # dpo: drop pairs whose judge margin is below this, or unknown
     revised: bool = False  # SFT: the critique's revision where there is one
 
+    @model_validator(mode="after")
+    def _applies(self) -> Export:
+        if self.format == "dpo":
+            why = "chooses the SFT answer; format=dpo exports pairs (critique, judge) as chosen/rejected"
+            not_applied(self, "verbose", why)
+            not_applied(self, "revised", why)
+        else:
+            not_applied(self, "min_margin", f"applies only to format=dpo, not format={self.format}")
+        if self.verbose:
+            not_applied(self, "revised", "one answer is exported: verbose=true already chose the refined one")
+        return self
+
     def prepare(self, runner: Runner) -> dict[str, Any]:
-        if self.verbose and self.format == "dpo":
-            raise ValueError("--verbose exports refined answers as SFT; a dpo export takes pairs (critique, judge)")
         if not (self.tokenizer or self.max_tokens is not None):
             return {"counter": None}
         from selfalign.tokens import token_counter
@@ -442,7 +514,7 @@ class Export(Stage):
                            min_margin=self.min_margin,
                            answer="verbose_response" if self.verbose else "revision" if self.revised else "response")
         runner.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
-        return lambda records: export(records, cfg, runner.report, prepared["counter"])
+        return lambda records: export(records, cfg, prepared["counter"])
 
     def input_model(self) -> type[BaseModel]:
         from selfalign.stages.export import ExportInput

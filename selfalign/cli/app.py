@@ -128,10 +128,11 @@ BACKEND_OPTIONS: Options = {
     "api_key_env": (_opt(str | None, "--api-key-env", help="openai backend: environment variable holding the API "
                          "key (default OPENAI_API_KEY)."), None),
     "api_key_file": (_opt(str | None, "--api-key-file", help="openai backend: read the API key from this file."), None),
-    "batch_size": (_opt(int | None, "--batch-size", help="Prompts per backend call (default: transformers 64, vllm "
-                        "256, openai 64)."), None),
+    "batch_size": (_opt(int | None, "--batch-size", help="Prompts per backend call (default: "
+                        "transformers 64 on a GPU, 8 on a CPU; vllm 256; openai 64)."), None),
     "seed": (_opt(int | None, "--seed", help="Random seed (reproducible on the same backend)."), None),
-    "concurrency": (_opt(int | None, "--concurrency", help="openai backend: requests in flight (default 8)."), None),
+    "concurrency": (_opt(int | None, "--concurrency", help="openai backend: requests in flight (default: "
+                         "the server's slots where it says, 1 for llama-cpp-python, else 8)."), None),
     "max_model_len": (_opt(int | None, "--max-model-len", help="vllm and openai backends: context length (default: "
                            "the model's, or what the server reports)."), None),
     "tensor_parallel_size": (_opt(int | None, "--tensor-parallel-size", help="vllm backend: GPUs per model "
@@ -144,7 +145,7 @@ BACKEND_OPTIONS: Options = {
                        "none: a tokenizer folder, a Hugging Face name in the local cache, or tiktoken:NAME."), None),
     "no_cache": (_opt(bool, "--no-cache", help="Neither read nor store completions in the cache."), False),
     "max_retries": (_opt(int | None, "--max-retries", help="openai backend: retries of 429, 5xx, timeouts and resets "
-                         "(exponential backoff with jitter, Retry-After honoured)."), None),
+                         "(exponential backoff with jitter, Retry-After honoured; default 4)."), None),
     "request_timeout": (_opt(float | None, "--request-timeout", help="openai backend: deadline in seconds for each "
                              "whole request attempt (default 120)."), None),
 }
@@ -197,9 +198,13 @@ def make_executor(executor: ExecutorName, ray_address: str | None, ray_actors: i
     """The executor `--executor` names (not started yet); a missing Ray extra fails here."""
     from selfalign.executors import make_executor as make
 
+    given = {"address": ray_address, "actors": ray_actors, "cpus_per_actor": ray_cpus_per_actor,
+             "gpus_per_actor": ray_gpus_per_actor}
+    if executor is ExecutorName.local:
+        defaults = {k.removeprefix("ray_"): d for k, (_, d) in executor_options("").items()}
+        given = {k: v for k, v in given.items() if v != defaults[k]}  # the rest is refused below
     try:
-        return make(executor.value, address=ray_address, actors=ray_actors, cpus_per_actor=ray_cpus_per_actor,
-                    gpus_per_actor=ray_gpus_per_actor)
+        return make(executor.value, **given)
     except (RuntimeError, ValueError) as e:
         fail(str(e))
 

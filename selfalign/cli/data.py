@@ -103,11 +103,13 @@ def export(
     = Format.messages,
     system: Annotated[str | None, typer.Option("--system", help="A short system prompt to add.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Export the refined verbose answer.")] = False,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens: tiktoken:o200k_base, "
-                         "tiktoken:cl100k_base, or a tokenizer folder.")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Drop pairs over this many tokens.")] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens (each record gains "
+                         "num_tokens): tiktoken:o200k_base, tiktoken:cl100k_base, or a tokenizer folder.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Drop records (dpo: pairs) over this "
+                          "many tokens, counted with --tokenizer (default tiktoken:o200k_base).")] = None,
     min_margin: Annotated[float | None, typer.Option("--min-margin", help="dpo: drop pairs whose judge margin is "
-                          "below this, or unknown (log-odds from log-probabilities; a vote share from a vote).")] = None,
+                          "below this, or unknown (log-odds of the chosen answer, from log-probabilities or a "
+                          "vote alike).")] = None,
     revised: Annotated[bool, typer.Option("--revised", help="SFT: export the critique's revision where there is "
                        "one.")] = False,
 ) -> None:

@@ -21,10 +21,11 @@ from selfalign.cli.app import (
     Run,
     Shard,
     app,
+    fail,
     model_options,
     run_stages,
 )
-from selfalign.gates import REASONS
+from selfalign.gates import REASONS, REVISION_REASONS
 
 
 class Method(str, Enum):
@@ -52,10 +53,11 @@ MaxTokens = Annotated[int, typer.Option(help="New tokens per answer.")]
 def generate(
     num: Annotated[int, typer.Option("--num", "-n", help="Stop after this many accepted prompts.")] = 20,
     method: Annotated[Method, typer.Option("--method", help="self-instruct, red-team, or both.")] = Method.self_instruct,
-    seeds: Annotated[str | None, typer.Option("--seeds", help="Seed pool: our JSONL ({'prompt'}), the public "
-                     "self-instruct format, a question-type list (.txt) or TGRT seed JSONL for red-team.")] = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="self-instruct seed pool: our JSONL ({'prompt'}) or "
+                     "the public self-instruct format. (With --method red-team alone: the question types, as "
+                     "--question-types.)")] = None,
     question_types: Annotated[str | None, typer.Option("--question-types", help="red-team question types "
-                              "(.txt or TGRT .jsonl), when --method both.")] = None,
+                              "(.txt or TGRT .jsonl); --method red-team or both.")] = None,
     ratio: Annotated[float, typer.Option("--ratio", min=0.0, max=1.0, help="--method both: share of self-instruct "
                      "prompts.")] = 0.5,
     novelty_threshold: Annotated[float, typer.Option("--novelty-threshold", help="Reject a candidate whose "
@@ -74,13 +76,25 @@ def generate(
     """
     from selfalign.steps import RedTeam, SelfInstruct
 
+    def refuse(name: str, value: object, default: object, why: str) -> None:
+        if value != default:
+            fail(f"{name}: {why}")
+
+    if method is not Method.both:
+        refuse("--ratio", ratio, 0.5, "applies only with --method both")
+    if method is Method.self_instruct:
+        refuse("--question-types", question_types, None, "applies only with --method red-team or both")
+        refuse("--topics-per-type", topics_per_type, 10, "applies only with --method red-team or both")
+        refuse("--max-types", max_types, None, "applies only with --method red-team or both")
+    if method is Method.red_team and seeds is not None and question_types is not None:
+        fail("--seeds: with --method red-team the question types come from --question-types; give one of them")
     common = dict(novelty_threshold=novelty_threshold, embeddings=not no_embeddings, max_requests=max_requests,
                   seed=engine.seed, batch_size=engine.batch_size)
     red = dict(topics_per_type=topics_per_type, max_types=max_types)
     if method is Method.self_instruct:
         stages = [SelfInstruct(num=num, seeds=seeds, **common)]
-    elif method is Method.red_team:
-        stages = [RedTeam(num=num, question_types=seeds, **red, **common)]
+    elif method is Method.red_team:  # --seeds: the older spelling of --question-types here
+        stages = [RedTeam(num=num, question_types=question_types or seeds, **red, **common)]
     else:
         n_si = round(num * ratio)
         stages = [SelfInstruct(num=n_si, seeds=seeds, **common),
@@ -124,8 +138,6 @@ def principle(
     """
     from selfalign.steps import Principle
 
-    if not judge and (judge_threshold != 0.0 or judge_method is not JudgeMethod.auto):
-        raise typer.BadParameter("--judge-threshold and --judge-method go with --judge", param_hint="--judge")
     stage = Principle(principles=principles, exemplars=exemplars, persona=persona, rename=rename,
                       temperature=temperature, top_p=top_p, max_tokens=max_tokens, min_words=min_words,
                       keep=keep or [], apology_bias=not no_apology_bias, seed=engine.seed,
@@ -175,9 +187,8 @@ def critique(
     repetition_penalty: Annotated[float, typer.Option(help="Repetition penalty.")] = 1.0,
     min_words: MinWords = 25,
     keep: Annotated[list[str] | None, typer.Option("--keep", metavar="REASON", help="Keep a revision this gate "
-                    "would drop (repeatable or comma-separated; 'all'): truncated, template_debris, persona_leak, "
-                    "exemplar_leak, unwarranted_refusal, repetition_loop, too_short, wrong_language, "
-                    "restates_question, off_topic.")] = None,
+                    "would drop (repeatable or comma-separated; 'all'): " + ", ".join(REVISION_REASONS) + ".")]
+    = None,
     *, engine: Engine,  # the shared options: see model_options
 ) -> None:
     """Check each answer against the principles its thoughts cite (and --sample more), and revise it where one

@@ -102,6 +102,9 @@ def local_embedder(model: str | None, cache: bool) -> Any:
 def make_executor(name: str = "local", **ray_options: Any) -> Executor:
     """`local`, or `ray` with RayOptions' fields; a missing Ray is a RuntimeError saying what to install."""
     if name == "local":
+        if ray_options:
+            given = ", ".join("--ray-" + k.replace("_", "-") for k in ray_options)
+            raise ValueError(f"{given}: Ray options apply only with --executor ray")
         return LocalExecutor()
     if name == "ray":
         from selfalign.executors.ray import RayExecutor, RayOptions

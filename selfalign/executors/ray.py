@@ -124,7 +124,7 @@ class RayExecutor(Executor):
         self.start()
         runner.report.extra.update(self.summary())
         if stage.per_record:
-            return self._map(stage, config, records, prepared)
+            return self._map(stage, config, records, prepared, runner.report)
         be = self._hold(("backend", config.model_dump_json()),
                         lambda: RayBackend(self, config.model_dump())) if stage.needs_model else None
         spec = stage.embeds()
@@ -238,11 +238,13 @@ class RayExecutor(Executor):
         return os.environ.get("SELFALIGN_CACHE_DIR") or None
 
     # -- a per-record stage: a dataset map over an actor pool -------------------------------------
-    def _map(self, stage: Any, backend: Any, records: Iterable[Any], prepared: dict[str, Any]) -> Iterator[Any]:
+    def _map(self, stage: Any, backend: Any, records: Iterable[Any], prepared: dict[str, Any],
+             report: Any = None) -> Iterator[Any]:
         """Run `stage` over `records` on the actor pool; yield kept records (dicts) and `Dropped` ones.
 
         Each record sent comes back exactly once (kept, or dropped with its reason); the runner that consumes
-        this stream counts it, as for a local run.
+        this stream counts it, as for a local run. The counters a stage keeps in its report's extra (critique:
+        revised, no_violation) come back with each chunk and are summed into `report`'s, once a chunk.
         """
         ray = self.ray
         from selfalign.records import Dropped
@@ -272,10 +274,17 @@ class RayExecutor(Executor):
                                            threads=self.actor_threads()),
                 max_restarts=ACTOR_RESTARTS, **remote_args)
         seen: set[int] = set()
+        counted: set[int] = set()  # chunks whose counters were summed
         for row in _plain_errors(ray, out.iter_rows()):
             kind, seq = str(row["kind"]), int(row["seq"])
             if kind == "error":
                 raise RuntimeError(str(row["json"]))
+            if kind == "extra":
+                if report is not None and seq not in counted:
+                    counted.add(seq)
+                    for key, n in json.loads(str(row["json"])).items():
+                        report.extra[key] = report.extra.get(key, 0) + n
+                continue
             if seq in seen:  # a chunk retried after an actor died: its records were already written
                 continue
             seen.add(seq)

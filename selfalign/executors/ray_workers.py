@@ -10,6 +10,7 @@ that the driver raises.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -66,7 +67,9 @@ class StageWorker:
 
             st = stage(**config)
             self.model = st.input_model()
-            self.run = st.build(_open_backend(backend, cache_dir, threads), Runner(st.kind), prepared)
+            runner = Runner(st.kind)
+            self.report = runner.report
+            self.run = st.build(_open_backend(backend, cache_dir, threads), runner, prepared)
         except Exception as e:  # noqa: BLE001 - reported through the rows, see the module docstring
             self.error = _not_started(backend, e)
 
@@ -77,16 +80,27 @@ class StageWorker:
         for start, lines in zip(batch["seq"], batch["lines"], strict=True):
             if self.error is None:
                 try:
+                    before = self._counters()
                     records = [self.model.model_validate_json(line) for line in str(lines).split("\n")]
                     for i, item in enumerate(self.run(iter(records))):
                         out["seq"].append(int(start) + i)
                         out["kind"].append("dropped" if isinstance(item, Dropped) else "kept")
                         out["json"].append(item.model_dump_json(exclude_none=True))
+                    grown = {k: n - before.get(k, 0) for k, n in self._counters().items() if n != before.get(k, 0)}
+                    if grown:  # the chunk's counters (critique: revised, no_violation), summed by the driver
+                        out["seq"].append(int(start))
+                        out["kind"].append("extra")
+                        out["json"].append(json.dumps(grown))
                     continue
                 except Exception as e:  # noqa: BLE001 - the backend died: the chunk in flight is lost, as locally
                     self.error = f"in a Ray actor: {_error(e)}"
             return {"seq": [int(start)], "kind": ["error"], "json": [self.error]}
         return out
+
+
+    def _counters(self) -> dict[str, int]:
+        """The numbers the stage counts in its report's extra, as a local run's report would have them."""
+        return {k: v for k, v in self.report.extra.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 class BackendWorker:

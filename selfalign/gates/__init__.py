@@ -28,6 +28,9 @@ REASONS: dict[str, str] = {
     "restates_question": "only restates the query",
     "off_topic": "unrelated to the query",
 }
+# the gates that also check a critique's revision (selfalign.stages.critique), and so may be kept there
+REVISION_REASONS = ("truncated", "template_debris", "persona_leak", "exemplar_leak", "unwarranted_refusal",
+                    "repetition_loop", "too_short", "wrong_language", "restates_question", "off_topic")
 
 
 def parse_keep(values: list[str] | None, reasons: Iterable[str] = REASONS,

@@ -124,10 +124,10 @@ class MeaningGates:
         self._embedder: Any = None
 
     @classmethod
-    def for_keep(cls, keep: frozenset[str], embedding_model: str | None = None) -> MeaningGates:
+    def for_keep(cls, keep: frozenset[str]) -> MeaningGates:
         return cls(language="wrong_language" not in keep,
                    relevance=not {"off_topic", "restates_question"} <= keep,
-                   embedding_model=embedding_model, keep=keep)
+                   keep=keep)
 
     # -- models, loaded on first use ------------------------------------------------------------------
     def lang(self, text: str) -> tuple[str, float]:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from selfalign.assets import CritiqueExemplar, Principle, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.gates import REASONS as GATE_REASONS
+from selfalign.gates import REVISION_REASONS
 from selfalign.gates import TextGates
 from selfalign.gates import parse_keep as gate_parse_keep
 from selfalign.gates.meaning import MeaningGates
@@ -51,8 +52,7 @@ REASONS: dict[str, str] = {
     "revision_copies_answer": "the revision is the original answer again",
 }
 # gate reasons that apply to a revision and may be turned off with `keep`
-KEEPABLE = ("truncated", "template_debris", "persona_leak", "exemplar_leak", "unwarranted_refusal",
-            "repetition_loop", "too_short", "wrong_language", "restates_question", "off_topic")
+KEEPABLE = REVISION_REASONS
 # every reason this stage may drop with, besides prompt_too_long and backend_error (for --help and reports)
 ALL_REASONS = {**REASONS, **{k: GATE_REASONS[k] for k in KEEPABLE}}
 
@@ -78,7 +78,6 @@ class CritiqueConfig(BaseModel):
     batch_size: int | None = None  # records per backend call; default: the backend's chunk_size
     min_words: int = 25  # floor for a revision of an open question (as principle's); 0: off
     keep: frozenset[str] = frozenset()  # gate reasons turned off (see KEEPABLE)
-    embedding_model: str | None = None  # for the revision's off_topic / restates_question
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
@@ -243,7 +242,7 @@ class CritiqueStage:
         texts += [(f"critique exemplar {i} question", e.user) for i, e in enumerate(exemplars, 1)]
         self.gates = TextGates(persona=config.persona, principles=[(p.id, p.name, p.text) for p in principles],
                                exemplars=texts, min_words=config.min_words, keep=config.keep)
-        self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep, config.embedding_model)
+        self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep)
         self.check_fits()
 
     def check_fits(self) -> None:

@@ -102,12 +102,12 @@ def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
         report.extra["semantic"] = (f"{getattr(embedder, 'name', '?')}: cosine >= {config.threshold}"
                                     + (f", substitution bar {config.substitution_bar}" if config.second_look else ""))
     if not semantic and config.jaccard > 1:
-        yield from _exact_only(records, config.field, report, against or [])
+        yield from _exact_only(records, config.field, against or [])
         return
     yield from _NearDup(config, report, embedder if semantic else None, against or [], progress).run(records)
 
 
-def _exact_only(records: Iterable[Record], field: str, report: Report, against: list[tuple[str, str]]) -> Iterator[Record | Dropped]:
+def _exact_only(records: Iterable[Record], field: str, against: list[tuple[str, str]]) -> Iterator[Record | Dropped]:
     ref_exact = {text_key(t): rid for rid, t in against}
     exact: dict[bytes, str] = {}
     for rec in records:

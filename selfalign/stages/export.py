@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from selfalign.records import Dropped, Judgement, normalize_text, stable_id
-from selfalign.counts import Report
 from selfalign.stages.common import drop
 
 STAGE = "export"
@@ -155,7 +154,7 @@ def preference(rec: ExportInput, config: ExportConfig) -> dict[str, Any] | tuple
             "violations": violations, "chosen_from": chosen_field}
 
 
-def export(records: Iterable[ExportInput], config: ExportConfig, report: Report,
+def export(records: Iterable[ExportInput], config: ExportConfig,
            count_tokens: Callable[[str], int] | None = None) -> Iterator[dict[str, Any] | Dropped]:
     if config.format not in FORMATS:
         raise ValueError(f"unknown format {config.format!r}: choose one of {', '.join(FORMATS)}")

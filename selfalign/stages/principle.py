@@ -52,7 +52,6 @@ class PrincipleConfig(BaseModel):
     min_words: int = 25  # floor for open questions (a query asking for brevity needs 1 word); 0: off
     push_down_apologies: bool = True  # logit bias -100 on "Sorry", where the backend supports it
     keep: frozenset[str] = frozenset()  # drop reasons turned off (--keep)
-    embedding_model: str | None = None  # for off_topic / restates_question
     n: int = 1  # answers sampled per prompt (2: a pair for the judge)
     judge: bool = False  # drop answers the model itself judges as breaking a principle they cite
     judge_threshold: float = 0.0  # log-odds of Yes over No below this: judge_rejected
@@ -115,7 +114,7 @@ class PrincipleStage:
             exemplars=[(f"exemplar {i} answer", e.answer) for i, e in enumerate(exemplars, 1)]
             + [(f"exemplar {i} question", e.user) for i, e in enumerate(exemplars, 1)],
             min_words=config.min_words, keep=config.keep)
-        self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep, config.embedding_model)
+        self.meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep)
         if config.n < 1:
             raise ValueError(f"n must be at least 1 (got {config.n})")
         self.judge_method = None

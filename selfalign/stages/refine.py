@@ -9,7 +9,6 @@ from pydantic import BaseModel
 
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, Provenance, RefinedRecord
-from selfalign.counts import Report
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
 from selfalign.stages.common import answer_batch, chunks, clip as _clip, drop
@@ -29,7 +28,6 @@ class RefineConfig(BaseModel):
     min_words: int = 25  # floor for open questions (a query asking for brevity needs 1 word); 0: off
     max_list_items: int = 12
     keep: frozenset[str] = frozenset()  # drop reasons turned off (--keep)
-    embedding_model: str | None = None
 
 
 _SEE_ALSO = re.compile(r"\n\s*(?:#+\s*)?(?:see also|related (?:topics|articles|links)|further reading|references)\b.*$",
@@ -50,14 +48,14 @@ def clean_verbose(text: str, max_items: int) -> str:
     return cap_list(_SEE_ALSO.sub("", text).rstrip(), max_items)
 
 
-def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineConfig, report: Report,
+def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineConfig,
            meaning: MeaningGates | None = None) -> Iterator[RefinedRecord | Dropped]:
     params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                             repetition_penalty=config.repetition_penalty, seed=config.seed,
                             stop=["\nUser:", "\n\nUser"])
     prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model, sampling=params.summary())
     gates = TextGates(persona=config.persona, min_words=config.min_words, keep=config.keep)
-    meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep, config.embedding_model)
+    meaning = meaning if meaning is not None else MeaningGates.for_keep(config.keep)
 
     def judge(rec: AlignedRecord, comp: Completion) -> RefinedRecord | Dropped:
         v = gates.check(rec.prompt, comp.text, comp.finish_reason, comp.completion_tokens, rec.question_type)

@@ -141,6 +141,6 @@ def test_sampling_options_that_cannot_work_are_refused_up_front(tmp_path):
     same = run_cli("principle", str(src), *be, "--n", "2", "--temperature", "0", check=False)
     assert same.returncode != 0 and "one answer repeated" in same.stderr
     alone = run_cli("principle", str(src), *be, "--judge-threshold", "1", check=False)
-    assert alone.returncode == 2 and "go with --judge" in alone.stderr
+    assert alone.returncode == 2 and "applies only with --judge" in alone.stderr
     with pytest.raises(ValueError, match="reads pairs"):  # nothing makes pairs: an error before any model runs
         Pipeline([Load(path=str(src)), Principle(), Judge()]).plan()

@@ -1,7 +1,6 @@
 
 import pytest
 
-from selfalign.counts import Report
 from selfalign.stages.export import ExportConfig, ExportInput, export
 
 from support import run_cli, write_jsonl
@@ -75,7 +74,7 @@ PAIRS = [
 
 def dpo(rows, **cfg):
 
-    out = list(export([ExportInput.model_validate(r) for r in rows], ExportConfig(format="dpo", **cfg), Report("e")))
+    out = list(export([ExportInput.model_validate(r) for r in rows], ExportConfig(format="dpo", **cfg)))
     return [o for o in out if isinstance(o, dict)], [o for o in out if not isinstance(o, dict)]
 
 

@@ -136,6 +136,31 @@ def test_refine_on_ray_gives_every_id_once(tmp_path, cluster):
     assert all(r["verbose_response"].startswith(GOOD) and r["response"] == GOOD for r in kept)
 
 
+def test_critique_on_ray_counts_revisions_like_a_local_run(tmp_path, cluster):
+    """The counters a stage keeps in its report (critique: revised, no_violation) come back from the actors."""
+    import json
+
+    wrong = "The current price of gold is exactly 2,031 dollars an ounce, and it will rise tomorrow."
+    revision = ("I can't tell you today's gold price: I have no access to live market data, and the price changes "
+                "through the day. A financial news site or your bank will show the current price per ounce.")
+    aligned = [{"prompt": f"Question number {i} about gold?", "thoughts": "By 7 (candor) I answer.",
+                "response": wrong if i % 3 == 0 else GOOD, "principles": ["7"]} for i in range(12)]
+    src = write_jsonl(tmp_path / "aligned.jsonl", aligned)
+    rules = write_jsonl(tmp_path / "rules.jsonl", [
+        {"match": f"Answer: {wrong}", "text": " The answer invents a price. The answer breaks principle 7.\n"
+         f"Violations: 7\nRevision: {revision}"},
+        {"text": " The answer is accurate. The answer breaks none of the principles.\nViolations: none"}])
+    be = ["--backend", "scripted", "--model", str(rules), "--no-cache", "--sample", "0",
+          "--keep", "off_topic,restates_question", "-q"]
+    local = run_cli("critique", str(src), *be, "--report", str(tmp_path / "local.json"))
+    proc = run_cli("critique", str(src), *be, *cluster["args"], "--ray-actors", "2", "--batch-size", "4",
+                   "--report", str(tmp_path / "ray.json"), env=cluster["env"])
+    assert sorted(jsonl(proc.stdout), key=lambda r: r["id"]) == sorted(jsonl(local.stdout), key=lambda r: r["id"])
+    mine, theirs = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "ray"))
+    assert (mine["revised"], mine["no_violation"]) == (4, 8)
+    assert (theirs["revised"], theirs["no_violation"]) == (4, 8)
+
+
 def test_generate_on_ray_splits_calls_over_actors_and_gives_num_records(tmp_path, cluster):
     topics = ["rivers", "bread", "gardens", "planets", "bridges", "violins", "glaciers", "markets", "orchards",
               "lighthouses", "volcanoes", "libraries", "kites", "canals", "deserts", "bees", "clocks", "ferries"]

@@ -2,7 +2,6 @@ import json
 
 
 from selfalign.records import AlignedRecord
-from selfalign.counts import Report
 from selfalign.stages.export import ExportConfig, ExportInput, export
 
 
@@ -14,14 +13,14 @@ ROWS = [{"prompt": f"Question number {i}?", "thoughts": "By 2 (informative) I an
 def test_three_formats_without_thoughts_or_principles():
     recs = [AlignedRecord.model_validate(r) for r in ROWS]
     for fmt, key in (("messages", "messages"), ("sharegpt", "conversations"), ("alpaca", "instruction")):
-        out = list(export(recs, ExportConfig(format=fmt, system="Be helpful."), Report("export")))
+        out = list(export(recs, ExportConfig(format=fmt, system="Be helpful.")))
         assert len(out) == 3 and key in out[0]
         text = json.dumps(out)
         assert "thoughts" not in text and "informative" not in text and "principles" not in text
-    m = list(export(recs[:1], ExportConfig(system="Be helpful."), Report("e")))[0]["messages"]
+    m = list(export(recs[:1], ExportConfig(system="Be helpful.")))[0]["messages"]
     assert [x["role"] for x in m] == ["system", "user", "assistant"]
     assert m[2]["content"] == ROWS[0]["response"]
-    v = list(export(recs[:1], ExportConfig(answer="verbose_response"), Report("e")))[0]["messages"]
+    v = list(export(recs[:1], ExportConfig(answer="verbose_response")))[0]["messages"]
     assert [x["role"] for x in v] == ["user", "assistant"] and v[1]["content"] == "A long answer 0."
 
 
@@ -49,7 +48,7 @@ PAIRS = [
 def dpo(rows, **cfg):
     from selfalign.stages.export import ExportInput
 
-    out = list(export([ExportInput.model_validate(r) for r in rows], ExportConfig(format="dpo", **cfg), Report("e")))
+    out = list(export([ExportInput.model_validate(r) for r in rows], ExportConfig(format="dpo", **cfg)))
     return [o for o in out if isinstance(o, dict)], [o for o in out if not isinstance(o, dict)]
 
 
@@ -98,14 +97,13 @@ def test_dpo_max_tokens_counts_the_longer_completion():
     kept, dropped = dpo(PAIRS[:1], max_tokens=12)  # without a counter the limit cannot apply: kept
     assert len(kept) == 1
     counter = lambda t: len(t.split())  # noqa: E731
-    out = list(export([ExportInput.model_validate(PAIRS[0])], ExportConfig(format="dpo", max_tokens=12),
-                      Report("e"), counter))
+    out = list(export([ExportInput.model_validate(PAIRS[0])], ExportConfig(format="dpo", max_tokens=12), counter))
     assert out[0].drop_reason == "too_many_tokens"
-    out = list(export([ExportInput.model_validate(PAIRS[0])], ExportConfig(format="dpo"), Report("e"), counter))
+    out = list(export([ExportInput.model_validate(PAIRS[0])], ExportConfig(format="dpo"), counter))
     assert out[0]["num_tokens"] == len("Question number 0?".split()) + len(REVISED.split())  # the longer: the revision
 
 
 def test_sft_export_of_revisions_falls_back_to_the_response():
     recs = [ExportInput.model_validate(r) for r in PAIRS[:2]]
-    out = list(export(recs, ExportConfig(answer="revision"), Report("e")))
+    out = list(export(recs, ExportConfig(answer="revision")))
     assert [o["messages"][-1]["content"] for o in out] == [REVISED, ROWS[1]["response"]]

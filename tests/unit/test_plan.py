@@ -374,7 +374,7 @@ def test_a_backend_is_known_by_its_model_content_and_sampling_options_only(tmp_p
     ident = backend_identity(BackendConfig(name="vllm", model=str(model)))
     copy = shutil.copytree(model, tmp_path / "copy")
     assert backend_identity(BackendConfig(name="vllm", model=str(copy)))["model"] == ident["model"]
-    assert backend_identity(BackendConfig(name="vllm", model=str(model), timeout=5, concurrency=8)) == ident
+    assert backend_identity(BackendConfig(name="vllm", model=str(model), gpu_memory_utilization=0.5)) == ident
     assert backend_identity(BackendConfig(name="vllm", model=str(model), seed=2)) != ident
     (model / "config.json").write_text('{"hidden_size": 128}')
     edited = backend_identity(BackendConfig(name="vllm", model=str(model)))
