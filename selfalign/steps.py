@@ -420,7 +420,7 @@ class Export(Stage):
     verbose: bool = False
     tokenizer: str | None = None
     max_tokens: Count | None = None
-    min_margin: Finite | None = None  # dpo: drop pairs whose judge margin is below this, or unknown
+    min_margin: Finite | None = 0.3  # dpo: judged pairs under this margin are low_margin; 0: off (benchmarks/judge.py)
     revised: bool = False  # SFT: the critique's revision where there is one
 
     def prepare(self, runner: Runner) -> dict[str, Any]:

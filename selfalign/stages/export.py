@@ -11,7 +11,19 @@ Both sides must be answers as the SFT export writes them: a side that still hold
 citation, the persona as a speaker or a template token (the persona_leak and template_debris gates' detectors,
 `TextGates.unparsed`) is a completion that failed parsing, and a pair whose sides differ by format teaches the
 format: `chosen_unparsed` / `rejected_unparsed`, the detail naming what was found.
-With `min_margin`, pairs below it are dropped as `low_margin` and pairs with no margin as `no_margin`."""
+
+`min_margin` (default: the export stage's, `selfalign.steps.Export.min_margin`, measured on the judge benchmark)
+drops pairs that rest on the judge alone whose margin is below it as `low_margin`, and pairs whose judge gave no
+usable margin as `no_margin`; 0 (or None) turns both off. Pairs no judge scored (a critique's revision over the
+original, or of two sampled answers the one the gates passed over one they dropped) are ordered by what made them,
+not by a judge, and pass with `margin` None (filter on it to keep judged pairs only); so does a judged pair of
+sampled answers whose rejected side a quality gate dropped (the judge agreed with the gates, which ordered it).
+
+The default, 0.3, is measured (`python benchmarks/judge.py --backends transformers --method logprobs`, its
+`by_margin`): on the 40 labelled pairs the embedded SmolLM2-135M agrees with the labels no better than chance at
+every margin it gives (each pair's own principle: 47.5% overall, 4 of 6 at 0.1 or more, largest margin 0.29;
+the whole set: 27.5%, 2 of 8 at 0.1 or more, largest 0.15), so 0.3 is just above the chance region it shows. A
+stronger judge gives larger margins; measure it the same way (`--model`) before lowering the minimum."""
 
 from __future__ import annotations
 
@@ -19,7 +31,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from selfalign.records import Dropped, Judgement, normalize_text, stable_id
 from selfalign.counts import Report
@@ -32,12 +44,19 @@ SFT_FORMATS = FORMATS[:3]
 ANSWERS = ("response", "verbose_response", "revision")  # revision: the critique's revision where there is one
 
 
+def stage_min_margin() -> float | None:
+    """The one default of `--min-margin`: the export stage's (selfalign/steps.py), measured on the judge benchmark."""
+    from selfalign.steps import Export
+
+    return Export.model_fields["min_margin"].default
+
+
 class ExportConfig(BaseModel):
     format: str = "messages"
     system: str | None = None
     answer: str = "response"  # response | verbose_response | revision (SFT formats)
     max_tokens: int | None = None  # drop pairs whose prompt + answer exceed this (needs a token counter)
-    min_margin: float | None = None  # dpo: drop pairs whose margin is below this, or unknown
+    min_margin: float | None = Field(default_factory=stage_min_margin)  # dpo: judged pairs below it; 0/None: off
     persona: str = "Sage"  # dpo: the persona whose turn marker ("Sage:") in a side makes it unparsed
 
 
@@ -167,10 +186,10 @@ def preference(rec: ExportInput, config: ExportConfig, answers: TextGates | None
     for side, field, text in (("chosen", chosen_field, chosen), ("rejected", rejected_field, rejected)):
         if why := answers.unparsed(text, rec.prompt):
             return f"{side}_unparsed", f"{field} is not an answer ({why}): {clip(text, 120)}"
-    if config.min_margin is not None:
-        if margin is None:
-            return "no_margin", f"no judge margin, and a minimum of {config.min_margin:g} is asked"
-        if margin < config.min_margin:
+    if config.min_margin is not None and config.min_margin > 0:
+        if margin is None and judgement is not None:
+            return "no_margin", f"the judge gave no usable margin, and a minimum of {config.min_margin:g} is asked"
+        if margin is not None and margin < config.min_margin and _gate(rec, rejected_field) is None:
             return "low_margin", f"margin {margin:g} < {config.min_margin:g}"
     return {"chosen": chosen, "rejected": rejected, "margin": margin, "principle": principle,
             "violations": violations, "chosen_from": chosen_field}
@@ -181,6 +200,8 @@ def export(records: Iterable[ExportInput], config: ExportConfig, report: Report,
     if config.format not in FORMATS:
         raise ValueError(f"unknown format {config.format!r}: choose one of {', '.join(FORMATS)}")
     if config.format == "dpo":
+        if config.min_margin is not None:
+            report.extra["min_margin"] = config.min_margin  # the summary says which minimum applied
         yield from export_dpo(records, config, count_tokens)
         return
     if config.answer not in ANSWERS:
