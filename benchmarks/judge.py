@@ -9,7 +9,8 @@ orders scored as the stage does; the better answer is the revision in half of th
 other half. Prints agreement (pairs where the judge chose the labelled better answer; a tie counts as a miss)
 overall, per principle and per trap, what either order alone would have agreed (the position bias the two
 orders cancel), the mean bias towards "A" in log-odds, how much probability the two choices held
-(`choice_mass`: low means the model hardly follows the format), and two baselines: always the longer answer,
+(`choice_mass`: low means the model hardly follows the format), agreement by margin bucket (`by_margin`: where
+`export --min-margin` belongs), and two baselines: always the longer answer,
 and chance (50%).
 
     python benchmarks/judge.py                                  # the embedded model, and vLLM when installed
@@ -100,11 +101,27 @@ def summarise(pairs: list[dict], verdicts: dict[str, dict]) -> dict[str, Any]:
         summary["a_bias_logodds"] = round(sum((d[1] - d[0]) / 2 for _, d in orders) / len(orders), 3)
         summary["choice_mass"] = round(sum(v["choice_mass"] for v, _ in orders) / len(orders), 3)
         summary["mean_margin"] = round(sum(v["margin"] for v, _ in orders) / len(orders), 3)
+    summary["by_margin"] = by_margin(judged)
     votes = [v for v in judged if "votes" in v]
     if votes:
         summary["invalid_votes"] = round(sum(v["votes"]["invalid"] for v in votes) / sum(v["n"] for v in votes), 3)
         summary["mean_confidence"] = round(sum(v["confidence"] for v in votes) / len(votes), 3)
     return summary
+
+
+MARGIN_EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+def by_margin(judged: list[dict]) -> dict[str, dict[str, Any]]:
+    """Agreement by margin bucket (pairs with edge <= margin < next edge) and at or above each edge: where the
+    judge stops agreeing with the labels no better than chance is where `export --min-margin` belongs."""
+    out: dict[str, dict[str, Any]] = {}
+    for lo, hi in zip(MARGIN_EDGES, (*MARGIN_EDGES[1:], float("inf")), strict=True):
+        inside = [v["chosen"] == v["expected"] for v in judged if lo <= v["margin"] < hi]
+        above = [v["chosen"] == v["expected"] for v in judged if v["margin"] >= lo]
+        if above:
+            out[f"{lo:g}"] = {"n": len(inside), "agree": sum(inside), "n_above": len(above), "agree_above": sum(above)}
+    return out
 
 
 def baselines(pairs: list[dict]) -> dict[str, float]:
@@ -121,6 +138,9 @@ def show(name: str, s: dict[str, Any], seconds: float) -> None:
     if "invalid_votes" in s:
         print(f"   votes that were neither A nor B: {s['invalid_votes']:.1%}; "
               f"mean confidence {s['mean_confidence']:.2f}")
+    if s.get("by_margin"):
+        print("   by margin:    " + ", ".join(
+            f">={k}: {b['agree']}/{b['n']} (all >={k}: {b['agree_above']}/{b['n_above']})" for k, b in s["by_margin"].items()))
     print("   by principle: " + ", ".join(f"{k}: {v:.0%}" for k, v in s["by_principle"].items()))
     print("   by trap:      " + ", ".join(f"{k}: {v:.0%}" for k, v in s["by_trap"].items()))
     if s["dropped"]:

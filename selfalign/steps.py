@@ -482,7 +482,7 @@ class Export(Stage):
     verbose: bool = False
     tokenizer: str | None = None
     max_tokens: Count | None = None
-    min_margin: Finite | None = None  # dpo: drop pairs whose judge margin is below this, or unknown
+    min_margin: Finite | None = 0.3  # dpo: judged pairs under this margin are low_margin; 0: off (benchmarks/judge.py)
     revised: bool = False  # SFT: the critique's revision where there is one
 
     @model_validator(mode="after")
@@ -514,6 +514,8 @@ class Export(Stage):
                            min_margin=self.min_margin,
                            answer="verbose_response" if self.verbose else "revision" if self.revised else "response")
         runner.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
+        if self.format == "dpo" and self.min_margin is not None:
+            runner.report.extra["min_margin"] = self.min_margin  # the summary says which minimum applied
         return lambda records: export(records, cfg, prepared["counter"])
 
     def input_model(self) -> type[BaseModel]:

@@ -107,9 +107,10 @@ def export(
                          "num_tokens): tiktoken:o200k_base, tiktoken:cl100k_base, or a tokenizer folder.")] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Drop records (dpo: pairs) over this "
                           "many tokens, counted with --tokenizer (default tiktoken:o200k_base).")] = None,
-    min_margin: Annotated[float | None, typer.Option("--min-margin", help="dpo: drop pairs whose judge margin is "
-                          "below this, or unknown (log-odds of the chosen answer, from log-probabilities or a "
-                          "vote alike).")] = None,
+    min_margin: Annotated[float | None, typer.Option("--min-margin", show_default="the export stage's, measured on "
+                          "the judge benchmark", help="dpo: drop judged pairs whose margin (log-odds, from "
+                          "log-probabilities or a vote) is below this as low_margin; 0 turns it off. Pairs no "
+                          "judge scored pass, with margin null.")] = None,
     revised: Annotated[bool, typer.Option("--revised", help="SFT: export the critique's revision where there is "
                        "one.")] = False,
 ) -> None:
@@ -121,8 +122,9 @@ def export(
     from selfalign.executors import LocalExecutor
     from selfalign.steps import Export
 
+    given = {"min_margin": min_margin} if min_margin is not None else {}  # else the stage's default: one place
     stage = Export(format=format.value, system=system, verbose=verbose, tokenizer=tokenizer, max_tokens=max_tokens,
-                   min_margin=min_margin, revised=revised)
+                   revised=revised, **given)
     run = Run("export", output, dropped, report, on_error, quiet, quarantine, shard)
     run_stages(run, LocalExecutor(), [stage], input=input)
 

@@ -79,6 +79,14 @@ class TextGates:
             return f"stopped at the token limit ({completion_tokens} tokens)"
         return None
 
+    def unparsed(self, answer: str, query: str = "") -> str | None:
+        """What in `answer` is not part of an answer as the SFT export writes it, whatever `keep` says: a template
+        token or made-up turn (template_debris's detector), or the method (persona_leak's: internal thoughts, a
+        principle citation, the persona as a speaker). A preference pair's sides must be answers."""
+        if m := t.find_debris(answer, query):
+            return f"template debris {m.group().strip()!r}"
+        return t.leak(answer, query, self.persona, self.principles)
+
     def check(self, query: str, answer: str, finish_reason: str = "stop", completion_tokens: int = 0,
               question_type: str | None = None) -> Verdict:
         v = Verdict(answer.strip())

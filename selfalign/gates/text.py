@@ -7,6 +7,7 @@ in this repository measures them too.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -38,8 +39,13 @@ def word_count(text: str) -> float:
     return len(_WORD.findall(rest)) + cjk / 1.5
 
 
+_ANY_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f]")
+
+
 def words(text: str) -> list[str]:
     """Lower-cased words; each CJK character is a word of its own."""
+    if not _ANY_CJK.search(text):  # the common case, without a look at each character
+        return _WORD.findall(text.lower())
     out: list[str] = []
     for w in _WORD.findall(text.lower()):
         if any(is_cjk(ch) for ch in w):
@@ -146,6 +152,12 @@ def items_short(query: str, answer: str) -> str | None:
 
 
 # -- the method leaking into the answer --------------------------------------------------------------
+@functools.lru_cache(maxsize=512)
+def _grams5(text: str) -> frozenset[tuple[str, ...]]:
+    """A principle's word 5-grams, computed once (every answer is checked against every principle)."""
+    return frozenset(ngrams(words(text), 5))
+
+
 def leak(answer: str, query: str, persona: str, principles: list[tuple[str, str, str]]) -> str | None:
     """What of the method shows in the answer: a principle citation, recited principle text, the
     internal thoughts, or the persona name used as a speaker. `principles`: (id, name, text)."""
@@ -165,7 +177,7 @@ def leak(answer: str, query: str, persona: str, principles: list[tuple[str, str,
             return f"{what} {m.group()!r}"
     aw = ngrams(words(text), 5)
     for pid, _, ptext in principles:
-        pw = ngrams(words(ptext), 5)
+        pw = _grams5(ptext)
         if len(pw) >= 3 and len(pw & aw) / len(pw) >= 0.5:
             return f"recites principle {pid}"
     labels = re.findall(r"(?m)^[ \t]*(?:[-*•][ \t]*)?\**([A-Z][\w'’ -]{0,24}?)\**[ \t]*:", text)

@@ -5,8 +5,25 @@ A pair is (revision, response) of a record the critique stage revised, or two sa
 has scored the pair (the record's `judge` field: `{"principle", "margin", "chosen", "pair", ...}`), its choice and
 margin decide; otherwise the revision is chosen, the original response rejected, and the margin is unknown.
 Records with no pair are dropped as `no_pair`, a judge's tie as `judge_tie`, a malformed `judge` as `bad_judge`,
-a judge's choice of a sampled answer the quality gates dropped as `chosen_failed_gates`; with `min_margin`, pairs
-below it as `low_margin` and pairs with no margin as `no_margin`."""
+a judge's choice of a sampled answer the quality gates dropped as `chosen_failed_gates`.
+
+Both sides must be answers as the SFT export writes them: a side that still holds internal thoughts, a principle
+citation, the persona as a speaker or a template token (the persona_leak and template_debris gates' detectors,
+`TextGates.unparsed`) is a completion that failed parsing, and a pair whose sides differ by format teaches the
+format: `chosen_unparsed` / `rejected_unparsed`, the detail naming what was found.
+
+`min_margin` (default: the export stage's, `selfalign.steps.Export.min_margin`, measured on the judge benchmark)
+drops pairs that rest on the judge alone whose margin is below it as `low_margin`, and pairs whose judge gave no
+usable margin as `no_margin`; 0 (or None) turns both off. Pairs no judge scored (a critique's revision over the
+original, or of two sampled answers the one the gates passed over one they dropped) are ordered by what made them,
+not by a judge, and pass with `margin` None (filter on it to keep judged pairs only); so does a judged pair of
+sampled answers whose rejected side a quality gate dropped (the judge agreed with the gates, which ordered it).
+
+The default, 0.3, is measured (`python benchmarks/judge.py --backends transformers --method logprobs`, its
+`by_margin`): on the 40 labelled pairs the embedded SmolLM2-135M agrees with the labels no better than chance at
+every margin it gives (each pair's own principle: 47.5% overall, 4 of 6 at 0.1 or more, largest margin 0.29;
+the whole set: 27.5%, 2 of 8 at 0.1 or more, largest 0.15), so 0.3 is just above the chance region it shows. A
+stronger judge gives larger margins; measure it the same way (`--model`) before lowering the minimum."""
 
 from __future__ import annotations
 
@@ -14,10 +31,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from selfalign.records import Dropped, Judgement, normalize_text, stable_id
-from selfalign.stages.common import drop
+from selfalign.gates import TextGates
+from selfalign.stages.common import clip, drop
 
 STAGE = "export"
 FORMATS = ("messages", "sharegpt", "alpaca", "dpo")
@@ -25,12 +43,20 @@ SFT_FORMATS = FORMATS[:3]
 ANSWERS = ("response", "verbose_response", "revision")  # revision: the critique's revision where there is one
 
 
+def stage_min_margin() -> float | None:
+    """The one default of `--min-margin`: the export stage's (selfalign/steps.py), measured on the judge benchmark."""
+    from selfalign.steps import Export
+
+    return Export.model_fields["min_margin"].default
+
+
 class ExportConfig(BaseModel):
     format: str = "messages"
     system: str | None = None
     answer: str = "response"  # response | verbose_response | revision (SFT formats)
     max_tokens: int | None = None  # drop pairs whose prompt + answer exceed this (needs a token counter)
-    min_margin: float | None = None  # dpo: drop pairs whose margin is below this, or unknown
+    min_margin: float | None = Field(default_factory=stage_min_margin)  # dpo: judged pairs below it; 0/None: off
+    persona: str = "Sage"  # dpo: the persona whose turn marker ("Sage:") in a side makes it unparsed
 
 
 class ExportInput(BaseModel):
@@ -103,14 +129,24 @@ def _gate(rec: ExportInput, field: str) -> str | None:
     return str(why) if why else None
 
 
-def preference(rec: ExportInput, config: ExportConfig) -> dict[str, Any] | tuple[str, str]:
+def answer_gates(config: ExportConfig) -> TextGates:
+    """The detectors that tell an answer from a completion that failed parsing (the default principle set's
+    names make "By 10 (clarification)" a citation)."""
+    from selfalign.assets import load_principles
+
+    return TextGates(persona=config.persona, principles=[(p.id, p.name, p.text) for p in load_principles()])
+
+
+def preference(rec: ExportInput, config: ExportConfig, answers: TextGates | None = None
+               ) -> dict[str, Any] | tuple[str, str]:
     """The record's preference pair: {chosen, rejected, margin, principle, violations, chosen_from}, or
     (drop reason, detail).
 
     Judged (a `judge` with a margin): the judge's `chosen` over the other field of its `pair` (default
     response/revision), so two sampled `responses` pair too; a chosen response that the quality gates dropped
     (`response_gates`, from `principle --n 2`) is `chosen_failed_gates`. Unjudged: revision over response, or of
-    two sampled responses the one the gates passed over the one they dropped; margin None."""
+    two sampled responses the one the gates passed over the one they dropped; margin None. A side that is not an
+    answer (`answers.unparsed`, default `answer_gates(config)`) makes no pair."""
     violations = [str(v) for v in (getattr(rec, "violations", None) or []) if isinstance(v, (str, int))]
     judgement: Judgement | None = None
     if rec.judge is not None:
@@ -145,10 +181,14 @@ def preference(rec: ExportInput, config: ExportConfig) -> dict[str, Any] | tuple
         return "no_pair", f"record has no {chosen_field if chosen is None else rejected_field} to pair"
     if normalize_text(chosen) == normalize_text(rejected):
         return "no_pair", f"{chosen_field} and {rejected_field} are the same text"
-    if config.min_margin is not None:
-        if margin is None:
-            return "no_margin", f"no judge margin, and a minimum of {config.min_margin:g} is asked"
-        if margin < config.min_margin:
+    answers = answers or answer_gates(config)
+    for side, field, text in (("chosen", chosen_field, chosen), ("rejected", rejected_field, rejected)):
+        if why := answers.unparsed(text, rec.prompt):
+            return f"{side}_unparsed", f"{field} is not an answer ({why}): {clip(text, 120)}"
+    if config.min_margin is not None and config.min_margin > 0:
+        if margin is None and judgement is not None:
+            return "no_margin", f"the judge gave no usable margin, and a minimum of {config.min_margin:g} is asked"
+        if margin is not None and margin < config.min_margin and _gate(rec, rejected_field) is None:
             return "low_margin", f"margin {margin:g} < {config.min_margin:g}"
     return {"chosen": chosen, "rejected": rejected, "margin": margin, "principle": principle,
             "violations": violations, "chosen_from": chosen_field}
@@ -186,8 +226,9 @@ def export_dpo(records: Iterable[ExportInput], config: ExportConfig,
     """Preference pairs: `prompt`/`chosen`/`rejected` (conversational) and, beside them, `id`, `margin` (None when
     no judge scored the pair), `principle` (the judge's, or the critique's violated ids joined by commas),
     `violations` and `chosen_from` ("revision", "response", "responses[0]" or "responses[1]")."""
+    gates = answer_gates(config)
     for rec in records:
-        pair = preference(rec, config)
+        pair = preference(rec, config, gates)
         if isinstance(pair, tuple):
             yield drop(STAGE, rec, *pair)
             continue

@@ -7,8 +7,11 @@ split into internal thoughts and answer, and filtered; every drop has a named re
 record is kept when a sample passes; its `response`, `thoughts` and `principles` are the first passing sample's.
 It also carries `responses`, the pair for `selfalign judge`: two passing answers, or where only one passes, it and
 a sampled answer that a gate on the answer dropped, with `response_gates` saying which (None: passed; else the
-drop reason). `sample_drops` lists every dropped sample's reason. A record whose samples all fail is dropped
-with the first sample's reason, the others named in its detail.
+drop reason). Only answers go there: text that went through the thoughts/answer split and holds no thoughts,
+principle citation, persona turn or template token (`TextGates.unparsed`), so the pair differs by content, not
+by format; a raw completion (kept with `--keep missing_answer`) never does. `sample_drops` lists every dropped
+sample's reason. A record whose samples all fail is dropped with the first sample's reason, the others named in its
+detail.
 
 `judge` asks the model, per principle the thoughts cite (the whole set where they cite none), whether the answer
 follows it (stages/judge.py `follows_prompt`); a log-odds of Yes over No below `judge_threshold` drops the answer
@@ -37,8 +40,9 @@ from selfalign.templates import principle_prefix, principle_prompt, principle_tu
 STAGE = "principle"
 MIN_QUESTION_TOKENS = 32  # a principle set leaving less room than this for the question is refused up front
 # a sampled answer dropped for one of these has an answer text that is bad as an answer: a pair's rejected side
-REJECTABLE = frozenset({"too_short", "repetition_loop", "persona_leak", "exemplar_leak", "template_debris",
-                        "unwarranted_refusal", "restates_question", "off_topic", "wrong_language", "judge_rejected"})
+# (not persona_leak or template_debris: that text holds the method or the template, so it differs by format)
+REJECTABLE = frozenset({"too_short", "repetition_loop", "exemplar_leak", "unwarranted_refusal", "restates_question",
+                        "off_topic", "wrong_language", "judge_rejected"})
 
 
 class PrincipleConfig(BaseModel):
@@ -156,22 +160,25 @@ class PrincipleStage:
         params = self.params if sample == 0 else self.params.model_copy(
             update={"seed": (self.params.seed or 0) + sample})
         judge = self.judge if self.cfg.n == 1 else self._judge_keeping_answer
-        outs = self.meaning.apply(STAGE, answer_batch(STAGE, self.backend, params, batch, self.render, judge),
-                                  "response")
-        return self._keep_answers(outs)
+        outs = answer_batch(STAGE, self.backend, params, batch, self.render, judge)
+        return self._keep_answers(_carry_unsplit(outs, self.meaning.apply(STAGE, outs, "response")))
 
     def _keep_answers(self, outs: list[AlignedRecord | Dropped]) -> list[AlignedRecord | Dropped]:
         """With n > 1, a drop by a gate on the answer keeps the answer (as `_answer`: never written out); a meaning
         gate's or the judge's drop holds the record, answer included."""
         if self.cfg.n > 1:
             for o in outs:
-                if isinstance(o, Dropped) and o.drop_reason in REJECTABLE and not getattr(o, "_answer", None):
+                if isinstance(o, Dropped) and o.drop_reason in REJECTABLE and not getattr(o, "_answer", None) \
+                        and not getattr(o, "_unsplit", False):
                     o._answer = (o.record or {}).get("response")
         return outs
 
     def _judge_keeping_answer(self, rec: PromptRecord, comp: Completion) -> AlignedRecord | Dropped:
         out = self.judge(rec, comp)
-        if isinstance(out, Dropped) and out.drop_reason in REJECTABLE and (parts := self.split(comp.text)):
+        parts = self.split(comp.text)
+        if parts is None:  # no answer turn: what a --keep let through is the raw completion, never a pair's side
+            out._unsplit = True
+        elif isinstance(out, Dropped) and out.drop_reason in REJECTABLE:
             out._answer = self._renamed(parts[1].strip())  # as a kept answer would be
         return out
 
@@ -190,9 +197,12 @@ class PrincipleStage:
             first.detail = (f"all {len(outs)} samples dropped ({', '.join(d['drop_reason'] for d in drops)}); "
                             f"sample 0: {first.detail}")
             return first
-        pair = [(o.response, None) for o in kept] + [(a, why) for a, why in rejected if a and a.strip()]
+        pair = [(o.response, None) for o in kept if not getattr(o, "_unsplit", False)]
+        pair += [(a, why) for a, why in rejected if a and a.strip()]
         distinct: dict[str, tuple[str, str | None]] = {}  # by text up to whitespace; the first sample wins
         for a, why in pair:
+            if self.gates.unparsed(a, kept[0].prompt):
+                continue  # thoughts, a citation, a persona turn or a template token: not an answer
             distinct.setdefault(" ".join(a.split()), (a, why))
         chosen = list(distinct.values())[:2]
         return type(kept[0]).model_validate({**kept[0].model_dump(), "responses": [a for a, _ in chosen],
@@ -236,7 +246,7 @@ class PrincipleStage:
                 rec = outs[i]
                 out[i] = type(rec).model_validate({**rec.model_dump(), "judge_gate": {
                     "scores": got, "method": self.judge_method, "threshold": self.cfg.judge_threshold}})
-        return self._keep_answers(out)
+        return self._keep_answers(_carry_unsplit(outs, out))
 
     def render(self, rec: PromptRecord) -> str:
         return principle_prompt(self.prefix, rec.prompt, self.cfg.persona)
@@ -274,6 +284,14 @@ class PrincipleStage:
         return AlignedRecord.model_validate(rec.with_stage(
             self.provenance, thoughts=thoughts, response=answer,
             principles=cited_principles(thoughts, self.principles)))
+
+
+def _carry_unsplit(before: list[Any], after: list[Any]) -> list[Any]:
+    """`after` (the same samples, some remade by a later gate) with the mark of a sample that had no answer split."""
+    for b, a in zip(before, after, strict=True):
+        if getattr(b, "_unsplit", False):
+            a._unsplit = True
+    return after
 
 
 _BACKREF = re.compile(r"^\W*(?:see|as|like)\s+(?:(?:i|we)\s+(?:said|wrote|explained)\s+)?(?:above|before|earlier|"

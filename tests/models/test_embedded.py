@@ -96,7 +96,8 @@ def test_python_api_gives_the_same_records_as_the_cli_on_the_embedded_model(tmp_
 def test_sampled_pairs_on_the_embedded_model_are_judged_exported_and_trained_on(tmp_path):
     """principle --n 2 -> judge (log-probabilities) -> export --format dpo on the real model, then one DPOTrainer
     step on that export. The prompt is one on which the 135M model, at seed 1, writes one answer that passes the
-    gates and one that leaks the persona: a pair the gates and the judge agree on."""
+    gates and one that only restates the question (a persona leak would not do: that side differs by format and
+    is never a pair's side): a pair the gates and the judge agree on, so it passes the default --min-margin."""
     datasets = pytest.importorskip("datasets")
     trl = pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -104,7 +105,7 @@ def test_sampled_pairs_on_the_embedded_model_are_judged_exported_and_trained_on(
     from selfalign.paths import model_dir
 
     src = write_jsonl(tmp_path / "prompts.jsonl",
-                      [{"prompt": "Name the personification of a mythical creature using words only."}])
+                      [{"prompt": "What is the capital of Australia?"}])
     aligned = run_cli("principle", str(src), "--n", "2", "--max-tokens", "384", "--min-words", "12", "--seed", "1",
                       "--no-cache", "--dropped", str(tmp_path / "dropped.jsonl"), "-q").stdout
     kept = jsonl(aligned)

@@ -85,7 +85,7 @@ def test_trl_dpo_trainer_reads_the_export_and_takes_a_step(tmp_path):
 
     from selfalign.paths import model_dir
 
-    kept, _ = dpo(PAIRS, system="Be helpful.")
+    kept, _ = dpo(PAIRS, system="Be helpful.", min_margin=0)  # no minimum: margins both known and unknown
     out = write_jsonl(tmp_path / "dpo.jsonl", kept)  # as written, side fields (id, margin, principle) included
     ds = datasets.load_dataset("json", data_files=str(out), split="train")
     assert {"prompt", "chosen", "rejected", "margin", "principle"} <= set(ds.column_names) and ds.num_rows == 5

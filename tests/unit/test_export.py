@@ -53,7 +53,7 @@ def dpo(rows, **cfg):
 
 
 def test_dpo_pairs_revision_over_response_or_as_the_judge_chose():
-    kept, dropped = dpo(PAIRS, system="Be helpful.")
+    kept, dropped = dpo(PAIRS, system="Be helpful.", min_margin=0)  # 0: no minimum margin
     by_id = {k["id"]: k for k in kept}
     a = by_id[AlignedRecord.model_validate(ROWS[0]).id]
     assert a["prompt"] == [{"role": "system", "content": "Be helpful."}, {"role": "user", "content": "Question number 0?"}]
@@ -80,17 +80,17 @@ def test_dpo_pairs_revision_over_response_or_as_the_judge_chose():
     assert kept == [] and [d.drop_reason for d in dropped] == ["no_pair"] * 3
 
 
-def test_dpo_min_margin_drops_low_and_unknown_margins_with_their_reasons():
+def test_dpo_min_margin_drops_low_and_unusable_judge_margins_with_their_reasons():
     kept, dropped = dpo(PAIRS, min_margin=1.0)
-    assert [k["margin"] for k in kept] == [2.5, 1.5]
+    assert [k["margin"] for k in kept] == [None, 2.5, 1.5]  # no judge scored the first: it passes, margin None
     reasons = sorted(d.drop_reason for d in dropped)
-    assert reasons == sorted(["no_margin", "no_pair", "low_margin", "no_margin", "bad_judge", "no_pair",
-                              "judge_tie", "no_pair"])
+    assert reasons == sorted(["no_pair", "low_margin", "no_margin", "bad_judge", "no_pair", "judge_tie", "no_pair"])
+    assert next(d for d in dropped if d.drop_reason == "no_margin").id == "judged-no-margin"
     assert len(kept) + len(dropped) == len(PAIRS)
     low = next(d for d in dropped if d.drop_reason == "low_margin")
     assert low.id == "judged-low" and "0.25 < 1" in low.detail and low.record["judge"]["margin"] == 0.25
     kept, _ = dpo(PAIRS, min_margin=0.25)
-    assert sorted(k["margin"] for k in kept) == [0.25, 1.5, 2.5]
+    assert sorted(k["margin"] for k in kept if k["margin"] is not None) == [0.25, 1.5, 2.5]
 
 
 def test_dpo_max_tokens_counts_the_longer_completion():
