@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# OpenMP threads that spin while they wait make torch on a busy CPU many times slower: on 2 cores beside one
-# other busy process, a 576x1536 linear layer took 3.9 ms a call with the default policy and 0.37 ms with PASSIVE
-# (benchmarks/threads.py). It must be set before torch starts OpenMP; a value the user set is kept.
+# OpenMP threads that spin while they wait make torch on a busy CPU many times slower: on 2 cores with other work
+# running (load about 5), one of the embedded model's linear layers took 4.4-5.8 ms a call with the default
+# policy and 1.1 ms with PASSIVE (benchmarks/threads.py). It must be set before torch starts OpenMP; a value the
+# user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
