@@ -13,11 +13,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
-import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -104,18 +101,13 @@ class RunFolder:
 
     def _take(self, fp: IO[bytes]) -> None:
         """Hold the lock on `fp`, or raise RunError naming the run that holds it."""
+        from selfalign.storage import Busy, hold, sign
+
         try:
-            fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fp.seek(0)
-            holder = fp.read().decode("utf-8", "replace").strip() or "another process"
-            fp.close()
-            raise RunError(f"{self.path} is being written by another selfalign run ({holder}); wait for it to "
-                           "finish or stop it") from None
-        fp.seek(0)
-        fp.truncate()
-        fp.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode())
-        fp.flush()
+            hold(fp, self.path)
+        except Busy as e:
+            raise RunError(str(e)) from None
+        sign(fp)
         self._lock = fp
 
     def _refuse_foreign(self) -> list[str]:

@@ -179,6 +179,27 @@ def _rewrite_without(path: Path, lines: set[int]) -> None:
     os.replace(tmp, path)
 
 
+def hold(fp: IO[bytes], what: object) -> None:
+    """Take the exclusive lock on the open lock file `fp`, or close it and raise Busy naming the run that holds
+    it (the line it signed) and `what` it is writing."""
+    try:
+        fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fp.seek(0)
+        holder = fp.read().decode("utf-8", "replace").strip() or "another process"
+        fp.close()
+        raise Busy(f"{what} is being written by another selfalign run ({holder}); wait for it to finish or stop "
+                   "it") from None
+
+
+def sign(fp: IO[bytes]) -> None:
+    """Write who holds the lock into the lock file (what `hold` tells a second run)."""
+    fp.seek(0)
+    fp.truncate()
+    fp.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode())
+    fp.flush()
+
+
 class Target:
     """One output file of a run: its lock, its side file, and what it already holds."""
 
@@ -196,21 +217,14 @@ class Target:
         return self.path if self.stream else self.partial
 
     def lock(self) -> None:
-        """Take the output's lock, or raise Busy naming the run that holds it."""
+        """Take the output's lock, or raise Busy naming the run that holds it (`hold`)."""
         if self.stream:
             return
         lock_path = str(self.real) + ".lock"
         Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
         while True:
             fp = open_side(lock_path, "a+b")  # held until release(); a link planted there is refused
-            try:
-                fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fp.seek(0)
-                holder = fp.read().decode("utf-8", "replace").strip() or "another process"
-                fp.close()
-                raise Busy(f"{self.path} is being written by another selfalign run ({holder}); wait for it to "
-                           "finish or stop it") from None
+            hold(fp, self.path)
             # the file may have been removed by the run that held it just before we got the lock
             try:
                 same = os.stat(lock_path).st_ino == os.fstat(fp.fileno()).st_ino
@@ -219,10 +233,7 @@ class Target:
             if same:
                 break
             fp.close()
-        fp.seek(0)
-        fp.truncate()
-        fp.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%H:%M:%S')}".encode())
-        fp.flush()
+        sign(fp)
         self._lock = fp
 
     def prepare(self, resume: bool, warn: Callable[[str], None]) -> set[str]:
