@@ -244,9 +244,13 @@ def _backend_errors(report: Any) -> int:
 
 
 def _stamped(items: Iterator[Any], stamp: str | None) -> Iterator[Any]:
-    """Put the stage's key into the newest provenance entry of every kept record."""
+    """Put the stage's key into the newest provenance entry of every kept record: a record model here, or the
+    plain dict a Ray actor sends back."""
     for item in items:
-        prov = getattr(item, "provenance", None)
+        prov = item.get("provenance") if isinstance(item, dict) else getattr(item, "provenance", None)
         if stamp and prov:
-            prov[-1].recipe = stamp
+            if isinstance(prov[-1], dict):
+                prov[-1]["recipe"] = stamp
+            else:
+                prov[-1].recipe = stamp
         yield item

@@ -259,7 +259,7 @@ def test_an_actor_process_that_dies_is_restarted_and_no_id_is_written_twice(tmp_
 def test_dedup_embeds_on_the_actor_pool_and_drops_what_a_local_run_drops(tmp_path, cluster):
     """dedup --executor ray: the embeddings come from two actors (their cache shared on the node), the
     search stays on the driver; kept and dropped records are those of a local run."""
-    from test_dedup import DUPES
+    from test_dedup_models import DUPES
 
     src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": t} for t in DUPES])
     evalset = write_jsonl(tmp_path / "eval.jsonl", [{"id": "ev1", "question": "Explain what a black hole is, please."}])
