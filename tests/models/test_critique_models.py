@@ -1,26 +1,17 @@
+"""Critique with real models: the embedding gates judge only the revisions, and the embedded model end to end."""
 
 import pytest
 
 from selfalign import assets
 from selfalign.counts import Report
 from selfalign.backends.scripted import ScriptedBackend
-from selfalign.records import AlignedRecord, CritiquedRecord, Dropped
+from selfalign.records import CritiquedRecord, Dropped
 from selfalign.stages.critique import (CritiqueConfig, critique)
+
+from support.critique import REVISION, rec
 
 PRINCIPLES = assets.load_principles()
 EXEMPLARS = assets.load_critique_exemplars()
-
-ANSWER = "The current price of gold is exactly 2,031 dollars an ounce, and it will rise tomorrow."
-QUESTION = "What is the price of gold today?"
-REVISION = ("I can't tell you today's gold price: I have no access to live market data, and the price changes "
-            "through the day. A financial news site, your bank or a bullion dealer will show the current price "
-            "per ounce and how it has moved over recent weeks.")
-QUESTION = "What is the price of gold today?"
-
-
-def rec(prompt=QUESTION, response=ANSWER, principles=("7",), **kw):
-    return AlignedRecord.model_validate({"prompt": prompt, "thoughts": "By 7 (candor) I answer.",
-                                         "response": response, "principles": list(principles), **kw})
 
 
 # -- the real embedded model ---------------------------------------------------------------------------

@@ -9,24 +9,15 @@ from selfalign.backends.scripted import ScriptedBackend
 from selfalign.counts import Report
 from selfalign.gates.meaning import MeaningGates
 from selfalign.jsonl import InputError
-from selfalign.records import AlignedRecord, CritiquedRecord, Dropped
+from selfalign.records import CritiquedRecord, Dropped
 from selfalign.stages.critique import (CritiqueConfig, CritiqueStage, critique, critique_stops, parse_keep,
                                        select_principles)
+
+from support.critique import ANSWER, QUESTION, REVISION, rec
 
 PRINCIPLES = assets.load_principles()
 EXEMPLARS = assets.load_critique_exemplars()
 NO_MEANING = MeaningGates(language=False, relevance=False)
-
-ANSWER = "The current price of gold is exactly 2,031 dollars an ounce, and it will rise tomorrow."
-REVISION = ("I can't tell you today's gold price: I have no access to live market data, and the price changes "
-            "through the day. A financial news site, your bank or a bullion dealer will show the current price "
-            "per ounce and how it has moved over recent weeks.")
-QUESTION = "What is the price of gold today?"
-
-
-def rec(prompt=QUESTION, response=ANSWER, principles=("7",), **kw):
-    return AlignedRecord.model_validate({"prompt": prompt, "thoughts": "By 7 (candor) I answer.",
-                                         "response": response, "principles": list(principles), **kw})
 
 
 @pytest.fixture
