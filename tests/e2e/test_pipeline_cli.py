@@ -7,16 +7,8 @@ import json
 from selfalign import Dedup, Export, Pipeline, Principle, SelfInstruct
 from selfalign.backends.scripted import ScriptedBackend
 
+from support.tides import RULES
 from support import jsonl, run_cli, write_jsonl
-
-GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
-        "far side both bulge, so most coasts see two high tides and two low tides every day.")
-RULES = [
-    {"match": "\n6.", "text": " Explain why the sea has tides.\n7. Describe how bees make honey.\n8. Why is ice slippery?"},
-    {"match": "tides", "text": f" The user asks about science. By 8 (knowledge recitation) I recall facts.\n\nSage: {GOOD}"},
-    {"match": "honey", "text": " Following 2 (informative).\n\nSage: Bees make honey."},
-    {"text": f" By 2 (informative) I explain.\n\nSage: {GOOD} Ice is slippery because of a thin film of water."},
-]
 
 
 def _cli_pipeline(tmp_path, rules, env):
@@ -60,7 +52,6 @@ batch_size = 2
 kind = "export"
 name = "sft"
 """
-
 
 def test_recipe_runs_resumes_after_a_crash_and_writes_a_dataset_card(tmp_path):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"Question {i} about the tides?"} for i in range(6)])

@@ -1,20 +1,10 @@
 """The Python API and the recipe file: the same records as the CLI, checked options, stage-by-stage resume,
 and a dataset card that carries the constitution and the recipe's hash."""
 
-
-
 from selfalign import Dedup, Export, Load, Pipeline, Principle
 
+from support.tides import RULES
 from support import jsonl, write_jsonl
-
-GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
-        "far side both bulge, so most coasts see two high tides and two low tides every day.")
-RULES = [
-    {"match": "\n6.", "text": " Explain why the sea has tides.\n7. Describe how bees make honey.\n8. Why is ice slippery?"},
-    {"match": "tides", "text": f" The user asks about science. By 8 (knowledge recitation) I recall facts.\n\nSage: {GOOD}"},
-    {"match": "honey", "text": " Following 2 (informative).\n\nSage: Bees make honey."},
-    {"text": f" By 2 (informative) I explain.\n\nSage: {GOOD} Ice is slippery because of a thin film of water."},
-]
 
 
 def test_each_stage_reads_the_newest_answers_and_changed_options_redo_a_stage(tmp_path):
