@@ -31,3 +31,19 @@ def jsonl(text_or_path) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def invoke(*args: str, stdin: str | None = None):
+    """`selfalign ARGS` in this process (typer's CliRunner), wide enough that a message stays on one line."""
+    from typer.testing import CliRunner
+
+    from selfalign.cli import app
+
+    return CliRunner().invoke(app, list(args), input=stdin, env={"COLUMNS": "200"})
+
+
+def one_error_line(result) -> str:
+    """The whole of stderr: one line, starting with `error:`."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]

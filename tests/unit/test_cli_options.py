@@ -5,26 +5,13 @@ value named in one line, the shared backend options reaching the engine, an opti
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from selfalign.cli import app
-from support import write_jsonl
+from support import invoke, one_error_line, write_jsonl
 
 GOOD = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
         "far side both bulge, so most coasts see two high tides and two low tides every day.")
 INSTALL = "--executor ray needs Ray: pip install 'selfalign[ray]'"
 MODEL_COMMANDS = ("generate", "principle", "refine")
-
-
-def invoke(*args: str, stdin: str | None = None):
-    return CliRunner().invoke(app, list(args), input=stdin, env={"COLUMNS": "200"})
-
-
-def one_error_line(result) -> str:
-    """The whole of stderr: one line, starting with `error:`."""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(autouse=True)

@@ -6,26 +6,12 @@ import json
 import os
 
 import pytest
-from typer.testing import CliRunner
 
-from selfalign.cli import app
-from support import jsonl, write_jsonl
+from support import invoke, one_error_line, jsonl, write_jsonl
 
 ROWS = [{"id": f"r{i}", "prompt": f"Question number {i}?", "thoughts": "By 2 (informative) I answer.",
          "principles": ["2"], "response": f"Answer number {i}, explained in a full sentence."} for i in range(3)]
 DEEP = '{"id": "deep", "prompt": "q", "thoughts": "t", "response": "r", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
-
-
-def invoke(*args: str, stdin: str | None = None, cwd=None):
-    if cwd is not None:
-        os.chdir(cwd)
-    return CliRunner().invoke(app, list(args), input=stdin, env={"COLUMNS": "200"})
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(autouse=True)
