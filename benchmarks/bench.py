@@ -52,7 +52,7 @@ class Counting:
 def stage_run(backend, n, max_tokens, temperature):
     from selfalign import assets
     from selfalign.records import PromptRecord
-    from selfalign.counts import Report
+    from selfalign.report.counts import Report
     from selfalign.stages.principle import PrincipleConfig, PrincipleStage
 
     recs = [PromptRecord.model_validate({"prompt": q}) for q in (QUESTIONS * 8)[:n]]
@@ -70,7 +70,7 @@ def p1(args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from selfalign.backends.transformers import TransformersBackend
-    from selfalign.paths import model_dir
+    from selfalign.io.paths import model_dir
 
     n, mt = args.prompts, args.max_tokens
     be = TransformersBackend(batch_size=16)

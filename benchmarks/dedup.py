@@ -49,7 +49,7 @@ def run_dedup(path: Path, env: dict, *extra: str) -> dict:
 
 def embed_alone(texts: list[str], model: str) -> tuple[float, float]:
     """Wall and CPU seconds to embed the texts dedup embeds (distinct after normalisation), model loaded, no cache."""
-    from selfalign.embeddings import Embedder
+    from selfalign.text.embeddings import Embedder
     from selfalign.records import normalize_text
 
     unique = list({normalize_text(t): t for t in texts}.values())
@@ -78,7 +78,7 @@ def quality(vectors: np.ndarray, planted: set[int], thresholds: list[float], tex
     text it was matched with: the corpus has such pairs of its own ("Get the X." / "Set the X."), which
     are near duplicates by the planted edits' own definition, whatever they mean.
     """
-    from selfalign.similarity import brute_pairs, first_kept
+    from selfalign.text.similarity import brute_pairs, first_kept
 
     i, j, s = brute_pairs(vectors, min(thresholds))
     truth = np.zeros(len(vectors), dtype=bool)
@@ -98,7 +98,7 @@ def quality(vectors: np.ndarray, planted: set[int], thresholds: list[float], tex
 
 def switch_point(vectors: np.ndarray, sizes: list[int], threshold: float, cluster_size: int, probes: int) -> list[dict]:
     """Search seconds, all pairs vs clusters, on prefixes; and the drops the clusters miss."""
-    from selfalign.similarity import brute_pairs, cluster_pairs, first_kept
+    from selfalign.text.similarity import brute_pairs, cluster_pairs, first_kept
 
     rows = []
     for n in sizes:
@@ -174,8 +174,8 @@ def main() -> None:
     ap.add_argument("--json", default="benchmarks/out/dedup.json")
     ap.add_argument("--scale-only", action="store_true", help="only the total-vs-embedding and memory figures")
     args = ap.parse_args()
-    from selfalign.embeddings import dedup_calibration
-    from selfalign.paths import models_dir
+    from selfalign.text.embeddings import dedup_calibration
+    from selfalign.io.paths import models_dir
 
     args.threshold = args.threshold or dedup_calibration(args.embedding_model)[0]
     if not args.thresholds:
@@ -217,7 +217,7 @@ def main() -> None:
 
     if args.scale_only:
         return print_scale(result, biggest, planted, emb_s, emb_cpu, cold, mem, args.json)
-    from selfalign.embeddings import Embedder
+    from selfalign.text.embeddings import Embedder
 
     emb = Embedder(args.embedding_model, cache=work / "cache" / "embeddings.sqlite")
     vectors = emb.encode(texts)
@@ -229,7 +229,7 @@ def main() -> None:
     result["quality_texts"], result["quality_planted"] = q, sum(p < q for p in planted)
     console.print(f"[bold]5.[/] ROUGE-L pairwise dedup on {min(args.rouge_size, biggest):,} texts ({args.rouge_budget:.0f} s, then extrapolated)")
     r_texts = texts[:min(args.rouge_size, biggest)]
-    from selfalign.similarity import brute_pairs, first_kept
+    from selfalign.text.similarity import brute_pairs, first_kept
 
     t = time.perf_counter()
     emb2 = Embedder(args.embedding_model)

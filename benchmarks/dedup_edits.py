@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from selfalign.records import Dropped, PromptRecord  # noqa: E402
-from selfalign.counts import Report  # noqa: E402
+from selfalign.report.counts import Report  # noqa: E402
 from selfalign.stages.dedup import DedupConfig, dedup  # noqa: E402
 
 DATA = HERE / "data" / "dedup_edits.jsonl"
@@ -119,8 +119,8 @@ def main() -> None:
     ap.add_argument("--embedding-model", default="all-mpnet-base-v2",
                     help="dedup's default, all-minilm-l6-v2, or a local sentence-transformers folder")
     args = ap.parse_args()
-    from selfalign.embeddings import Embedder, dedup_calibration
-    from selfalign.paths import cache_dir
+    from selfalign.text.embeddings import Embedder, dedup_calibration
+    from selfalign.io.paths import cache_dir
 
     bases, looks = load()
     if args.sample:

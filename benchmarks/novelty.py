@@ -23,7 +23,7 @@ from texts import with_planted  # noqa: E402
 
 
 def embedding_filter(seeds, cands, threshold):
-    from selfalign.embeddings import Embedder
+    from selfalign.text.embeddings import Embedder
     from selfalign.stages.generate import Novelty
 
     emb = Embedder()
@@ -41,7 +41,7 @@ def embedding_filter(seeds, cands, threshold):
 
 def sweep(emb, seeds, cands, planted, thresholds):
     """Recall of planted near duplicates and share of other texts rejected, per threshold (embeddings reused)."""
-    from selfalign.embeddings import EmbeddingIndex
+    from selfalign.text.embeddings import EmbeddingIndex
 
     s_vec, c_vec = emb.encode(seeds), emb.encode(cands)
     rows = []

@@ -58,7 +58,7 @@ def plain(url: str, prompts: list[str], request: dict[str, Any], concurrency: in
 def measure(kind: str, args: argparse.Namespace, threads: int) -> dict[str, Any]:
     from selfalign import assets
     from selfalign.backends.openai import OpenAIBackend
-    from selfalign.counts import Report
+    from selfalign.report.counts import Report
     from selfalign.records import PromptRecord
     from selfalign.stages.principle import PrincipleConfig, PrincipleStage
 

@@ -27,7 +27,7 @@ def main() -> None:
     import trl
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selfalign.paths import model_dir
+    from selfalign.io.paths import model_dir
 
     name = args.model or str(model_dir())
     ds = datasets.load_dataset("json", data_files=str(path), split="train")

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from selfalign.jsonl import InputError, read_json_lines, read_text
+from selfalign.io.jsonl import InputError, read_json_lines, read_text
 
 DATA = resources.files("selfalign") / "data"
 

@@ -10,7 +10,7 @@ options, the backend's identity, the content of its asset files, its inputs' key
 same key is reused, one half-done under the same key resumes, and any other starts afresh, so a rerun remakes
 exactly the stages whose key changed and every stage after them, and no file mixes two models or two principle
 sets. Every kept record carries its stage's key in `provenance[-1].recipe`. The folder is locked for the run
-and holds only its own files (`selfalign.runfolder`). Every option is checked: an unknown one is an error
+and holds only its own files (`selfalign.io.runfolder`). Every option is checked: an unknown one is an error
 naming it.
 """
 
@@ -42,7 +42,7 @@ from selfalign.steps import (  # noqa: F401 - the stages are part of this module
 
 
 class PipelineRunner(Runner):
-    """The runner a pipeline uses: messages, and a progress line every few seconds (selfalign.progress), to `say`
+    """The runner a pipeline uses: messages, and a progress line every few seconds (selfalign.report.progress), to `say`
     when one is given."""
 
     total: int | None = None
@@ -56,7 +56,7 @@ class PipelineRunner(Runner):
 
     def start(self) -> None:
         if self.show:
-            from selfalign.progress import StageProgress, count_lines
+            from selfalign.report.progress import StageProgress, count_lines
 
             lines = count_lines(self._inputs) if self.total is None else None
             self.plain = StageProgress(self.report, self.say, lambda: self.total or lines,
@@ -179,7 +179,7 @@ class Pipeline:
         object, a BackendConfig, or None (the embedded model, opened only if a stage needs it). `executor`: where
         the stages run (default: a LocalExecutor); it is closed at the end, with every backend it opened.
         `allow_foreign`: write into a folder that holds files not the run's (they are left alone)."""
-        from selfalign.runfolder import RunFolder, saved_report
+        from selfalign.io.runfolder import RunFolder, saved_report
 
         tell = say or (lambda _: None)
         steps = self.keyed(backend)
@@ -238,7 +238,7 @@ def decide(folder: Any, p: Planned) -> tuple[str, str]:
 
 def _backend_errors(report: Any) -> int:
     """How many records a finished stage's saved report dropped as backend_error."""
-    from selfalign.runfolder import saved_report
+    from selfalign.io.runfolder import saved_report
 
     return int(saved_report(report).dropped.get("backend_error", 0))
 

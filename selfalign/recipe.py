@@ -18,7 +18,7 @@ kind or name) and the field. `--dry-run` prints, per stage, `run` (and which par
 `reuse` (`selfalign.pipeline`). The run writes a dataset card (README.md) beside the data, with the recipe
 (credentials redacted), every stage's asset files (copied into `constitution/`), counts, drop reasons, a
 `datasets` config per exported file, and each stage's key, which every kept record of that stage carries in
-`provenance[-1].recipe`. It writes only into a folder that is its own (`selfalign.runfolder`).
+`provenance[-1].recipe`. It writes only into a folder that is its own (`selfalign.io.runfolder`).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Recipe(BaseModel):
 
     def shown(self) -> dict[str, Any]:
         """The resolved recipe as JSON, credentials redacted (for the card and the plan)."""
-        from selfalign.urls import redact_url
+        from selfalign.io.urls import redact_url
 
         data = self.model_dump(mode="json")
         for field in ("base_url", "model"):
@@ -181,7 +181,7 @@ def plan_text(recipe: Recipe) -> str:
     """The resolved plan: what each stage reads and writes, with its options, and whether a run would make it
     (`run`, with which part of its key changed) or take it as it is (`reuse`). Reads the folder, writes nothing."""
     from selfalign.pipeline import decide
-    from selfalign.runfolder import RunFolder
+    from selfalign.io.runfolder import RunFolder
     from selfalign.runner import RunError
 
     plan = recipe.plan()
@@ -210,7 +210,7 @@ def plan_text(recipe: Recipe) -> str:
 def run_recipe(recipe: Recipe, say: Any = None, source: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """Run the recipe into its folder (resuming), then write report.html and the dataset card, under the
     folder's lock. Returns each stage's report and the names of the card files written."""
-    from selfalign.runfolder import RunFolder, stage_files
+    from selfalign.io.runfolder import RunFolder, stage_files
 
     tell = say or (lambda _: None)
     pipeline = Pipeline(recipe.stages())
@@ -221,7 +221,7 @@ def run_recipe(recipe: Recipe, say: Any = None, source: str | None = None) -> tu
         out = folder.path
         if recipe.report.html:
             if folder.may_write("report.html"):
-                from selfalign.report_page import Summary, render_html
+                from selfalign.report.page import Summary, render_html
 
                 summary = Summary()
                 for p in plan:  # the run's own stage files, nothing else in the folder

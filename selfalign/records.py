@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from selfalign.normalize import NUMBER_WORDS, TOKEN, normalize_text, tokens  # noqa: F401 - re-exported
+from selfalign.text.normalize import NUMBER_WORDS, TOKEN, normalize_text, tokens  # noqa: F401 - re-exported
 
 TEMPLATE_VERSION = "1"
 

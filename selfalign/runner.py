@@ -4,7 +4,7 @@ A `Runner` refuses an output that is one of its inputs (or another output) befor
 and validates the input (bad lines and repeated ids set aside with their line), applies `shard` and resume
 (drops that may come out differently, backend errors and bad lines, are tried again), writes kept records to
 the output and dropped ones to `dropped`, counts everything in a `Report`, and ends in one of three ways:
-finished (side files renamed to their final names, see `selfalign.storage`), stopped (Ctrl-C / SIGTERM:
+finished (side files renamed to their final names, see `selfalign.io.storage`), stopped (Ctrl-C / SIGTERM:
 `Stopped`) or failed (`RunError` with one true line; a server refusing every request is one too).
 It prints nothing itself: messages go to `say`, and `tick()` / `start()` are hooks for a progress display.
 """
@@ -49,7 +49,7 @@ class Runner:
     def __init__(self, stage: str, output: str | None = None, dropped: str | None = None,
                  report_path: str | None = None, on_error: str = "skip", quarantine: str | None = None,
                  shard: tuple[int, int] | None = None, say: Callable[[str], None] | None = None):
-        from selfalign.counts import Report
+        from selfalign.report.counts import Report
 
         self.report = Report(stage)
         self.output, self.dropped_path, self.report_path = output, dropped, report_path
@@ -85,7 +85,7 @@ class Runner:
 
     def _open_targets(self) -> None:
         """Lock every output file and get its side file ready; a resumable run learns what is done."""
-        from selfalign.storage import Busy, Target, is_stream
+        from selfalign.io.storage import Busy, Target, is_stream
 
         self._resuming = resuming = self.resumable and not is_stream(self.output)  # only a file given with -o
         for path in dict.fromkeys(p for p in (self.output, self.dropped_path, self.quarantine) if p and p != "-"):
@@ -132,7 +132,7 @@ class Runner:
         """Refuse, before any file is touched, an output that is an input or another output: writing it would
         rename or overwrite the input before it is read. The same file counts however it is spelled (`./x`,
         a symlink, a hard link, stdin redirected from it)."""
-        from selfalign.storage import is_stream, same_file
+        from selfalign.io.storage import is_stream, same_file
 
         outputs = [(what, p) for what, p in (("the output", self.output), ("the dropped file", self.dropped_path),
                                              ("the quarantine file", self.quarantine),
@@ -149,7 +149,7 @@ class Runner:
                     raise RunError(f"{what} and {other} are the same file ({out}): choose two files")
 
     def _records(self, path: str, model: type[T]) -> Iterator[T]:
-        from selfalign.jsonl import InputError, read_records
+        from selfalign.io.jsonl import InputError, read_records
         from selfalign.records import in_shard
 
         first = self._first  # resumable stages: where each id was first seen, over every input file
@@ -187,7 +187,7 @@ class Runner:
                    record_id: str | None = None) -> None:
         """A bad input line or a repeated id: one message, one entry in --quarantine or --dropped, not written
         again when a resumed run meets the same line."""
-        from selfalign.storage import line_key
+        from selfalign.io.storage import line_key
 
         if line is not None and line_key(file, line) in self.done:
             self._count_done()
@@ -207,7 +207,7 @@ class Runner:
     def _side_output(self, path: str) -> Any:
         """The writer for a side file (dropped, quarantine), opened on first use."""
         if path not in self._side:
-            from selfalign.jsonl import Output
+            from selfalign.io.jsonl import Output
 
             target = self._targets.get(path)
             append = bool(target and self._resuming and not target.stream)
@@ -222,9 +222,9 @@ class Runner:
     def execute(self, results: Iterable[Any]) -> Any:
         """Write `results` (kept records and Dropped ones); returns the Report, or raises Stopped/RunError
         once what is finished is written and the report saved."""
-        from selfalign import crashlog
+        from selfalign.io import crashlog
         from selfalign.backends.base import BackendFailed
-        from selfalign.jsonl import Output, OutputError, Unwritable
+        from selfalign.io.jsonl import Output, OutputError, Unwritable
         from selfalign.records import Dropped
 
         stopped: int | None = None
@@ -279,7 +279,7 @@ class Runner:
 
     def _close_outputs(self) -> None:
         """Flush and close every writer now, so a failed flush is reported as the run's error."""
-        from selfalign.jsonl import OutputError
+        from selfalign.io.jsonl import OutputError
 
         error = None
         for w in [*self._side.values()]:

@@ -79,7 +79,7 @@ def _scripted(backend: Any) -> str:
 
 def model_fingerprint(name: str, model: str | None) -> str:
     """What the model is, as far as it can be told without loading it."""
-    from selfalign.urls import redact_url
+    from selfalign.io.urls import redact_url
 
     if name == "scripted":
         from selfalign.backends.scripted import ScriptedBackend
@@ -104,7 +104,7 @@ def _embedded() -> str:
     except metadata.PackageNotFoundError:
         return "not installed"
     try:
-        from selfalign.paths import gguf_path
+        from selfalign.io.paths import gguf_path
 
         size = gguf_path().stat().st_size
     except (RuntimeError, OSError):
@@ -116,7 +116,7 @@ def backend_identity(backend: Any) -> dict[str, Any]:
     """The backend as the key sees it: name, model fingerprint, base URL (redacted) and sampling options.
     `backend`: a BackendConfig, a backend object (a cached one is looked through), or None (the embedded model)."""
     from selfalign.steps import BackendConfig
-    from selfalign.urls import redact_url
+    from selfalign.io.urls import redact_url
 
     if backend is None:
         backend = BackendConfig()

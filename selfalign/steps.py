@@ -83,7 +83,7 @@ class BackendConfig(BaseModel):
 
     def public(self, **dump: Any) -> dict[str, Any]:
         """`model_dump(**dump)` with the server URL's credentials masked: what may be printed or stored."""
-        from selfalign.urls import redact_url
+        from selfalign.io.urls import redact_url
 
         data = self.model_dump(**dump)
         if data.get("base_url"):
@@ -500,7 +500,7 @@ class Export(Stage):
     def prepare(self, runner: Runner) -> dict[str, Any]:
         if not (self.tokenizer or self.max_tokens is not None):
             return {"counter": None}
-        from selfalign.tokens import token_counter
+        from selfalign.text.tokens import token_counter
 
         try:
             return {"counter": token_counter(self.tokenizer or "tiktoken:o200k_base")}

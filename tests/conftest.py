@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from selfalign.paths import models_dir
+from selfalign.io.paths import models_dir
 
 # Tests point SELFALIGN_CACHE_DIR at fresh folders; the bundled models are unpacked once, in the usual place.
 os.environ.setdefault("SELFALIGN_MODELS_DIR", str(models_dir()))

@@ -65,7 +65,7 @@ def open_backend(name: str, cache: bool = True, **options: Any) -> Any:
     backend = load_backend(name, **{k: v for k, v in options.items() if v is not None})
     if not cache:
         return backend
-    from selfalign.cache import CachedBackend, default_cache
+    from selfalign.io.cache import CachedBackend, default_cache
 
     return CachedBackend(backend, default_cache())
 

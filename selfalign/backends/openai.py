@@ -48,7 +48,7 @@ from typing import Any
 
 from selfalign.backends import replies, servers
 from selfalign.backends.base import BackendFailed, Completion, SamplingParams
-from selfalign.urls import redact_url
+from selfalign.io.urls import redact_url
 
 ESTIMATE = "tiktoken:o200k_base"
 ESTIMATE_MARGIN = 1.3  # Llama, Qwen and SmolLM tokenizers make 10-30% more tokens of English than o200k_base
@@ -168,7 +168,7 @@ class OpenAIBackend:
 
     def _counter(self, tokenizer: str | None) -> tuple[Callable[[str], int] | None, str]:
         """The local counter (None: the server's tokenizer), and how counts are made, in words."""
-        from selfalign.tokens import token_counter
+        from selfalign.text.tokens import token_counter
 
         if self.server.tokenize:  # the served model's own tokenizer: better than any the user can name
             return None, f"from {self.server.tokenize}" + (f" (--tokenizer {tokenizer} unused)" if tokenizer else "")

@@ -41,7 +41,7 @@ class ScriptedBackend:
         if rules is None:
             if not model:
                 raise ValueError("the scripted backend needs --model PATH to a JSONL file of {'text': ...}")
-            from selfalign.jsonl import InputError, read_json_lines
+            from selfalign.io.jsonl import InputError, read_json_lines
 
             rules = []
             for _lineno, obj in read_json_lines(model):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from selfalign.backends.base import Completion, SamplingParams, choice_token_ids, cut_at_stop
-from selfalign.paths import resolve_model
+from selfalign.io.paths import resolve_model
 
 MIN_SHARED_PREFIX = 32  # tokens; below this, reuse is not worth a cache copy
 ATTENTION = "selfalign_gqa_sdpa"

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from selfalign.backends.base import Completion, SamplingParams, choice_token_ids, cut_at_stop
-from selfalign.paths import resolve_model
+from selfalign.io.paths import resolve_model
 
 
 class VLLMBackend:

@@ -35,7 +35,7 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback in a log file
         from rich.markup import escape
 
-        from selfalign import crashlog
+        from selfalign.io import crashlog
 
         where = crashlog.write(e)
         console.print(f"[red]error:[/] {escape(crashlog.one_line(e))} (a selfalign bug; traceback: {where})",

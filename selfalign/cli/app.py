@@ -239,7 +239,7 @@ def run_stages(run: Run, executor: Any, stages: list[Any], backend: Any = None, 
     input opened, what the executor starts started (under one spinner), and the results written."""
     import itertools
 
-    from selfalign.jsonl import InputError
+    from selfalign.io.jsonl import InputError
 
     try:
         prepared = [st.prepare(run) for st in stages]
@@ -316,11 +316,11 @@ class Run(Runner):
             raise typer.Exit(141) from None
 
     def start(self) -> None:
-        """Rich bars on a terminal; in a log, a plain line every few seconds (selfalign.progress)."""
+        """Rich bars on a terminal; in a log, a plain line every few seconds (selfalign.report.progress)."""
         if self.quiet:
             return
         if not console.is_terminal:
-            from selfalign.progress import StageProgress
+            from selfalign.report.progress import StageProgress
 
             self.plain = StageProgress(self.report, self._say, self._total, counts_kept=self.total is not None)
             self.plain.start()
@@ -370,7 +370,7 @@ class Run(Runner):
 
     def _input_lines(self) -> int | None:
         """A cheap count of the input's lines (regular files only), so a bar has an end."""
-        from selfalign.progress import count_lines
+        from selfalign.report.progress import count_lines
 
         if self._lines == -1:
             self._lines = count_lines(self._inputs)
@@ -397,6 +397,6 @@ def escape_text(text: str) -> str:
 def _options(debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error "
                                                "on stderr instead of writing it to a log file.")] = False) -> None:
     if debug:
-        from selfalign import crashlog
+        from selfalign.io import crashlog
 
         crashlog.DEBUG = True

@@ -149,7 +149,7 @@ def run_recipe(
     from selfalign.recipe import load_recipe, plan_text
     from selfalign.recipe import run_recipe as run_all
 
-    from selfalign.jsonl import InputError
+    from selfalign.io.jsonl import InputError
 
     # what a user can cause (a missing file, a bad option, an unreachable server, a missing extra) is one line
     user_errors = (InputError, ValueError, RuntimeError, OSError)
@@ -203,10 +203,10 @@ def report(
     """
     import json as _json
 
-    from selfalign.jsonl import InputError
-    from selfalign.report_page import Summary, print_text, render_html
+    from selfalign.io.jsonl import InputError
+    from selfalign.report.page import Summary, print_text, render_html
 
-    from selfalign.storage import same_file
+    from selfalign.io.storage import same_file
 
     target = output or ("report.html" if format is ReportFormat.html else None)
     for f in files:  # before anything is read or written
@@ -244,7 +244,7 @@ def cache_info() -> None:
 
     Example: [bold]selfalign cache info[/]
     """
-    from selfalign.cache import CacheError, default_cache
+    from selfalign.io.cache import CacheError, default_cache
 
     cache = default_cache(warn=lambda _: None)
     try:
@@ -262,7 +262,7 @@ def cache_clear() -> None:
 
     Example: [bold]selfalign cache clear[/]
     """
-    from selfalign.cache import CacheError, clear_cache
+    from selfalign.io.cache import CacheError, clear_cache
 
     try:
         done = clear_cache()

@@ -93,8 +93,8 @@ class LocalExecutor(Executor):
 
 def local_embedder(model: str | None, cache: bool) -> Any:
     """A sentence-transformers model, behind the embedding cache if `cache`."""
-    from selfalign.embeddings import Embedder
-    from selfalign.paths import cache_dir
+    from selfalign.text.embeddings import Embedder
+    from selfalign.io.paths import cache_dir
 
     return Embedder(model, cache=cache_dir() / "embeddings.sqlite" if cache else None)
 

@@ -140,7 +140,7 @@ class MeaningGates:
 
     def embed(self, texts: list[str]) -> Any:
         if self._embedder is None:
-            from selfalign.embeddings import Embedder
+            from selfalign.text.embeddings import Embedder
 
             self._embedder = Embedder(self.embedding_model)
         return self._embedder.encode(texts)

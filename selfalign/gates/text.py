@@ -11,7 +11,7 @@ import functools
 import re
 import unicodedata
 
-from selfalign.normalize import NUMBER_WORDS
+from selfalign.text.normalize import NUMBER_WORDS
 
 # -- spans that are content, not the model's own voice ----------------------------------------------
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`", re.DOTALL)

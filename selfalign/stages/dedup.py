@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from pydantic import BaseModel
 
-from selfalign.embeddings import Embedder, EmbeddingIndex, dedup_calibration
-from selfalign.neardup import Look, MinHashIndex, differs, look
+from selfalign.text.embeddings import Embedder, EmbeddingIndex, dedup_calibration
+from selfalign.text.neardup import Look, MinHashIndex, differs, look
 from selfalign.records import Dropped, Record, normalize_text
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.stages.common import drop
 
 STAGE = "dedup"
@@ -53,7 +53,7 @@ def load_reference(paths: list[str]) -> list[tuple[str, str]]:
 
     The id is the line's own `id`, else `file:line`. A line without any of those fields is an error.
     """
-    from selfalign.jsonl import InputError, read_json_lines
+    from selfalign.io.jsonl import InputError, read_json_lines
 
     out = []
     for path in paths:
@@ -243,7 +243,7 @@ class _NearDup:
         return dedup_text(self.kinds[pos].model_validate_json(self.spool.readline()), self.config.field)
 
     def _search(self) -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], str]]:
-        from selfalign.similarity import brute_pairs, cluster_pairs, first_kept
+        from selfalign.text.similarity import brute_pairs, cluster_pairs, first_kept
 
         cfg, n = self.config, len(self.rec_of_row)
 

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 
 from selfalign.assets import QuestionType
 from selfalign.backends.base import Backend, SamplingParams
-from selfalign.embeddings import Embedder, EmbeddingIndex
+from selfalign.text.embeddings import Embedder, EmbeddingIndex
 from selfalign.records import Dropped, PromptRecord, Provenance, normalize_text, stable_id
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.stages.common import drop
-from selfalign.templates import questions_prompt, self_instruct_prompt, topics_prompt
+from selfalign.text.templates import questions_prompt, self_instruct_prompt, topics_prompt
 
 STAGE = "generate"
 

@@ -43,7 +43,7 @@ from selfalign.assets import Principle
 from selfalign.backends.base import Backend, SamplingParams
 from selfalign.records import Dropped, Provenance, Record
 from selfalign.stages.common import chunks, count_tokens, drop
-from selfalign.templates import render_principles
+from selfalign.text.templates import render_principles
 
 STAGE = "judge"
 CHOICES = (" A", " B")  # one token each after "Better answer:" in SmolLM2's tokenizer (checked) and GPT-2-style BPEs

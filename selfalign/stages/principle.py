@@ -29,13 +29,13 @@ from pydantic import BaseModel
 from selfalign.assets import Exemplar, Principle, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, PromptRecord, Provenance
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
 from selfalign.gates.text import ngrams, words
 from selfalign.stages.common import answer_batch, chunks, count_tokens, drop
 from selfalign.stages.common import clip as _clip
-from selfalign.templates import principle_prefix, principle_prompt, principle_turn_stops
+from selfalign.text.templates import principle_prefix, principle_prompt, principle_turn_stops
 
 STAGE = "principle"
 MIN_QUESTION_TOKENS = 32  # a principle set leaving less room than this for the question is refused up front

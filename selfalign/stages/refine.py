@@ -12,7 +12,7 @@ from selfalign.records import AlignedRecord, Dropped, Provenance, RefinedRecord
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
 from selfalign.stages.common import answer_batch, chunks, clip as _clip, drop
-from selfalign.templates import refine_prompt
+from selfalign.text.templates import refine_prompt
 
 STAGE = "refine"
 

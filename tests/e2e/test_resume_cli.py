@@ -122,8 +122,8 @@ def test_backend_dying_mid_run_ends_clearly_and_the_output_resumes(tmp_path):
 
 OPEN_AT_ONCE = r'''
 import sys, time
-from selfalign.cache import CompletionCache
-from selfalign.embeddings import EmbeddingCache
+from selfalign.io.cache import CompletionCache
+from selfalign.text.embeddings import EmbeddingCache
 t0, folder, n = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for i in range(n):
     time.sleep(max(0.0, t0 + 0.1 * i - time.time()))

@@ -244,7 +244,7 @@ def test_a_given_context_needs_no_probe_and_wins(serve, capsys):
 
 
 def test_without_a_server_tokenizer_counts_are_stated_estimates(serve, capsys):
-    from selfalign.tokens import token_counter
+    from selfalign.text.tokens import token_counter
 
     b = backend(serve("other"), max_context=8192)
     try:
@@ -260,7 +260,7 @@ def test_without_a_server_tokenizer_counts_are_stated_estimates(serve, capsys):
 
 
 def test_the_named_tokenizer_counts_where_the_server_has_none(serve, capsys):
-    from selfalign.tokens import token_counter
+    from selfalign.text.tokens import token_counter
 
     b = backend(serve("ollama"), tokenizer="tiktoken:cl100k_base")
     try:
@@ -379,7 +379,7 @@ def test_a_probe_that_hangs_does_not_hold_up_the_start(serve, monkeypatch):
 
 
 def test_a_hugging_face_name_is_read_from_the_local_cache_offline(tmp_path):
-    from selfalign.paths import model_dir
+    from selfalign.io.paths import model_dir
 
     try:
         folder = model_dir(convert=False)
@@ -392,7 +392,7 @@ def test_a_hugging_face_name_is_read_from_the_local_cache_offline(tmp_path):
             (snapshot / f.name).symlink_to(f)
     (tmp_path / "hub" / "models--acme--tiny" / "refs").mkdir()
     (tmp_path / "hub" / "models--acme--tiny" / "refs" / "main").write_text("0123abc")
-    code = ("import sys; from selfalign.tokens import token_counter\n"
+    code = ("import sys; from selfalign.text.tokens import token_counter\n"
             "for name in sys.argv[1:]:\n"
             " try:\n  print(token_counter(name)('Why is the sky blue?'))\n"
             " except RuntimeError as e:\n  print('error:', e)")

@@ -3,7 +3,7 @@
 import pytest
 
 from selfalign import assets
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import CritiquedRecord, Dropped
 from selfalign.stages.critique import (CritiqueConfig, critique)

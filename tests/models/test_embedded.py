@@ -3,7 +3,7 @@
 import pytest
 
 from selfalign import assets
-from selfalign.templates import principle_prefix, principle_prompt
+from selfalign.text.templates import principle_prefix, principle_prompt
 
 from support import jsonl, run_cli, write_jsonl
 
@@ -105,7 +105,7 @@ def test_sampled_pairs_on_the_embedded_model_are_judged_exported_and_trained_on(
     trl = pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selfalign.paths import model_dir
+    from selfalign.io.paths import model_dir
 
     src = write_jsonl(tmp_path / "prompts.jsonl",
                       [{"prompt": "What is the capital of Australia?"}])

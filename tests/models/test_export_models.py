@@ -16,7 +16,7 @@ def test_messages_output_loads_in_datasets_and_trl(tmp_path):
     from transformers import AutoTokenizer
     from trl.data_utils import apply_chat_template, is_conversational
 
-    from selfalign.paths import model_dir
+    from selfalign.io.paths import model_dir
 
     src = write_jsonl(tmp_path / "a.jsonl", ROWS)
     out = tmp_path / "sft.jsonl"
@@ -33,7 +33,7 @@ def test_trl_sft_trainer_tokenizes_the_export_and_takes_a_step(tmp_path):
     trl = pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selfalign.paths import model_dir
+    from selfalign.io.paths import model_dir
 
     src = write_jsonl(tmp_path / "a.jsonl", ROWS)
     out = tmp_path / "sft.jsonl"
@@ -83,7 +83,7 @@ def test_trl_dpo_trainer_reads_the_export_and_takes_a_step(tmp_path):
     trl = pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selfalign.paths import model_dir
+    from selfalign.io.paths import model_dir
 
     kept, _ = dpo(PAIRS, system="Be helpful.", min_margin=0)  # no minimum: margins both known and unknown
     out = write_jsonl(tmp_path / "dpo.jsonl", kept)  # as written, side fields (id, margin, principle) included

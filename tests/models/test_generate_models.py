@@ -1,8 +1,8 @@
 
 from selfalign.backends.scripted import ScriptedBackend
-from selfalign.embeddings import Embedder
+from selfalign.text.embeddings import Embedder
 from selfalign.records import Dropped, PromptRecord
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.stages.generate import GenerateConfig, self_instruct
 
 

@@ -58,7 +58,7 @@ def test_the_backend_finds_llama_cpp_python_and_its_context(backend):
 
 
 def test_counts_are_the_servers_own_and_not_the_estimate(backend, server):
-    from selfalign.tokens import token_counter
+    from selfalign.text.tokens import token_counter
 
     counts = [_server_count(server, t) for t in TEXTS]
     assert [backend.count_tokens(t) for t in TEXTS] == counts
@@ -81,7 +81,7 @@ def test_logit_bias_reaches_the_model(backend):
 
 def test_principle_keeps_records_and_drops_an_overlong_prompt_with_the_servers_count(tmp_path, server):
     from selfalign.assets import load_exemplars, load_principles
-    from selfalign.templates import principle_prefix, principle_prompt
+    from selfalign.text.templates import principle_prefix, principle_prompt
 
     long = " ".join(["word"] * 3000)
     src = write_jsonl(tmp_path / "in.jsonl", [{"prompt": q} for q in [QUESTIONS[0], long, QUESTIONS[1]]])

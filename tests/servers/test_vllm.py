@@ -89,7 +89,7 @@ def test_principle_on_openai_backend_against_vllm_server(tmp_path, server):
     # token counts come from the server's own tokenizer: an overlong prompt is dropped with the server's count,
     # never cut
     from selfalign.assets import load_exemplars, load_principles
-    from selfalign.templates import principle_prefix, principle_prompt
+    from selfalign.text.templates import principle_prefix, principle_prompt
 
     text = " ".join(["word"] * 5000)
     long = write_jsonl(tmp_path / "long.jsonl", [{"prompt": text}])

@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def command(kind: str, port: int, context: int, threads: int | None) -> tuple[list[str], dict[str, str]]:
-    from selfalign.paths import gguf_path, model_dir
+    from selfalign.io.paths import gguf_path, model_dir
 
     if kind == "llamacpp":
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", "smollm2",

@@ -18,7 +18,7 @@ def _refuse(what: str):
 @pytest.fixture(autouse=True)
 def _unit_tier(monkeypatch):
     monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("start a process"))
-    from selfalign import embeddings
+    from selfalign.text import embeddings
     from selfalign.backends import transformers
 
     monkeypatch.setattr(embeddings.Embedder, "__init__", _refuse("load an embedding model"))

@@ -1,7 +1,7 @@
 import pytest
 
 from selfalign import assets
-from selfalign.jsonl import InputError
+from selfalign.io.jsonl import InputError
 
 
 def test_default_assets_load():

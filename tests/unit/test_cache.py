@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from selfalign.backends.base import Completion, SamplingParams
-from selfalign.cache import CompletionCache
-from selfalign.embeddings import EmbeddingCache
+from selfalign.io.cache import CompletionCache
+from selfalign.text.embeddings import EmbeddingCache
 
 
 CORRUPT = "is not a readable SQLite database"

@@ -6,9 +6,9 @@ from pydantic import ValidationError
 from selfalign import assets
 from selfalign.backends.base import Completion
 from selfalign.backends.scripted import ScriptedBackend
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.gates.meaning import MeaningGates
-from selfalign.jsonl import InputError
+from selfalign.io.jsonl import InputError
 from selfalign.records import CritiquedRecord, Dropped
 from selfalign.stages.critique import (CritiqueConfig, CritiqueStage, critique, critique_stops, parse_keep,
                                        select_principles)

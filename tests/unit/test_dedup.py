@@ -33,7 +33,7 @@ def naive_first_kept(v, threshold):
 
 
 def test_all_pairs_search_matches_a_naive_sequential_pass():
-    from selfalign.similarity import brute_pairs, first_kept
+    from selfalign.text.similarity import brute_pairs, first_kept
 
     v = unit_rows(700)
     i, j, s = brute_pairs(v, 0.9, block=64, tile=100)  # tiles that cut through blocks
@@ -48,7 +48,7 @@ def test_all_pairs_search_matches_a_naive_sequential_pass():
 
 
 def test_clusters_find_a_subset_of_the_pairs_and_with_probes_nearly_all():
-    from selfalign.similarity import brute_pairs, cluster_pairs
+    from selfalign.text.similarity import brute_pairs, cluster_pairs
 
     v = unit_rows(2000, seed=1)
     full = set(zip(*[x.tolist() for x in brute_pairs(v, 0.9)[:2]]))
@@ -61,7 +61,7 @@ def test_clusters_find_a_subset_of_the_pairs_and_with_probes_nearly_all():
 def test_first_kept_skips_rows_that_are_gone_already():
     import numpy as np
 
-    from selfalign.similarity import first_kept
+    from selfalign.text.similarity import first_kept
 
     pairs = (np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([0.95, 0.93, 0.97], dtype=np.float32))
     assert first_kept(3, pairs)[0].tolist() == [-1, 0, 0]
@@ -86,7 +86,7 @@ def test_first_kept_skips_rows_that_are_gone_already():
     ("Give me one tip for sleeping better.", "Give me two tips for sleeping better.", True),
 ])
 def test_figures_a_paraphrase_leaves_out_are_not_a_difference_but_figures_each_side_lacks_are(a, b, apart):
-    from selfalign.neardup import differs, look
+    from selfalign.text.neardup import differs, look
 
     why = differs(look(a), look(b), 0.8)
     assert (why is not None) == apart, why
@@ -104,14 +104,14 @@ def test_figures_a_paraphrase_leaves_out_are_not_a_difference_but_figures_each_s
     ("Write a cheerful sonnet about city mornings.", "Write a gloomy ballad about village mornings.", 0.80, None),
 ])
 def test_swapped_content_words_need_the_substitution_bar(a, b, cos, why):
-    from selfalign.neardup import differs, look
+    from selfalign.text.neardup import differs, look
 
     got = differs(look(a), look(b), cos, bar=0.88)
     assert (got or "").startswith(why or "") and (got is None) == (why is None), got
 
 
 def test_missing_mpnet_parts_say_what_to_install(tmp_path, monkeypatch):
-    import selfalign.embeddings as emb
+    import selfalign.text.embeddings as emb
 
     monkeypatch.setenv("SELFALIGN_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setattr(emb, "MPNET_PARTS", ("selfalign-test-no-such-part-001",))

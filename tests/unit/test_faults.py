@@ -7,7 +7,7 @@ the run goes on, and neither the API key nor a credential in the server's URL ap
 
 
 def test_redact_url_masks_credentials_and_nothing_else():
-    from selfalign.urls import redact_url
+    from selfalign.io.urls import redact_url
 
     for plain in ["http://127.0.0.1:8000/v1", "https://api.openai.com/v1?model=x&n=2#top", "localhost:8000/v1", "",
                   "http://[::1]:8000/v1", "https://host/v1?q=a%20b&empty"]:

@@ -3,7 +3,7 @@ import json
 from selfalign import assets
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import Dropped, PromptRecord, normalize_text
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.stages.generate import GenerateConfig, candidate_problem, parse_numbered, red_team, self_instruct
 
 

@@ -86,7 +86,7 @@ def test_a_link_planted_at_a_side_file_is_refused_not_followed(tmp_path, side):
 
 
 def test_a_link_planted_at_the_corrupt_side_file_is_refused_on_resume(tmp_path):
-    from selfalign.storage import UnsafePath, scan
+    from selfalign.io.storage import UnsafePath, scan
 
     part = tmp_path / "out.jsonl.partial"
     part.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
@@ -99,7 +99,7 @@ def test_a_link_planted_at_the_corrupt_side_file_is_refused_on_resume(tmp_path):
 
 
 def test_a_link_planted_at_the_tmp_file_is_replaced_not_followed(tmp_path):
-    from selfalign.storage import scan
+    from selfalign.io.storage import scan
 
     part = tmp_path / "out.jsonl.partial"
     part.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
@@ -142,7 +142,7 @@ def test_reading_never_raises_past_the_line():
     import io
     import sys
 
-    from selfalign.jsonl import InputError, read_json_lines
+    from selfalign.io.jsonl import InputError, read_json_lines
 
     data = (json.dumps(ROWS[0]) + "\n" + DEEP + "\n" + '{"n": ' + "9" * 5000 + "}\n" + json.dumps(ROWS[1]) + "\n")
     stdin = sys.stdin
@@ -156,7 +156,7 @@ def test_reading_never_raises_past_the_line():
 
 
 def test_scan_sets_a_deeply_nested_line_aside(tmp_path):
-    from selfalign.storage import scan
+    from selfalign.io.storage import scan
 
     part = tmp_path / "out.jsonl.partial"
     part.write_text('{"id": "a"}\n' + DEEP + '\n{"id": "b"}\n')
@@ -260,7 +260,7 @@ def test_an_unknown_backend_or_format_fails_a_dry_run(tmp_path, backend, format,
 def test_a_scratch_folder_left_by_a_killed_build_is_removed_by_the_next(tmp_path):
     import fcntl
 
-    from selfalign.paths import build_once
+    from selfalign.io.paths import build_once
 
     out = tmp_path / "models" / "mpnet"
     out.parent.mkdir()
@@ -335,7 +335,7 @@ def test_the_answer_cap_follows_max_tokens_and_an_echoed_prompt():
 def test_the_cache_key_includes_the_server_without_its_credentials():
     from selfalign.backends.base import SamplingParams
     from selfalign.backends.openai import server_identity
-    from selfalign.cache import CompletionCache
+    from selfalign.io.cache import CompletionCache
 
     p = SamplingParams()
     a, b = server_identity("http://u:pw@Host-A:8000/v1/"), server_identity("http://host-b:8000/v1")
@@ -361,7 +361,7 @@ def test_a_backend_config_is_shown_without_credentials():
 def test_a_huge_line_is_held_once_while_its_record_is_worked_on(tmp_path):
     import tracemalloc
 
-    from selfalign.jsonl import read_records
+    from selfalign.io.jsonl import read_records
     from selfalign.records import PromptRecord
 
     size = 20_000_000

@@ -1,4 +1,4 @@
-from selfalign.jsonl import InputError, Output, read_records
+from selfalign.io.jsonl import InputError, Output, read_records
 from selfalign.records import PromptRecord, stable_id
 
 from support import jsonl

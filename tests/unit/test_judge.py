@@ -89,7 +89,7 @@ def test_a_backend_without_logprobs_gets_a_vote_with_its_confidence_stated():
 
 
 def test_each_vote_sample_has_its_own_seed_so_the_cache_keeps_them_apart(tmp_path):
-    from selfalign.cache import CachedBackend, CompletionCache
+    from selfalign.io.cache import CachedBackend, CompletionCache
 
     seen = []
 

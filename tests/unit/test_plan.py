@@ -12,7 +12,7 @@ from selfalign import BackendConfig, Export, Load, Pipeline
 from selfalign.assets import default_path
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.recipe import load_recipe, plan_text, run_recipe
-from selfalign.runfolder import RunFolder
+from selfalign.io.runfolder import RunFolder
 from selfalign.runner import RunError
 from support import jsonl, write_jsonl
 

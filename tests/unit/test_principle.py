@@ -5,9 +5,9 @@ from selfalign.backends.base import Completion
 from selfalign.gates import parse_keep
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import AlignedRecord, Dropped, PromptRecord
-from selfalign.counts import Report
+from selfalign.report.counts import Report
 from selfalign.stages.principle import PrincipleConfig, PrincipleStage, cited_principles
-from selfalign.templates import principle_prefix
+from selfalign.text.templates import principle_prefix
 
 GOOD = ("The water cycle moves water between the oceans, the air and the land. The sun warms the sea so water "
         "evaporates, the vapour cools into clouds, and rain or snow brings it back down to rivers and lakes.")

@@ -4,8 +4,8 @@ import threading
 
 from selfalign import Load, Pipeline, Principle
 from selfalign.backends.scripted import ScriptedBackend
-from selfalign.counts import Report
-from selfalign.progress import StageProgress, progress_line
+from selfalign.report.counts import Report
+from selfalign.report.progress import StageProgress, progress_line
 
 from support import write_jsonl
 

@@ -7,7 +7,7 @@ import json
 import tracemalloc
 
 
-from selfalign.jsonl import done_ids
+from selfalign.io.jsonl import done_ids
 
 from support import jsonl, write_jsonl
 

@@ -8,7 +8,7 @@ import pytest
 
 
 def test_margins_stay_bounded():
-    from selfalign.report_page import LENGTHS, Margins
+    from selfalign.report.page import LENGTHS, Margins
 
     m = Margins(random.Random(0))
     values = [i / 1000 for i in range(3 * LENGTHS)] + [None, float("nan"), "1.0"]

@@ -1,7 +1,7 @@
 """Nothing lost, nothing repeated: the completion cache, resume with -o, SIGKILL and Ctrl-C."""
 
 
-from selfalign.jsonl import done_ids
+from selfalign.io.jsonl import done_ids
 
 
 

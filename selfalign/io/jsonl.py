@@ -174,7 +174,7 @@ class Output:
                  side: bool = False):
         """`side`: `path` is a side file this run made (storage.Target.write_path): opened without following
         a symlink there."""
-        from selfalign.storage import is_stream, open_side
+        from selfalign.io.storage import is_stream, open_side
 
         self.path = path or "-"
         self.flush_each = flush_each
@@ -242,7 +242,7 @@ class Output:
 
 def done_ids(path: str | None) -> set[str]:
     """Keys already written to an output file (see storage.scan): ids, after repairing a torn last line."""
-    from selfalign.storage import scan
+    from selfalign.io.storage import scan
 
     if not path or path == "-":
         return set()

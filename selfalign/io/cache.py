@@ -20,7 +20,7 @@ from typing import Any
 
 from selfalign.backends.base import Completion, SamplingParams
 from selfalign.records import TEMPLATE_VERSION
-from selfalign.sqlite_store import SqliteCache, damage, remove, select_in
+from selfalign.io.sqlite_store import SqliteCache, damage, remove, select_in
 
 COMPLETIONS, EMBEDDINGS = "completions.sqlite", "embeddings.sqlite"  # the files in the cache folder
 
@@ -84,7 +84,7 @@ class CompletionCache(SqliteCache):
 
 def default_cache(warn: Callable[[str], None] | None = None) -> CompletionCache:
     """The completion cache under the selfalign cache folder (`SELFALIGN_CACHE_DIR`); `warn` as in SqliteCache."""
-    from selfalign.paths import cache_dir
+    from selfalign.io.paths import cache_dir
 
     return CompletionCache(cache_dir() / COMPLETIONS, warn)
 
@@ -92,7 +92,7 @@ def default_cache(warn: Callable[[str], None] | None = None) -> CompletionCache:
 def clear_cache() -> list[str]:
     """`selfalign cache clear`: remove each cache file that is not a readable SQLite database (with its -wal
     and -shm), then empty the completion cache. One line per thing done; CacheError if it cannot be done."""
-    from selfalign.paths import cache_dir
+    from selfalign.io.paths import cache_dir
 
     done = []
     for path in (cache_dir() / COMPLETIONS, cache_dir() / EMBEDDINGS):

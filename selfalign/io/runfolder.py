@@ -101,7 +101,7 @@ class RunFolder:
 
     def _take(self, fp: IO[bytes]) -> None:
         """Hold the lock on `fp`, or raise RunError naming the run that holds it."""
-        from selfalign.storage import Busy, hold, sign
+        from selfalign.io.storage import Busy, hold, sign
 
         try:
             hold(fp, self.path)
@@ -166,7 +166,7 @@ class RunFolder:
 
 def saved_report(path: Path) -> Any:
     """A finished stage's Report, read back from its NAME.json."""
-    from selfalign.counts import Report
+    from selfalign.report.counts import Report
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selfalign.normalize import NUMBER_WORDS as _NUMBER_WORDS
-from selfalign.normalize import TOKEN as _TOKEN
-from selfalign.normalize import tokens
+from selfalign.text.normalize import NUMBER_WORDS as _NUMBER_WORDS
+from selfalign.text.normalize import TOKEN as _TOKEN
+from selfalign.text.normalize import tokens
 
 NUM_PERM = 128
 BANDS = 32  # 32 bands of 4 rows: pairs with Jaccard 0.5 are candidates with probability 0.87, 0.6 with 0.99

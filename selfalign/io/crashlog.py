@@ -23,7 +23,7 @@ def write(exc: BaseException) -> str:
     if DEBUG:
         sys.stderr.write(text)
         return "above"
-    from selfalign.paths import cache_dir
+    from selfalign.io.paths import cache_dir
 
     header = f"selfalign {sys.argv[1] if len(sys.argv) > 1 else ''}\n{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}\n\n"
     name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"

@@ -1,0 +1,1 @@
+"""Files: JSONL streams, the run folder, the caches and the paths a run may write."""

@@ -1,0 +1,1 @@
+"""Text: templates, token counts, normalising, similarity, near-duplicates and embeddings."""
