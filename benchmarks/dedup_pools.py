@@ -5,8 +5,8 @@ Data: benchmarks/data/dedup_pools/ (README there says how each row was labelled)
 - distinct.jsonl: seed tasks in the self-instruct style, all distinct, many of them in groups of tasks on
   the same subject that ask for another output: extract vs classify vs summarise the same text, another
   list of fields, another format, another target language, a poem vs a limerick (`pair` says which kind of
-  difference the group has; `single` for tasks alone on their subject). `split`: dev or holdout (a third of
-  the groups, kept out of the rule's writing).
+  difference the group has; `single` for tasks alone on their subject). `split`: dev, holdout (a third of
+  the groups, not used to write the rule) or fresh (written after the rule was frozen, run once).
 - duplicates.jsonl: rewordings of some of them that ask for the same output, each with `of`, its original.
 - generated.jsonl (when present): prompts from `selfalign generate` on the embedded model, labelled by
   reading (`dup_of` names an earlier one it repeats).
@@ -18,7 +18,7 @@ precision is the share of drops that are true duplicates; recall the share of du
 --edits, the planted-edit figures of benchmarks/dedup_edits.py are printed beside these, for the same
 settings.
 
-    python benchmarks/dedup_pools.py [--edits] [--sweep] [--show] [--json OUT]
+    python benchmarks/dedup_pools.py [--edits] [--sweep] [--show [SPLIT ...]] [--json OUT]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from selfalign.report.counts import Report  # noqa: E402
 from selfalign.stages.dedup import DedupConfig, dedup  # noqa: E402
 
 DATA = HERE / "data" / "dedup_pools"
+SPLITS = ("all", "dev", "holdout", "fresh")
 SEEDS = HERE.parent / "selfalign" / "data" / "exemplars" / "seed_tasks.jsonl"
 
 
@@ -74,7 +75,7 @@ def measure(all_pools: dict, embedder, overrides: dict) -> dict:  # noqa: ANN001
         split_of = {r["id"]: r.get("split", "dev") for r in distinct + dups}
         family = {r["id"]: r["id"] for r in distinct} | {r["id"]: r["of"] for r in dups}
         text = {r["id"]: r["prompt"] for r in distinct + dups}
-        for split in ("all", "dev", "holdout"):
+        for split in SPLITS:
             keep = [r for r in distinct if split == "all" or r.get("split", "dev") == split]
             dkeep = [r for r in dups if split == "all" or r.get("split", "dev") == split]
             if not keep and not dkeep:
@@ -106,7 +107,7 @@ def measure(all_pools: dict, embedder, overrides: dict) -> dict:  # noqa: ANN001
 def table(res: dict, all_pools: dict) -> None:
     print(f"{'pool':<28}{'distinct':>9}{'dups':>6}{'drops':>7}{'false':>7}{'precision':>10}{'recall':>8}")
     for name in all_pools:
-        for split in ("all", "dev", "holdout"):
+        for split in SPLITS:
             s = res.get(f"{name}:{split}")
             if s is None or (split != "all" and name != "written"):
                 continue
@@ -120,11 +121,15 @@ def table(res: dict, all_pools: dict) -> None:
         print(f"  {kind:<30}{false:>5} / {n:<5}{'':>10}{caught:>5} / {nd}")
 
 
-def show(res: dict, all_pools: dict) -> None:
+def show(res: dict, all_pools: dict, splits: tuple[str, ...]) -> None:
     for name in all_pools:
         for i, of, split, sim, a, b in res[f"{name}:false"]:
+            if split not in splits:
+                continue
             print(f"  FALSE DROP {name} {i} ({split}) dup of {of} {sim}: {a[:90]!r} ~ {b[:90]!r}")
         for i, of, split, a, b in res[f"{name}:missed"]:
+            if split not in splits:
+                continue
             print(f"  MISSED {name} {i} ({split}) of {of}: {a[:90]!r} ~ {b[:90]!r}")
 
 
@@ -148,7 +153,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--edits", action="store_true", help="also run benchmarks/dedup_edits.py's planted edits")
     ap.add_argument("--sweep", action="store_true", help="also sweep the cosine threshold, second look on and off")
-    ap.add_argument("--show", action="store_true", help="print every false drop and missed duplicate")
+    ap.add_argument("--show", nargs="*", choices=SPLITS[1:], help="print every false drop and missed duplicate "
+                    "(of these splits; none named: all)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--embedding-model", default="all-mpnet-base-v2",
                     help="dedup's default, all-minilm-l6-v2, or a local sentence-transformers folder")
@@ -163,24 +169,25 @@ def main() -> None:
           f"(substitution bar {bar})\n")
     res = measure(all_pools, embedder, {})
     table(res, all_pools)
-    if args.show:
-        show(res, all_pools)
+    if args.show is not None:
+        show(res, all_pools, tuple(args.show) or SPLITS[1:])
     out = {"defaults": res}
     if args.edits:
         out["edits"] = edit_figures(embedder, {})
         print("\n" + edits_line(out["edits"]))
     if args.sweep:
-        print("\nsweep: cosine, second look -> written pool false drops, precision, recall (dev / holdout)"
+        print("\nsweep: cosine, second look -> written pool false drops, precision, recall (dev/holdout/fresh)"
               + ("; planted edits" if args.edits else ""))
         for second in (True, False):
             for cos in (0.65, 0.70, 0.75, 0.80, 0.85):
                 over = {"threshold": cos, "second_look": second}
                 r = measure(all_pools, embedder, over)
                 out[f"cos{cos}:second{second}"] = r
-                a, d, h = r["written:all"], r["written:dev"], r["written:holdout"]
+                a = r["written:all"]
                 line = (f"  cosine {cos:.2f} second look {'on ' if second else 'off'}: false drops {a['false_drops']:>3} "
-                        f"({d['false_drops']}/{h['false_drops']})  precision {a['precision']:.3f}  recall {a['recall']:.3f} "
-                        f"({d['recall']:.3f}/{h['recall']:.3f})")
+                        f"({'/'.join(str(r[f'written:{x}']['false_drops']) for x in SPLITS[1:])})  precision "
+                        f"{a['precision']:.3f}  recall {a['recall']:.3f} "
+                        f"({'/'.join(format(r[f'written:{x}']['recall'], '.3f') for x in SPLITS[1:])})")
                 if args.edits and second:
                     e = edit_figures(embedder, over)
                     out[f"cos{cos}:edits"] = e
