@@ -109,6 +109,9 @@ class TransformersBackend:
         self._prefix: tuple[int, ...] = ()
         self._prefix_cache: Any = None
         self.stats = {"prefix_tokens_reused": 0, "prefix_computations": 0}
+        from selfalign.report.tokens import new_usage
+
+        self.choice_usage = new_usage()  # one row of a forward pass per prompt scored
 
     def count_tokens(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False).input_ids)
@@ -180,6 +183,9 @@ class TransformersBackend:
             for r, i in enumerate(batch):
                 lp = logprobs[r, last.index(len(rows[i][0]) - 1)]
                 results[i] = {c: float(lp[t]) for c, t in zip(choices, rows[i][1], strict=True)}
+        from selfalign.report.tokens import add_usage
+
+        add_usage(self.choice_usage, len(rows), sum(len(ids) for ids, _ in rows))
         return results
 
     # -- generation ----------------------------------------------------------------------------
