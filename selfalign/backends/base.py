@@ -73,6 +73,17 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+def new_usage() -> dict[str, int]:
+    """What a backend's `choice_usage` starts as: each scoring call adds its requests and tokens to it."""
+    return {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+
+def add_usage(usage: dict[str, int], requests: int, prompt_tokens: int, completion_tokens: int = 0) -> None:
+    usage["requests"] += requests
+    usage["prompt_tokens"] += prompt_tokens
+    usage["completion_tokens"] += completion_tokens
+
+
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     """Text before the earliest stop sequence, and whether one was found."""
     cut = len(text)

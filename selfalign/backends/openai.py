@@ -47,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from selfalign.backends import replies, servers
-from selfalign.backends.base import BackendFailed, Completion, SamplingParams
+from selfalign.backends.base import BackendFailed, Completion, SamplingParams, add_usage, new_usage
 from selfalign.io.urls import redact_url
 
 ESTIMATE = "tiktoken:o200k_base"
@@ -138,8 +138,6 @@ class OpenAIBackend:
         self.model, self.max_context = server.model, int(server.context)
         self.supports_logit_bias = server.logit_bias
         self.supports_logprobs = server.kind in servers.LOGPROBS
-        from selfalign.report.tokens import new_usage
-
         self.choice_usage = new_usage()  # one echo request per prompt and choice, tokens from its `usage`
         self.concurrency, why = (max(1, concurrency), "--concurrency") if concurrency else _auto_concurrency(server)
         self._gate = asyncio.Semaphore(self.concurrency)
@@ -332,8 +330,6 @@ class OpenAIBackend:
         return self._run(all_of_them())
 
     async def _echo_logprob(self, prompt: str, choice: str) -> float | None:
-        from selfalign.report.tokens import add_usage
-
         self.choice_usage["requests"] += 1  # counted once, answered or not (as a failed generate request is)
         async with self._gate:
             for attempt in range(self.max_retries + 1):

@@ -26,8 +26,7 @@ import re
 import time
 from typing import Any
 
-from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
-from selfalign.report.tokens import add_usage, new_usage
+from selfalign.backends.base import Completion, SamplingParams, add_usage, cut_at_stop, new_usage
 
 _WORD = re.compile(r"\S+")
 

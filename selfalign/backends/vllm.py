@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from selfalign.backends.base import Completion, SamplingParams, choice_token_ids, cut_at_stop
+from selfalign.backends.base import (Completion, SamplingParams, add_usage, choice_token_ids, cut_at_stop,
+                                     new_usage)
 from selfalign.io.paths import resolve_model
 
 
@@ -49,8 +50,6 @@ class VLLMBackend:
         self.llm = vllm.LLM(**kwargs)
         self.tok = self.llm.get_tokenizer()
         self.max_context = int(self.llm.llm_engine.model_config.max_model_len)
-        from selfalign.report.tokens import new_usage
-
         self.choice_usage = new_usage()
 
     def count_tokens(self, text: str) -> int:
@@ -114,8 +113,6 @@ class VLLMBackend:
 
     def _spent(self, outputs: list[Any]) -> None:
         """A scoring call's requests and tokens, from the engine's outputs, into `choice_usage`."""
-        from selfalign.report.tokens import add_usage
-
         add_usage(self.choice_usage, len(outputs), sum(len(o.prompt_token_ids or []) for o in outputs),
                   sum(len(o.outputs[0].token_ids) for o in outputs if o.outputs))
 

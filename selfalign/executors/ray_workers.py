@@ -221,7 +221,7 @@ class RayBackend(_ActorPool):
         self.name, self.model, self.max_context = info["name"], info["model"], int(info["max_context"])
         self.supports_logit_bias, self.chunk_size = bool(info["supports_logit_bias"]), int(info["chunk_size"])
         self.supports_logprobs = bool(info.get("supports_logprobs"))
-        from selfalign.report.tokens import new_usage
+        from selfalign.backends.base import new_usage
 
         self.choice_usage = new_usage()  # summed over the actors' own
 

@@ -157,17 +157,6 @@ class Metered:
         return out
 
 
-def new_usage() -> dict[str, int]:
-    """What a backend's `choice_usage` starts as: it adds each scoring call's requests and tokens to it."""
-    return {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
-
-
-def add_usage(usage: dict[str, int], requests: int, prompt_tokens: int, completion_tokens: int = 0) -> None:
-    usage["requests"] += requests
-    usage["prompt_tokens"] += prompt_tokens
-    usage["completion_tokens"] += completion_tokens
-
-
 HEADER = ["stage", "requests", "prompt tokens", "completion tokens", "cached (free)", "tokens/s", "cost"]
 
 
