@@ -197,3 +197,12 @@ def test_a_ray_worker_sends_the_tokens_of_each_chunk_back(tmp_path):
     out = worker({"seq": [0], "lines": [line]})
     extra = [json.loads(j) for k, j in zip(out["kind"], out["json"], strict=True) if k == "extra"]
     assert len(extra) == 1 and extra[0]["tokens"]["requests"] == 1 and extra[0]["tokens"]["prompt_tokens"] > 0
+
+
+def test_a_resumed_stage_adds_what_it_spent_before(tmp_path):
+    rules = [{"match": "Question 1", "text": "", "finish_reason": "error"}, *RULES]
+    backend = Recording(rules)
+    first = pipeline(tmp_path).run(tmp_path / "out", backend=backend)["principle"]
+    assert first.dropped["backend_error"] == 1 and first.tokens.requests == 3
+    again = pipeline(tmp_path).run(tmp_path / "out", backend=backend)["principle"]  # resumed: asks the one again
+    assert again.tokens.requests == 4 and again.tokens.prompt_tokens == sum(c.prompt_tokens for c in backend.made)
