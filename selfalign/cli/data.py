@@ -188,10 +188,10 @@ def run_recipe(
         for name, rep in reports.items():
             top = ", ".join(f"{r} {n}" for r, n in rep.dropped.most_common(3))
             t = rep.tokens
-            spent = (f"; {t.prompt_tokens:,} + {t.completion_tokens:,} tokens" if t.requests else "") + (
-                f"{'; ' if not t.requests else ', '}{t.cached_requests:,} cached requests" if t.cached_requests else "")
+            spent = [f"{t.prompt_tokens:,} + {t.completion_tokens:,} tokens"] if t.requests else []
+            spent += [f"{t.cached_requests:,} requests cached"] if t.cached_requests else []
             console.print(f"{name:>14}: {rep.read} read, {rep.kept} kept" + (f" (dropped: {top})" if top else "")
-                          + spent, highlight=False)
+                          + (f"; {', '.join(spent)}" if spent else ""), highlight=False)
             total.add(rep.tokens)
         if total:
             console.print(f"{'tokens':>14}: {total.line(plan.price_per_million)}", highlight=False, soft_wrap=True)
