@@ -280,8 +280,6 @@ class Run(Runner):
         self.progress: Any = None  # the rich bars, on a terminal
         self.plain: Any = None  # the plain lines, anywhere else
         self.task: Any = None
-        self.principle_names: dict[str, str] | None = None
-        self.total: int | None = None  # known target (generate --num): the bar fills as records are kept
         self._phases: dict[str, Any] = {}
         self._shown = 0.0
         self._lines: int | None = -1  # the input's lines, counted when a phase first needs an end (-1: not yet)
@@ -322,7 +320,7 @@ class Run(Runner):
         if not console.is_terminal:
             from selfalign.report.progress import StageProgress
 
-            self.plain = StageProgress(self.report, self._say, self._total, counts_kept=self.total is not None)
+            self.plain = StageProgress(self.report, self._say, self._total, counts_kept=self.context.total is not None)
             self.plain.start()
             return
         from rich.progress import (
@@ -336,11 +334,12 @@ class Run(Runner):
         self.progress = self.stack.enter_context(Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description}[/]"), BarColumn(bar_width=None),
             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=True))
-        self.task = self.progress.add_task(self.report.stage, total=self.total,
-                                           stats=f"0 kept{f' of {self.total}' if self.total else ''}")
+        total = self.context.total
+        self.task = self.progress.add_task(self.report.stage, total=total,
+                                           stats=f"0 kept{f' of {total}' if total else ''}")
 
     def _total(self) -> int | None:
-        return self.total if self.total is not None else self._input_lines()
+        return self.context.total if self.context.total is not None else self._input_lines()
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -350,10 +349,11 @@ class Run(Runner):
         top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
         asked = self.report.extra.get("requests")
         top = (f"{asked} requests; " if asked else "") + top
-        of = f" of {self.total}" if self.total else ""
+        total = self.context.total
+        of = f" of {total}" if total else ""
         stats = (f"{self.report.kept} kept{of}, {sum(self.report.dropped.values())} dropped"
                  + (f"[dim] ({top})[/]" if top else ""))
-        self.progress.update(self.task, stats=stats, completed=self.report.kept if self.total else None)
+        self.progress.update(self.task, stats=stats, completed=self.report.kept if total else None)
 
     def phase(self, name: str, done: int, total: int | None) -> None:
         """A step inside the stage with its own bar (dedup: embedding, then search)."""
@@ -381,7 +381,7 @@ class Run(Runner):
             self.plain.stop()
         super().finish()
         if not self.quiet:
-            self.report.print(console, self.principle_names)
+            self.report.print(console, self.context.principle_names)
 
 
 def escape_text(text: str) -> str:

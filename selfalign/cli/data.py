@@ -86,7 +86,7 @@ def dedup(
 
     Example: [bold]selfalign dedup aligned.jsonl --dropped dups.jsonl > unique.jsonl[/]
     """
-    from selfalign.steps import Dedup
+    from selfalign.stages import Dedup
 
     stage = Dedup(field=field.value, threshold=threshold, jaccard=jaccard, second_look=not no_second_look,
                   against=against or [], embedding_model=embedding_model, cache=not no_cache, search=search.value,
@@ -120,7 +120,7 @@ def export(
     Example: [bold]selfalign export aligned.jsonl --format messages > sft.jsonl[/]
     """
     from selfalign.executors import LocalExecutor
-    from selfalign.steps import Export
+    from selfalign.stages import Export
 
     given = {"min_margin": min_margin} if min_margin is not None else {}  # else the stage's default: one place
     stage = Export(format=format.value, system=system, verbose=verbose, tokenizer=tokenizer, max_tokens=max_tokens,

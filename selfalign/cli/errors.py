@@ -30,7 +30,7 @@ def option_error(e: ValueError) -> str | None:
     any other error, which is not the user's to fix."""
     from pydantic import ValidationError
 
-    from selfalign.steps import STAGES
+    from selfalign.stages import STAGES
 
     if not isinstance(e, ValidationError) or e.title not in {*(c.__name__ for c in STAGES.values()), "BackendConfig"}:
         return None

@@ -74,7 +74,7 @@ def generate(
 
     Example: [bold]selfalign generate --num 8 > prompts.jsonl[/]
     """
-    from selfalign.steps import RedTeam, SelfInstruct
+    from selfalign.stages import RedTeam, SelfInstruct
 
     def refuse(name: str, value: object, default: object, why: str) -> None:
         if value != default:
@@ -136,7 +136,7 @@ def principle(
 
     Example: [bold]selfalign principle prompts.jsonl --dropped dropped.jsonl > aligned.jsonl[/]
     """
-    from selfalign.steps import Principle
+    from selfalign.stages import Principle
 
     stage = Principle(principles=principles, exemplars=exemplars, persona=persona, rename=rename,
                       temperature=temperature, top_p=top_p, max_tokens=max_tokens, min_words=min_words,
@@ -162,7 +162,7 @@ def refine(
 
     Example: [bold]selfalign refine aligned.jsonl > verbose.jsonl[/]
     """
-    from selfalign.steps import Refine
+    from selfalign.stages import Refine
 
     stage = Refine(persona=persona, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                    repetition_penalty=repetition_penalty, min_words=min_words, keep=keep or [], seed=engine.seed,
@@ -196,7 +196,7 @@ def critique(
 
     Example: [bold]selfalign critique aligned.jsonl --dropped dropped.jsonl > critiqued.jsonl[/]
     """
-    from selfalign.steps import Critique
+    from selfalign.stages import Critique
 
     stage = Critique(principles=principles, exemplars=exemplars, persona=persona, sample=sample,
                      temperature=temperature, top_p=top_p, max_tokens=max_tokens,
@@ -227,7 +227,7 @@ def judge(
 
     Example: [bold]selfalign judge critiqued.jsonl > judged.jsonl && selfalign export judged.jsonl --format dpo[/]
     """
-    from selfalign.steps import Judge
+    from selfalign.stages import Judge
 
     stage = Judge(principles=principles, principle=principle, method=method.value, samples=samples,
                   seed=engine.seed, batch_size=engine.batch_size)

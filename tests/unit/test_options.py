@@ -1,7 +1,7 @@
 """No option silently ignored (issue 28): every option of every command, and every field of every stage, either
 changes what reaches the stage, the backend, the executor or the output, or is refused with exit 2 in one line.
 
-The walk is over the commands' click objects and `selfalign.steps.STAGES`, so a new option or field is checked
+The walk is over the commands' click objects and `selfalign.stages.STAGES`, so a new option or field is checked
 without being listed here; the non-default value comes from the parameter's type. What the CLI would run is
 captured where it hands the stage configs to the executor (`run_stages`), so nothing here loads a model."""
 
@@ -18,7 +18,8 @@ from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from selfalign.cli import app
-from selfalign.steps import STAGES, BackendConfig
+from selfalign.stages import STAGES
+from selfalign.steps import BackendConfig, Stage
 
 COMMAND = typer.main.get_command(app)
 
@@ -255,7 +256,7 @@ FIELD_EXEMPT = {"name": "the stage's file name in a run folder (tests/unit/test_
 
 def _built(stage: Any) -> Any:
     """What a stage builds, as far as it can be seen without a model: its asset files, its embedding model, the
-    records it reads, and the config objects its step holds."""
+    records it reads, and the stage its step holds (whose fields its code reads: see the test below)."""
     from collections import defaultdict
 
     from selfalign.runner import Runner
@@ -269,9 +270,25 @@ def _built(stage: Any) -> Any:
         return str(e)
     held = [*(vars(step.__self__).values() if hasattr(step, "__self__") else ()),
             *(c.cell_contents for c in getattr(step, "__closure__", None) or ())]
-    configs = [repr(v) for v in held if type(v).__name__.endswith("Config")]
+    configs = [repr(v) for v in held if isinstance(v, Stage)]  # the stage's code holds the stage itself
     assert configs or stage.kind == "load", stage
     return stage.assets(), stage.embeds(), stage.input_model().__name__, configs
+
+
+@pytest.mark.parametrize(("kind", "name"), FIELDS, ids=[f"{k}.{n}" for k, n in FIELDS])
+def test_every_stage_field_is_read_by_the_stage_code(kind, name):
+    """The stage's code reads its options from the stage itself: a field no code of its module (or the shared
+    base) reads would change nothing."""
+    import inspect
+    import re
+    import sys
+
+    import selfalign.steps
+
+    if name in FIELD_EXEMPT:
+        return
+    source = inspect.getsource(sys.modules[STAGES[kind].__module__]) + inspect.getsource(selfalign.steps)
+    assert re.search(rf"\.{name}\b", source), f"{kind}.{name}: no code reads it"
 
 
 @pytest.mark.parametrize(("kind", "fields", "named"), [
