@@ -72,8 +72,8 @@ def other_value(param: Any, tmp_path) -> list[str]:
     flag = max(param.opts, key=len)
     default = getattr(param.default, "value", param.default)
     kind = bare(param.type_descriptor.annotation)
-    if param.is_flag or kind is bool:
-        return [flag]
+    if param.is_flag or kind is bool:  # an --x/--no-x option on by default: --no-x
+        return [param.secondary_opts[0] if default is True and param.secondary_opts else flag]
     if flag in VALUE:
         return [flag, VALUE[flag]]
     if isinstance(kind, type) and issubclass(kind, Enum):
@@ -317,10 +317,9 @@ def test_a_field_that_does_not_apply_is_refused_naming_it(kind, fields, named):
 def test_backend_config_fields_are_all_the_clis():
     """Every BackendConfig field is an option of the model commands (so the walk above covers it)."""
     flags = {max(p.opts, key=len) for p in COMMAND.commands["principle"].params if isinstance(p, TyperOption)}
-    from selfalign.backends import flag
+    from selfalign.cli.options import long_flag
 
-    names = {"name": "--backend", "cache": "--no-cache", "timeout": "--request-timeout"}
-    assert {names.get(f) or flag(f) for f in BackendConfig.model_fields} <= flags
+    assert {long_flag(BackendConfig, f) for f in BackendConfig.model_fields} <= flags
 
 
 def test_ray_options_given_to_the_local_executor_are_refused_in_python_too():
