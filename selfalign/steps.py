@@ -156,6 +156,14 @@ class Stage(BaseModel):
     per_record: ClassVar[bool] = False
     name: str | None = Field(None, description="The file name in the output folder (default: the stage's kind).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind(cls, data: Any) -> Any:
+        """A recipe's [[stage]] table names its kind: that key picked this class and is no option of it."""
+        if isinstance(data, dict) and "kind" in data and data["kind"] == getattr(cls, "kind", None):
+            data = {k: v for k, v in data.items() if k != "kind"}
+        return data
+
     @property
     def label(self) -> str:
         return self.name or self.kind
