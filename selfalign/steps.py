@@ -13,7 +13,7 @@ runner, prepared, embedder)` makes the step, here or in a worker that rebuilt th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
@@ -234,5 +234,27 @@ class Answering(Stage):
     per_record: ClassVar[bool] = True
 
 
-def principle_names(principles: Iterable[Any]) -> dict[str, str]:
-    return {p.id: p.name for p in principles}
+class Principled(Answering):
+    """A model stage that reads the principle set (principle, critique, judge): its file is read where the run
+    is driven, its short names shown in the summary, its content part of the stage's key; and its worked
+    exemplars where it has them (a field `exemplars`)."""
+
+    # the bundled exemplars (exemplars/) and their loader (selfalign.assets), for a stage that has them
+    exemplar_file: ClassVar[str | None] = None
+    exemplar_loader: ClassVar[str] = "load_exemplars"
+    principles: str | None = Field(None, description="Principle set (.md/.txt numbered list or .yaml).")
+
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        from selfalign import assets
+
+        principles = assets.load_principles(self.principles)
+        runner.context.principle_names = {p.id: p.name for p in principles}
+        if self.exemplar_file is None:
+            return {"principles": principles}
+        return {"principles": principles, "exemplars": getattr(assets, self.exemplar_loader)(self.exemplars)}
+
+    def assets(self) -> dict[str, str]:
+        files = {"principles": asset(self.principles, "principles", "default.md")}
+        if self.exemplar_file is not None:
+            files["exemplars"] = asset(self.exemplars, "exemplars", self.exemplar_file)
+        return files

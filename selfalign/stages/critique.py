@@ -39,16 +39,14 @@ from selfalign.runner import Runner
 from selfalign.stages.common import BATCH_SIZE, MIN_WORDS, PERSONA, answer_batch, chunks, clip, drop
 from selfalign.steps import (
     Amount,
-    Answering,
     Count,
     Latest,
     Penalty,
     Step,
     Temperature,
     TopP,
-    asset,
     keep_reasons,
-    principle_names,
+    Principled,
 )
 
 STAGE = "critique"
@@ -87,14 +85,15 @@ def parse_keep(values: list[str] | None) -> frozenset[str]:
 Keep = keep_reasons(parse_keep)
 
 
-class Critique(Answering):
+class Critique(Principled):
     """Check each answer against the principles its thoughts cite plus `sample` more, and revise it where one is
     broken; writes pairs (response, revision) for Judge and Export(format="dpo"), leaving the answers as they are."""
 
     kind: ClassVar[str] = "critique"
     reads: ClassVar[str | None] = "aligned"
     writes: ClassVar[str] = "pairs"
-    principles: str | None = Field(None, description="Principle set (.md/.txt numbered list or .yaml).")
+    exemplar_file: ClassVar[str | None] = "critique.yaml"
+    exemplar_loader: ClassVar[str] = "load_critique_exemplars"
     exemplars: str | None = Field(None, description="Critique exemplars (.yaml or .jsonl: user, answer, check, "
                                   "critique, violations, revision); default: the bundled exemplars/critique.yaml.")
     persona: str = Field("Sage", description=PERSONA)
@@ -115,17 +114,6 @@ class Critique(Answering):
     def sampling(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
                               repetition_penalty=self.repetition_penalty, stop=critique_stops(), seed=self.seed)
-
-    def prepare(self, runner: Runner) -> dict[str, Any]:
-        from selfalign import assets
-
-        principles = assets.load_principles(self.principles)
-        runner.context.principle_names = principle_names(principles)
-        return {"principles": principles, "exemplars": assets.load_critique_exemplars(self.exemplars)}
-
-    def assets(self) -> dict[str, str]:
-        return {"principles": asset(self.principles, "principles", "default.md"),
-                "exemplars": asset(self.exemplars, "exemplars", "critique.yaml")}
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         return CritiqueStage(backend, prepared["principles"], prepared["exemplars"], self, runner.report).run

@@ -44,6 +44,8 @@ class Generate(Stage):
     max_tokens: ClassVar[int] = 256
     min_words: ClassVar[int] = 4
     max_words: ClassVar[int] = 150
+    # what it generates from: the field naming its file, the bundled file (exemplars/), its loader (selfalign.assets)
+    source: ClassVar[tuple[str, str, str]]
     num: Amount = Field(20, description="Stop after this many accepted prompts.", json_schema_extra=flags("-n"))
     seed: int | None = Field(None, description="Random seed (default: the backend's seed, else 0).")
     novelty_threshold: Finite = Field(0.85, description="Reject a candidate whose embedding cosine to the pool is "
@@ -58,54 +60,56 @@ class Generate(Stage):
             not_applied(self, "novelty_threshold", "a cosine of embeddings, and embeddings=false compares exact text only")
         return self
 
-    def _count(self, runner: Runner) -> None:
+    def prepare(self, runner: Runner) -> dict[str, Any]:
         runner.context.total = (runner.context.total or 0) + self.num  # the bar's end: the prompts to keep
+        return {"source": self.read()}
 
     def embeds(self) -> tuple[str | None, bool] | None:
         return (None, False) if self.embeddings else None
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        return lambda _: self.generate(prepared["source"], backend, runner.report, embedder)
+
+    def read(self) -> list[Any]:
+        """What it generates from: its file, read where the run is driven."""
+        from selfalign import assets
+
+        field, _, loader = self.source
+        return getattr(assets, loader)(getattr(self, field))
+
+    def assets(self) -> dict[str, str]:
+        field, bundled, _ = self.source
+        return {field: asset(getattr(self, field), "exemplars", bundled)}
+
+    def generate(self, source: list[Any], backend: Any, report: Report, embedder: Any) -> Iterator[Any]:
+        raise NotImplementedError
 
 
 class SelfInstruct(Generate):
     """Self-instruct: new tasks from a growing seed pool."""
 
     kind: ClassVar[str] = "self-instruct"
+    source: ClassVar[tuple[str, str, str]] = ("seeds", "seed_tasks.jsonl", "load_seeds")
     seeds: str | None = Field(None, description="self-instruct seed pool: our JSONL ({'prompt'}) or the public "
                               "self-instruct format; default: the bundled pool.")
 
-    def prepare(self, runner: Runner) -> dict[str, Any]:
-        from selfalign import assets
-
-        self._count(runner)
-        return {"pool": assets.load_seeds(self.seeds)}
-
-    def assets(self) -> dict[str, str]:
-        return {"seeds": asset(self.seeds, "exemplars", "seed_tasks.jsonl")}
-
-    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
-        return lambda _: self_instruct(prepared["pool"], backend, self, runner.report, embedder)
+    def generate(self, source: list[Any], backend: Any, report: Report, embedder: Any) -> Iterator[Any]:
+        return self_instruct(source, backend, self, report, embedder)
 
 
 class RedTeam(Generate):
     """Topic-guided red-teaming: topics per question type, then questions per topic."""
 
     kind: ClassVar[str] = "red-team"
+    source: ClassVar[tuple[str, str, str]] = ("question_types", "question_types.txt", "load_question_types")
     question_types: str | None = Field(None, description="red-team question types (.txt or TGRT .jsonl); default: "
                                        "the bundled types.")
     topics_per_type: Count = Field(10, description="red-team: topics per question type.")
     max_types: Count | None = Field(None, description="red-team: use only this many question types, sampled with "
                                     "the seed.")
 
-    def prepare(self, runner: Runner) -> dict[str, Any]:
-        from selfalign import assets
-
-        self._count(runner)
-        return {"types": assets.load_question_types(self.question_types)}
-
-    def assets(self) -> dict[str, str]:
-        return {"question_types": asset(self.question_types, "exemplars", "question_types.txt")}
-
-    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
-        return lambda _: red_team(prepared["types"], backend, self, runner.report, embedder)
+    def generate(self, source: list[Any], backend: Any, report: Report, embedder: Any) -> Iterator[Any]:
+        return red_team(source, backend, self, report, embedder)
 
 
 def parse_numbered(text: str, finished: bool) -> tuple[list[str], str | None]:

@@ -44,7 +44,7 @@ from selfalign.backends.base import Backend, SamplingParams
 from selfalign.records import Dropped, Provenance, Record
 from selfalign.runner import Runner
 from selfalign.stages.common import chunks, count_tokens, drop
-from selfalign.steps import Answering, Count, Step, asset, not_applied, principle_names
+from selfalign.steps import Count, Principled, Step, not_applied
 from selfalign.text.templates import render_principles
 
 STAGE = "judge"
@@ -63,14 +63,13 @@ FOLLOWS = ("You check whether an answer follows {what}. Judge by {that} alone, n
            "Does the answer follow {what}? Reply with one word, Yes or No.\nFollows {what}:")
 
 
-class Judge(Answering):
+class Judge(Principled):
     """Which answer of each pair follows a principle (or the whole set) better, from the model's log-probabilities
     of a one-token choice in both orders (a sampled vote where the backend gives none)."""
 
     kind: ClassVar[str] = "judge"
     reads: ClassVar[str | None] = "pairs"
     writes: ClassVar[str] = "pairs"
-    principles: str | None = Field(None, description="Principle set (.md/.txt numbered list or .yaml).")
     principle: str = Field("all", description="Judge by this principle (id or short name), or all: the whole set.")
     method: Literal["auto", "logprobs", "vote"] = Field(
         "auto", description="logprobs: the model's log-probabilities of the one-token choice; vote: sampled "
@@ -89,15 +88,9 @@ class Judge(Answering):
         return self
 
     def prepare(self, runner: Runner) -> dict[str, Any]:
-        from selfalign import assets
-
-        principles = assets.load_principles(self.principles)
-        principles_for(self, principles)  # an unknown principle fails here
-        runner.context.principle_names = principle_names(principles)
-        return {"principles": principles}
-
-    def assets(self) -> dict[str, str]:
-        return {"principles": asset(self.principles, "principles", "default.md")}
+        prepared = super().prepare(runner)
+        principles_for(self, prepared["principles"])  # an unknown principle fails here
+        return prepared
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         return lambda records: judge(records, backend, self, prepared["principles"])

@@ -40,16 +40,14 @@ from selfalign.runner import Runner
 from selfalign.stages.common import BATCH_SIZE, KEEP, MIN_WORDS, PERSONA, SEED
 from selfalign.steps import (
     Amount,
-    Answering,
     Count,
     Finite,
     Step,
     Temperature,
     TopP,
-    asset,
     Keep,
     not_applied,
-    principle_names,
+    Principled,
 )
 from selfalign.text.templates import principle_prefix, principle_prompt, principle_turn_stops
 
@@ -61,13 +59,13 @@ REJECTABLE = frozenset({"too_short", "repetition_loop", "exemplar_leak", "unwarr
                         "off_topic", "wrong_language", "judge_rejected"})
 
 
-class Principle(Answering):
+class Principle(Principled):
     """Answer each prompt under the principle set, with internal thoughts; parse and filter (see the module doc)."""
 
     kind: ClassVar[str] = "principle"
     reads: ClassVar[str | None] = "prompts"
     writes: ClassVar[str] = "aligned"
-    principles: str | None = Field(None, description="Principle set (.md/.txt numbered list or .yaml).")
+    exemplar_file: ClassVar[str | None] = "default.yaml"
     exemplars: str | None = Field(None, description="Exemplars file (.yaml or .jsonl: user, thoughts, answer).")
     persona: str = Field("Sage", description=PERSONA)
     rename: str | None = Field(None, description="Replace the persona's name in answers.")
@@ -100,15 +98,6 @@ class Principle(Answering):
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
                               stop=principle_turn_stops(persona), seed=self.seed,
                               logit_bias={"Sorry": -100.0} if self.apology_bias else {})
-
-    def prepare(self, runner: Runner) -> dict[str, Any]:
-        principles = assets.load_principles(self.principles)
-        runner.context.principle_names = principle_names(principles)
-        return {"principles": principles, "exemplars": assets.load_exemplars(self.exemplars)}
-
-    def assets(self) -> dict[str, str]:
-        return {"principles": asset(self.principles, "principles", "default.md"),
-                "exemplars": asset(self.exemplars, "exemplars", "default.yaml")}
 
     def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
         return PrincipleStage(backend, prepared["principles"], prepared["exemplars"], self, runner.report).run
