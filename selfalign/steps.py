@@ -39,6 +39,12 @@ def flags(*names: str) -> dict[str, Any]:
     return {"flags": list(names)}
 
 
+def long_flag(model: type[BaseModel], name: str) -> str:
+    """A field's CLI option: the long flag it declares (`flags`), else `--field-name`."""
+    extra = model.model_fields[name].json_schema_extra or {}
+    return next((f for f in extra.get("flags", []) if f.startswith("--")), "--" + name.replace("_", "-"))  # type: ignore[union-attr]
+
+
 def keep_reasons(parse: Callable[[list[str] | None], frozenset[str]]) -> Any:
     """The type of a `keep` field: the drop reasons turned off, given as names (repeatable, comma-separated,
     `all`) and held as the set `parse` makes of them; an unknown name fails where the stage is made."""
@@ -110,19 +116,24 @@ class BackendConfig(BaseModel):
         """An option the chosen backend does not take is refused here, before anything runs."""
         import inspect
 
-        from selfalign.backends import backend_class, flag
+        from selfalign.backends import backend_class
 
         accepted = [p for p in inspect.signature(backend_class(self.name).__init__).parameters if p != "self"]
         for field, parameter in self._options().items():
             if parameter not in accepted and field != "seed":  # the seed reaches every backend through sampling
-                takes = ", ".join(flag(p) for p in accepted if p not in ("rules", "device", "batch_size")) or "none"
+                takes = ", ".join(long_flag(BackendConfig, f) for f in type(self).model_fields
+                                  if self._parameter(f) in accepted) or "none"
                 raise ValueError(f"{field}: not an option of the {self.name} backend (it takes {takes})")
         return self
+
+    def _parameter(self, field: str) -> str:
+        """The chosen backend's parameter for `field`."""
+        return PARAMETER.get(field, {}).get(self.name, field)
 
     def _options(self) -> dict[str, str]:
         """The options given (field -> the backend's parameter name for it)."""
         given = self.model_dump(exclude={"name", "cache"}, exclude_none=True)
-        return {field: PARAMETER.get(field, {}).get(self.name, field) for field in given}
+        return {field: self._parameter(field) for field in given}
 
     def public(self, **dump: Any) -> dict[str, Any]:
         """`model_dump(**dump)` with the server URL's credentials masked: what may be printed or stored."""

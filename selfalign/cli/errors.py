@@ -28,7 +28,7 @@ def option_error(e: ValueError) -> str | None:
     any other error, which is not the user's to fix."""
     from pydantic import ValidationError
 
-    from selfalign.cli.options import long_flag
+    from selfalign.steps import long_flag
     from selfalign.stages import STAGES
     from selfalign.steps import BackendConfig
 
@@ -44,5 +44,8 @@ def option_error(e: ValueError) -> str | None:
             continue
         field = str(err["loc"][0])
         flag = long_flag(model, field) if field in model.model_fields else option(model, field)
-        parts.append(f"Invalid value for '{flag}': {err.get('input')!r}: {err['msg']}")
+        if err["type"] == "value_error":  # a validator's own message names what is wrong
+            parts.append(f"Invalid value for '{flag}': {err['msg'].removeprefix('Value error, ')}")
+        else:
+            parts.append(f"Invalid value for '{flag}': {err.get('input')!r}: {err['msg']}")
     return "; ".join(parts)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from selfalign.cli.app import ENGINE, IO, Engine, app, fail, io_options, run_stages
-from selfalign.cli.options import long_flag, stage_fields, with_groups
+from selfalign.cli.options import stage_fields, with_groups
 
 
 class Method(str, Enum):
@@ -33,6 +33,7 @@ def generate(
     Example: [bold]selfalign generate --num 8 > prompts.jsonl[/]
     """
     from selfalign.stages import RedTeam, SelfInstruct
+    from selfalign.steps import long_flag
 
     if method is not Method.both and ratio != 0.5:
         fail("--ratio: applies only with --method both")

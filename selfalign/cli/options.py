@@ -36,14 +36,10 @@ def _bare(annotation: Any) -> tuple[Any, bool]:
     return annotation, optional
 
 
-def long_flag(model: Any, name: str) -> str:
-    """The field's option: its own long flag where it declares one, else `--field-name`."""
-    extra = model.model_fields[name].json_schema_extra or {}
-    return next((f for f in extra.get("flags", []) if f.startswith("--")), "--" + name.replace("_", "-"))
-
-
 def flag_to_change(model: Any, name: str) -> str:
     """The flag that gives a field another value than its default: `--no-x` for a bool that is on."""
+    from selfalign.steps import long_flag
+
     info = model.model_fields[name]
     flag = long_flag(model, name)
     return "--no-" + flag[2:] if _bare(info.annotation)[0] is bool and info.default is True else flag
@@ -56,6 +52,8 @@ def choices(name: str, values: tuple[Any, ...]) -> type[Enum]:
 
 def field_options(model: Any, skip: tuple[str, ...] = ()) -> Options:
     """One option per field of `model` (a pydantic model class), but those in `skip`."""
+    from selfalign.steps import long_flag
+
     options: Options = {}
     for name, info in model.model_fields.items():
         if name in skip:

@@ -317,7 +317,7 @@ def test_a_field_that_does_not_apply_is_refused_naming_it(kind, fields, named):
 def test_backend_config_fields_are_all_the_clis():
     """Every BackendConfig field is an option of the model commands (so the walk above covers it)."""
     flags = {max(p.opts, key=len) for p in COMMAND.commands["principle"].params if isinstance(p, TyperOption)}
-    from selfalign.cli.options import long_flag
+    from selfalign.steps import long_flag
 
     assert {long_flag(BackendConfig, f) for f in BackendConfig.model_fields} <= flags
 
