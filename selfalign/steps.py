@@ -33,10 +33,10 @@ BackendName = Literal["transformers", "vllm", "openai", "scripted"]  # selfalign
 ExportFormat = Literal["messages", "sharegpt", "alpaca", "dpo"]
 
 
-def flags(*names: str) -> dict[str, Any]:
-    """A field's CLI flags where they are not `--field-name` (a short one, another long one): its
-    `json_schema_extra`, read by `selfalign.cli.options` and by the CLI's error messages."""
-    return {"flags": list(names)}
+def flags(*names: str, metavar: str | None = None) -> dict[str, Any]:
+    """A field's CLI flags where they are not `--field-name` (a short one, another long one), and the name its
+    value has in --help: its `json_schema_extra`, read by `selfalign.cli.options` and the CLI's error messages."""
+    return {"flags": list(names), **({"metavar": metavar} if metavar else {})}
 
 
 def long_flag(model: type[BaseModel], name: str) -> str:

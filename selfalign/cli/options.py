@@ -72,7 +72,7 @@ def field_options(model: Any, skip: tuple[str, ...] = ()) -> Options:
             kind, default = list[str], None  # repeatable; none given: the field's default
         if optional or default is None:
             kind = kind | None
-        options[name] = (opt(kind, *flags, help=help), default)
+        options[name] = (opt(kind, *flags, help=help, metavar=extra.get("metavar")), default)
     return options
 
 

@@ -47,6 +47,7 @@ from selfalign.steps import (
     TopP,
     keep_reasons,
     Principled,
+    flags,
 )
 
 STAGE = "critique"
@@ -106,7 +107,7 @@ class Critique(Principled):
     repetition_penalty: Penalty = Field(1.0, description="Repetition penalty.")
     min_words: Amount = Field(25, description=MIN_WORDS)
     keep: Keep = Field(frozenset(), description="Keep a revision this gate would drop (repeatable or "
-                       "comma-separated; 'all'): " + ", ".join(KEEPABLE) + ".")
+                       "comma-separated; 'all'): " + ", ".join(KEEPABLE) + ".", json_schema_extra=flags(metavar="REASON"))
     batch_size: Count | None = Field(None, description=BATCH_SIZE)
     seed: int | None = Field(None, description="Random seed: the principle draw's (default 0) and the backend's "
                              "sampling.")

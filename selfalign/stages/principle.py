@@ -48,6 +48,7 @@ from selfalign.steps import (
     Keep,
     not_applied,
     Principled,
+    flags,
 )
 from selfalign.text.templates import principle_prefix, principle_prompt, principle_turn_stops
 
@@ -73,7 +74,7 @@ class Principle(Principled):
     top_p: TopP = Field(0.95, description="Nucleus sampling.")
     max_tokens: Count = Field(256, description="New tokens per answer.")
     min_words: Amount = Field(25, description=MIN_WORDS)
-    keep: Keep = Field(frozenset(), description=KEEP)
+    keep: Keep = Field(frozenset(), description=KEEP, json_schema_extra=flags(metavar="REASON"))
     apology_bias: bool = Field(True, description="Push down 'Sorry' (logit bias -100, where the backend takes one: "
                                "not Ollama or hosted APIs).")
     batch_size: Count | None = Field(None, description=BATCH_SIZE)

@@ -15,7 +15,7 @@ from selfalign.gates.meaning import MeaningGates
 from selfalign.stages.common import answer_batch, chunks, clip as _clip, drop
 from selfalign.runner import Runner
 from selfalign.stages.common import BATCH_SIZE, KEEP, MIN_WORDS, PERSONA, SEED
-from selfalign.steps import Amount, Answering, Count, Penalty, Step, Temperature, TopP, Keep
+from selfalign.steps import Amount, Answering, Count, Keep, Penalty, Step, Temperature, TopP, flags
 from selfalign.text.templates import refine_prompt
 
 STAGE = "refine"
@@ -34,7 +34,7 @@ class Refine(Answering):
     max_tokens: Count = Field(512, description="New tokens per answer.")
     repetition_penalty: Penalty = Field(1.1, description="Repetition penalty.")
     min_words: Amount = Field(25, description=MIN_WORDS)
-    keep: Keep = Field(frozenset(), description=KEEP)
+    keep: Keep = Field(frozenset(), description=KEEP, json_schema_extra=flags(metavar="REASON"))
     batch_size: Count | None = Field(None, description=BATCH_SIZE)
     seed: int | None = Field(None, description=SEED)
 

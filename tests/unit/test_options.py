@@ -211,7 +211,7 @@ def other_field_value(stage: type[BaseModel], name: str, tmp_path) -> Any:
     kind = bare(info.annotation)
     while get_origin(kind) is Annotated:
         kind = get_args(kind)[0]
-    if get_origin(kind) is list:
+    if get_origin(kind) in (list, frozenset):  # keep: the reasons, held as a set
         return ["too_short"] if name == "keep" else [str(tmp_path / "in.jsonl")]
     if kind is bool:
         return not default
