@@ -76,7 +76,9 @@ def measure(bases: list[dict], looks: list[dict], embedder, overrides: dict, see
     base_texts = [(b["id"], b["prompt"]) for b in bases]
     out: dict[str, float | int] = {}
     for pass_name, over in PASSES.items():
-        cfg = Dedup(**{**overrides, **over})
+        given = {**overrides, **over}  # options, and the method's own settings (substitution_bar) set on a copy
+        cfg = Dedup(**{k: v for k, v in given.items() if k in Dedup.model_fields}).model_copy(
+            update={k: v for k, v in given.items() if k not in Dedup.model_fields})
         for kind in EDITS:
             copies = [(f"{b['id']}~{kind}", t) for b in bases if (t := edited(b, kind, random.Random(f"{seed}{b['id']}{kind}")))]
             gone = run(base_texts + copies, cfg, embedder)

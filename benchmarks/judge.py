@@ -64,7 +64,8 @@ def run_judge(backend: Any, pairs: list[dict], principle: str, method: str, samp
         groups[p["principle"] if principle == "own" else principle].append(rec)
     out: dict[str, dict] = {}
     for pid, recs in groups.items():
-        cfg = Judge(principle=pid, method=method, samples=samples, seed=seed)
+        vote = {} if method == "logprobs" else {"samples": samples}  # (logprobs refuses a vote's options)
+        cfg = Judge(principle=pid, method=method, seed=seed, **vote)
         for r in judge(recs, backend, cfg, principles):
             if isinstance(r, Dropped):
                 out[r.id] = {"dropped": r.drop_reason, "detail": r.detail}
