@@ -136,19 +136,16 @@ def io_options(records: bool = True, shard: bool = True) -> Group:
 
 
 def executor_options(help: str) -> Options:
-    """--executor (its help: what runs where) and the --ray-* options."""
-    return {
-        "executor": (opt(ExecutorName, "--executor", help=help), ExecutorName.local),
-        "ray_address": (opt(str | None, "--ray-address", help="ray: the cluster to join (e.g. auto, "
-                             "ray://head:10001); default: $RAY_ADDRESS, else start a local instance."), None),
-        "ray_actors": (opt(int, "--ray-actors", help="ray: actors in the pool, each with its own backend (dedup: "
-                            "its own embedding model)."), 1),
-        "ray_cpus_per_actor": (opt(float, "--ray-cpus-per-actor", help="ray: CPUs each actor reserves (fractional "
-                                    "by default, so a small machine does not deadlock; whole CPUs also set its torch "
-                                    "threads)."), 0.5),
-        "ray_gpus_per_actor": (opt(float, "--ray-gpus-per-actor", help="ray: GPUs each actor reserves (vllm: 1, or "
-                                    "K with --tensor-parallel-size K)."), 0.0),
-    }
+    """--executor (its help: what runs where) and a --ray-* option per field of RayOptions."""
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from selfalign.executors.ray import RayOptions
+
+    kinds = get_type_hints(RayOptions)
+    return {"executor": (opt(ExecutorName, "--executor", help=help), ExecutorName.local),
+            **{f"ray_{f.name}": (opt(kinds[f.name], "--ray-" + f.name.replace("_", "-"), help=f.metadata["help"]),
+                                 f.default) for f in fields(RayOptions)}}
 
 
 MODEL_EXECUTOR = ("local: this process; ray: a pool of Ray actors, each holding one backend (needs pip install "
