@@ -9,7 +9,7 @@ from selfalign.backends.scripted import ScriptedBackend
 from selfalign.gates.meaning import MeaningGates
 from selfalign.records import AlignedRecord, Dropped, PromptRecord
 from selfalign.report.counts import Report
-from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+from selfalign.stages.principle import Principle, PrincipleStage
 
 
 class FakeEmbedder:
@@ -99,7 +99,7 @@ def test_the_principle_stage_embeds_once_per_backend_batch(batch_size):
     be = ScriptedBackend(rules=[{"text": completion}])
     g, fake = gates()
     stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(),
-                           PrincipleConfig(batch_size=batch_size), Report("principle"), meaning=g)
+                           Principle(batch_size=batch_size), Report("principle"), meaning=g)
     records = [PromptRecord(id=str(k), prompt=f"How do I get stain number {k} out of a white cotton shirt?")
                for k in range(8)]
     outs = list(stage.run(records))
