@@ -101,7 +101,7 @@ bench-dedup: setup-dev              ## edit types + look-alikes; dedup at 10k/50
 bench-ray: setup-dev                ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)
 	$(PY) benchmarks/ray_bench.py $(RAY_BENCH_ARGS)
 
-bench-quality: setup-dev            ## the quality gates on the labelled set (benchmarks/data/quality): precision, recall, per category (~1 min)
+bench-quality: setup-dev            ## the quality gates on the written, held-out and real labelled sets: precision, recall, per category (~5 min; QUALITY_ARGS="--set real")
 	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
 
 bench-servers: setup-llamacpp setup-vllm  ## the openai backend vs a plain client on llama.cpp's and vLLM's servers, same prompts and concurrency (~10 min)
