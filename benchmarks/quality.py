@@ -5,8 +5,9 @@ Three labelled sets (query, raw completion, finish_reason, label, category): `wr
 (benchmarks/data/quality-holdout, written separately, never used to tune the gates) and `real`
 (benchmarks/data/real/real.jsonl: what SmolLM2-135M and Gemma 3 270M really wrote under the principle prompt,
 labelled by reading; benchmarks/real_completions.py made them). `--set` picks one (default: all, each
-reported on its own, then side by side). Each set is served by a small OpenAI-compatible server in this process; the real CLI (`selfalign principle
---backend openai`, at its defaults) answers every query through it, as it would from vLLM or llama.cpp.
+reported on its own, then side by side). Each set is served by a small OpenAI-compatible server in this
+process; the real CLI (`selfalign principle --backend openai`, at its defaults) answers every query through
+it, as it would from vLLM or llama.cpp.
 The server applies the stop sequences the stage sends, as real servers do. Prints precision, recall and F1
 of detecting bad completions, the detection rate per bad category, the false-drop rate per good category,
 and whether the kept answers are clean. `--calibrate` prints the measurements the meaning gates'
