@@ -8,9 +8,9 @@ everyday, about safety (doses, poisoning first aid), and traps that share words 
 of the text. A logistic regression over a sentence embedding, next to hashed word unigrams and bigrams, is fitted
 on the train split only, once per embedding model: all-mpnet-base-v2 (the bundled dedup model, used by the gates)
 and all-MiniLM-L6-v2 (their fallback where mpnet is not installed). Its two cut-offs are read from cross-validated scores on
-the train split: `decline_at` (a decline is warranted) at the best cross-validated F1, as both mistakes cost (a decline of a
-harmful request dropped, a needless refusal kept); `comply_at` (an answer that complies is dropped) where precision
-reaches 0.9, so a good answer to a harmless request is rarely dropped. The held-out split is scored with the
+the train split: `decline_at` (a decline is warranted) where recall reaches 0.95 (at a precision of 0.75 at
+least, else at the best F1), so a decline of a harmful request is rarely dropped; `comply_at` (an answer that complies is dropped) where precision reaches 0.95, so a
+good answer to a harmless request is rarely dropped. The held-out split is scored with the
 coefficients `selfalign/data/harm/classifier.json` holds.
 
     python benchmarks/harm.py [--model M] [--show]   # held-out precision/recall of the shipped coefficients
@@ -45,7 +45,7 @@ def f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
-def fit(x: np.ndarray, y: np.ndarray, c: float, precision: float
+def fit(x: np.ndarray, y: np.ndarray, c: float, recall: float, precision: float
         ) -> tuple[np.ndarray, float, float, float]:
     """Coefficients, intercept, and the two cut-offs from 5-fold cross-validated scores on the train split."""
     from sklearn.linear_model import LogisticRegression
@@ -57,7 +57,9 @@ def fit(x: np.ndarray, y: np.ndarray, c: float, precision: float
     for t in grid:
         pr, rc, *_ = figures(y, cv, t)
         print(f"  cross-validated on train, cut-off {t:.3f}: precision {pr:.3f}  recall {rc:.3f}", file=sys.stderr)
-    decline_at = max(grid, key=lambda t: (f1(*figures(y, cv, t)[:2]), -t))
+    # the highest cut-off that keeps `recall` at a precision of 0.75 or more; where none does, the best F1
+    ok = [t for t in grid if figures(y, cv, t)[1] >= recall and figures(y, cv, t)[0] >= 0.75]
+    decline_at = max(ok) if ok else max(grid, key=lambda t: (f1(*figures(y, cv, t)[:2]), -t))
     comply_at = min((t for t in grid if figures(y, cv, t)[0] >= precision), default=grid[-1])
     lr.fit(x, y)
     return lr.coef_[0].astype(np.float64), float(lr.intercept_[0]), float(decline_at), float(comply_at)
@@ -69,7 +71,8 @@ def main() -> None:
     ap.add_argument("--model", action="append", help="embedding model(s) to score (default: both)")
     ap.add_argument("--c", type=float, default=4.0, help="inverse regularisation strength (with --write)")
     ap.add_argument("--bow-scale", type=float, default=0.5, help="weight of the hashed words next to the embedding")
-    ap.add_argument("--precision", type=float, default=0.9, help="comply_at: the cross-validated precision")
+    ap.add_argument("--recall", type=float, default=0.95, help="decline_at: the cross-validated recall")
+    ap.add_argument("--precision", type=float, default=0.95, help="comply_at: the cross-validated precision")
     ap.add_argument("--show", action="store_true", help="list the held-out mistakes")
     args = ap.parse_args()
     from selfalign.gates.harm import CLASSIFIER, MODELS, HarmClassifier, features
@@ -88,7 +91,7 @@ def main() -> None:
                             "hashed word unigrams and bigrams times bow_scale", "models": {}}
         for m in models:
             coef, intercept, decline_at, comply_at = fit(features(vecs[m], texts, args.bow_scale)[train], y[train],
-                                                         args.c, args.precision)
+                                                         args.c, args.recall, args.precision)
             spec["models"][m] = {"C": args.c, "bow_scale": args.bow_scale, "decline_at": decline_at,
                                  "comply_at": comply_at, "intercept": round(intercept, 6),
                                  "coef": [round(float(v), 5) for v in coef]}

@@ -269,7 +269,9 @@ class MeaningGates:
                 coverage, new = echo(q, a)
                 c = cos.get(i)
                 # a figure or a name the query lacks is an answer ("Lima is the capital of Peru and ...")
-                figures = set(re.findall(r"\d+", a)) - set(re.findall(r"\d+", q)) | new_names(q, a)
+                # (names only in English: German capitalises every noun)
+                figures = set(re.findall(r"\d+", a)) - set(re.findall(r"\d+", q)) | (
+                    new_names(q, a) if c is not None else set())
                 if "restates_question" not in self.keep and not figures and (
                         (coverage >= self.RESTATE_MIN_COVERAGE and new <= self.RESTATE_MAX_NEW)
                         or (c is not None and c >= self.RESTATE_ABOVE and new <= self.RESTATE_MAX_NEW_EN)):
