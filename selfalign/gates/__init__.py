@@ -112,6 +112,8 @@ class TextGates:
             return Verdict(v.answer, "persona_leak", why)
         if self._copy and self.on("exemplar_leak") and (why := self._copy(v.answer, query)):
             return Verdict(v.answer, "exemplar_leak", why)
+        if self.on("repetition_loop") and not t.refusal(v.answer, query) and (why := t.self_repeats(query, v.answer)):
+            return Verdict(v.answer, "repetition_loop", why)  # before a stutter is cut: the whole answer repeats
         if self.on("repetition_loop") and (loop := t.find_loop(v.answer)):
             at, copies = loop
             head = v.answer[:at].rstrip()
@@ -123,8 +125,6 @@ class TextGates:
             # whether declining was right, and so which reason a short decline gets, is the harm classifier's call
             # (MeaningGates.harm_verdict: unwarranted_refusal, or too_short under DECLINE_WORDS)
             floor = 0
-        elif self.on("repetition_loop") and (why := t.self_repeats(query, v.answer)):
-            return Verdict(v.answer, "repetition_loop", why)
         if self.on("incomplete") and (why := t.incomplete(query, v.answer)):
             return Verdict(v.answer, "incomplete", why)
         if self.on("too_short") and (n := t.word_count(v.answer)) < floor:

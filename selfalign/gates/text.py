@@ -417,8 +417,8 @@ more most some any all each one can't don't won't it's that's you're i'm""".spli
 def self_repeats(query: str, answer: str, short: int = 80) -> str | None:
     """An answer that mostly says the same thing over: a short one (up to `short` words) whose repeated clauses
     (a clause said again, back to back or not) make up at least 40% of its words, or any answer whose content
-    words mostly repeat (at most half of them distinct, with 12 or more, the query's words not counted: "1.
-    Create a song about love. 2. Create a song about rain. 3. ..."). Verse, asked for or laid out in short lines
+    words mostly repeat (at most half of them distinct, with 12 or more, figures counted: "1. Create a song
+    about love. 2. Create a song about rain. 3. ..."). Verse, asked for or laid out in short lines
     that are not a list, is left to the loop rule: a chorus or a refrain repeats on purpose."""
     text = mask_code(answer)
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -438,9 +438,8 @@ def self_repeats(query: str, answer: str, short: int = 80) -> str | None:
             seen.add(key)
         if len(repeated) >= 2 and sum(word_count(c) for c in repeated) >= 0.4 * n:
             return f"{len(repeated)} clauses said again in {n:.0f} words, e.g. {repeated[0][:60]!r}"
-    asked = set(words(query))
     # figures count: a plan whose weeks differ by their numbers says something new in each line
-    content = [w for w in words(text) if w not in _STOP and w not in asked and (len(w) > 1 or w.isdigit())]
+    content = [w for w in words(text) if w not in _STOP and (len(w) > 1 or w.isdigit())]
     if len(content) >= 12 and len(set(content)) * 2 <= len(content):
         return f"{len(set(content))} distinct of {len(content)} content words"
     return None
