@@ -112,7 +112,7 @@ class TextGates:
             return Verdict(v.answer, "persona_leak", why)
         if self._copy and self.on("exemplar_leak") and (why := self._copy(v.answer, query)):
             return Verdict(v.answer, "exemplar_leak", why)
-        if self.on("repetition_loop") and not t.refusal(v.answer, query) and (why := t.self_repeats(query, v.answer)):
+        if self.on("repetition_loop") and (why := t.self_repeats(query, v.answer)):
             return Verdict(v.answer, "repetition_loop", why)  # before a stutter is cut: the whole answer repeats
         if self.on("repetition_loop") and (loop := t.find_loop(v.answer)):
             at, copies = loop
