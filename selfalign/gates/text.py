@@ -1,4 +1,5 @@
-"""Surface rules on one answer: template debris, method leaks, exemplar copies, refusals, loops, length.
+"""Surface rules on one answer: template debris, method leaks, exemplar copies, refusals and pleas of incapacity,
+loops and repeats, promised parts not given, length.
 
 Each rule is a plain function of text (and the query where the rule depends on what was asked), written
 to be general: the labelled set in benchmarks/data/quality measures them, and a separate set that is not
