@@ -137,7 +137,12 @@ def run_principle(items: list[dict], port: int, work: Path, extra: list[str]) ->
     cmd = [str(exe), "principle", str(src), "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
            "--no-cache", "--quiet", "--concurrency", "8", "-o", str(work / "kept.jsonl"),
            "--dropped", str(work / "dropped.jsonl"), *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SELFALIGN_CACHE_DIR": str(work)})
+    sys.path.insert(0, str(HERE.parent))
+    from selfalign.io.paths import models_dir
+
+    # a fresh cache (no completions reused), but the bundled models unpacked once where they always are
+    env = {**os.environ, "SELFALIGN_CACHE_DIR": str(work), "SELFALIGN_MODELS_DIR": str(models_dir())}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.exit(f"selfalign principle failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     kept = {r["id"]: r for r in map(json.loads, (work / "kept.jsonl").read_text(encoding="utf-8").splitlines())}

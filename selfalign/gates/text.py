@@ -1,4 +1,5 @@
-"""Surface rules on one answer: template debris, method leaks, exemplar copies, refusals, loops, length.
+"""Surface rules on one answer: template debris, method leaks, exemplar copies, refusals and pleas of incapacity,
+loops and repeats, promised parts not given, length.
 
 Each rule is a plain function of text (and the query where the rule depends on what was asked), written
 to be general: the labelled set in benchmarks/data/quality measures them, and a separate set that is not
@@ -138,6 +139,14 @@ def items_short(query: str, answer: str) -> str | None:
     if not m:
         return None
     asked = int(m.group(1)) if m.group(1).isdigit() else int(NUMBER_WORDS[m.group(1).lower()])
+    given = items_given(answer)
+    if 2 <= asked <= 12 and 0 < given < asked:
+        return f"{given} of the {asked} items asked for"
+    return None
+
+
+def items_given(answer: str) -> int:
+    """The items of the answer's list: numbered (1, 2, 3... in order), bulleted, or "First, ... Second, ..."."""
     text = mask_code(answer)
     markers = {int(n) for n in re.findall(r"(?:^|\s)(\d{1,2})[.)][ \t]+\S", text)}
     numbered = 0
@@ -145,9 +154,30 @@ def items_short(query: str, answer: str) -> str | None:
         numbered += 1
     bullets = len(re.findall(r"(?m)^[ \t]*[-*•][ \t]+\S", text))
     ordinals = len({o.lower().removesuffix("ly") for o in _ORDINALS.findall(text)})
-    given = max(numbered, bullets, ordinals)
-    if 2 <= asked <= 12 and 0 < given < asked:
-        return f"{given} of the {asked} items asked for"
+    return max(numbered, bullets, ordinals)
+
+
+_PARTS = _ASKED.pattern[_ASKED.pattern.index(r"(?:reasons|"):]  # the nouns of a count: "reasons", "steps", ...
+_PROMISED = re.compile(  # the answer's own count: "here are three tips:", "there are 4 main steps"
+    r"\b(?:here are|there are|these are|below are|i have|i'?ve got|i'?ll (?:give|share|list|suggest)|let me (?:give|share"
+    r"|list)|consider (?:these|the following)|try (?:these|the following)|follow these|(?:the|these) following)\s+"
+    r"(?:(?:the|my|some|your|just|about|only)\s+)?(\d{1,2}|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
+    r"\s+(?:[a-z-]+\s+){0,2}?" + _PARTS, re.IGNORECASE)
+
+
+def incomplete(query: str, answer: str) -> str | None:
+    """An answer that stops before it is done although the backend did not cut it: it ends at a colon (the
+    list or example it announced never comes), or it announces a count ("here are three tips:") and its list
+    gives fewer. Prose without list markers is not counted."""
+    text = mask_code(answer).rstrip()
+    if text.endswith(":") and not answer.rstrip().endswith("```"):
+        return f"stops at a colon: {text.splitlines()[-1].strip()[-60:]!r}"
+    m = _PROMISED.search(text)
+    if m:
+        promised = int(m.group(1)) if m.group(1).isdigit() else int(NUMBER_WORDS[m.group(1).lower()])
+        given = items_given(answer[m.end():])
+        if 2 <= promised <= 12 and 0 < given < promised:
+            return f"promises {promised} {m.group().split()[-1].lower()}, gives {given}"
     return None
 
 
@@ -259,18 +289,6 @@ _REFUSAL = [re.compile(p, re.IGNORECASE) for p in (
     r"^(?:申し訳|すみません|ごめんなさい|恐れ入り)[^。！？\n]{0,40}?(?:できません|いたしかねます|お答えできません|お手伝いできません)",
     r"^(?:죄송|미안)[^.!?\n]{0,40}?(?:수 없|드릴 수 없|할 수 없)",
 )]
-_HARM = re.compile(  # a request that names harm to others; words with everyday senses ("kill a process") left out
-    r"\b(?:weapon|firearm|gun|bomb|explosive|poison (?:someone|my|her|his|a person|people)|murder|stalk|spy on"
-    r"|track (?:someone|my (?:ex|wife|husband|partner|girlfriend|boyfriend)|her|him)|break into|steal|shoplift|fraud|scam"
-    r"|phish|forg(?:e|ed|ery|ing)|counterfeit|launder|evade tax|tax evasion|meth\b|cocaine|heroin|illegal(?:ly)?"
-    r"|without (?:them|their|her|his|anyone) (?:knowing|noticing|consent|permission)|someone else's|my ex'?s?\b|dox"
-    r"|home address of|private (?:address|phone|information) of|fake (?:id|review|news|document|passport)|cheat on"
-    r"|plagiari[sz]e|revenge|blackmail|extort|threaten|harass|bully|self-harm|hurt (?:someone|him|her|them|my|people)"
-    r"|kill (?:someone|him|her|them|my|people|a person)|malware|ransomware|keylogger|ddos|untraceable|hide (?:a|the) body"
-    r"|smuggl|trafficking|pirated?\b|crack (?:a|the|someone'?s?) (?:password|account)|hack (?:into|someone|my (?:ex|neighbou?r))"
-    r"|access (?:someone|my (?:ex|neighbou?r|partner))|jailbreak)", re.IGNORECASE)
-
-
 # what follows "I can't" when it is candour, not a refusal: a hedge on precision, or a limit of a text model
 # that the answer then works around (principle 9's "cannot browse" is honest, not unhelpful)
 _HEDGE = re.compile(r"^[^.!?\n]{0,12}?\b(?:whether|if)\b|^[^.!?\n]{0,40}?\b(?:a single|one single|an exact|the exact|a precise|a definitive|a definite|"
@@ -296,12 +314,39 @@ def refusal(answer: str, query: str = "") -> str | None:
             if _HEDGE.search(rest):
                 return None
             return m.group()[:80]
+    return incapacity(answer)
+
+
+# a sentence that pleads incapacity or confusion instead of answering ("I have no idea.", "I am lost.")
+_INCAPABLE = re.compile(
+    r"^(?:(?:um+|hmm+|well|sorry|i'?m sorry|oh|honestly)\W+)*(?:(?:i|we)\s*(?:(?:really|just|honestly|simply|truly)\s+)?"
+    r"(?:have no (?:idea|clue)|(?:do ?n[o']t|do not) (?:know|understand|get it)|(?:am|'m) not sure"
+    r"|(?:am|'m) (?:so |totally |completely )?(?:lost|confused|stuck)|(?:am|'m) (?:not able|unable) to (?:do|write|answer|think)"
+    r"|(?:can ?not|can'?t|could ?n'?t) (?:\w+ ){0,2}?(?:write|do|answer|think of|figure|come up with|create|make|solve|compose"
+    r"|imagine|understand|remember|help(?! but))|give up|(?:am|'m) not (?:good|smart|clever) enough)\b"
+    r"|no idea\b|not sure\b|this is (?:too |so )?(?:hard|difficult|confusing)\b|(?:it'?s|that'?s) too (?:hard|difficult)\b)",
+    re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
+
+
+def incapacity(answer: str) -> str | None:
+    """An answer that pleads incapacity or confusion instead of answering: its sentences mostly say "I have no
+    idea", "I can't write stories", "I am lost" (two or more, at least half of them), or it is one such short
+    sentence. Not counted: a stated limit of a text model the answer works around ("I can't browse, but ..."),
+    a hedge ("I'm not sure whether ..."), or a sentence that goes on with "but"."""
+    text = unicodedata.normalize("NFKC", mask_code(answer)).replace("’", "'")
+    sentences = [x.strip(" \t*_#>-\"'“”") for x in _SENTENCE.split(text.strip()) if re.search(r"\w", x)]
+    if not sentences:
+        return None
+    pleas = []
+    for x in sentences:
+        m = _INCAPABLE.search(x)
+        if m and not _HEDGE.search(x[m.end():]) and not re.search(r"\b(?:but|however|though|instead)\b", x, re.I):
+            pleas.append(x)
+    if (len(pleas) >= 2 and len(pleas) * 2 >= len(sentences)) or (len(sentences) == 1 and pleas
+                                                                   and word_count(pleas[0]) <= 8):
+        return f"incapacity or confusion ({len(pleas)} of {len(sentences)} sentences): {pleas[0][:60]!r}"
     return None
-
-
-def refusal_warranted(query: str, question_type: str | None) -> bool:
-    """Declining is right for red-team probes and for requests that name a harm."""
-    return bool(question_type) or bool(_HARM.search(query))
 
 
 # -- repetition --------------------------------------------------------------------------------------
@@ -357,6 +402,47 @@ def find_loop(text: str, min_words: float = 4) -> tuple[int, int] | None:
         if m and (len(m.group(1)) >= 8 or cjk) and (not cjk or any(is_cjk(c) for c in m.group(1))):
             unit = m.group(1)
             return m.start() + len(unit), len(m.group()) // max(1, len(unit))
+    return None
+
+
+# verse, where a refrain or a chorus says a line over on purpose
+_VERSE = re.compile(r"\b(?:song|poem|lyric|chant|rap|chorus|refrain|rhyme|lullaby|hymn|anthem|jingle|cheer|mantra|verse"
+                    r"|tongue[- ]twister|ballad|sonnet|haiku|limerick|carol|shanty|villanelle)", re.IGNORECASE)
+_CLAUSE = re.compile(r"[,;:.!?…。！？；，\n]+")
+_STOP = frozenset("""a an the and or but of to in on for with about as at by from into is are was were be been being it its
+this that these those you your i me my we our they their he she his her him them what which who how why when where
+will would can could should may might must do does did have has had not no so if then than there here also just very
+more most some any all each one can't don't won't it's that's you're i'm""".split())
+
+
+def self_repeats(query: str, answer: str, short: int = 80) -> str | None:
+    """An answer that mostly says the same thing over: a short one (up to `short` words) whose repeated clauses
+    (a clause said again, back to back or not) make up at least 40% of its words, or any answer whose content
+    words mostly repeat (at most half of them distinct, with 12 or more, figures counted: "1. Create a song
+    about love. 2. Create a song about rain. 3. ..."). Verse, asked for or laid out in short lines
+    that are not a list, is left to the loop rule: a chorus or a refrain repeats on purpose."""
+    text = mask_code(answer)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if _VERSE.search(query) or (len(lines) >= 3 and sorted(word_count(ln) for ln in lines)[len(lines) // 2] <= 16
+                                and not re.match(r"^\W*(?:\d{1,2}[.)]|[-*•])\s", lines[0])):
+        return None  # verse, asked for or laid out in short lines (a list is not verse)
+    n = word_count(text)
+    if n <= short:
+        seen: set[str] = set()
+        repeated: list[str] = []
+        for clause in _CLAUSE.split(text):
+            key = " ".join(re.sub(r"^\W*(?:\d+[.)]\s*)?", "", clause).lower().split())
+            if len(words(key)) < 2:
+                continue
+            if key in seen:
+                repeated.append(key)
+            seen.add(key)
+        if len(repeated) >= 2 and sum(word_count(c) for c in repeated) >= 0.4 * n:
+            return f"{len(repeated)} clauses said again in {n:.0f} words, e.g. {repeated[0][:60]!r}"
+    # figures count: a plan whose weeks differ by their numbers says something new in each line
+    content = [w for w in words(text) if w not in _STOP and (len(w) > 1 or w.isdigit())]
+    if len(content) >= 12 and len(set(content)) * 2 <= len(content):
+        return f"{len(set(content))} distinct of {len(content)} content words"
     return None
 
 

@@ -57,7 +57,8 @@ MIN_QUESTION_TOKENS = 32  # a principle set leaving less room than this for the 
 # a sampled answer dropped for one of these has an answer text that is bad as an answer: a pair's rejected side
 # (not persona_leak or template_debris: that text holds the method or the template, so it differs by format)
 REJECTABLE = frozenset({"too_short", "repetition_loop", "exemplar_leak", "unwarranted_refusal", "restates_question",
-                        "off_topic", "wrong_language", "judge_rejected"})
+                        "off_topic", "wrong_language", "judge_rejected", "harmful_compliance",
+                        "incomplete"})
 
 
 class Principle(Principled):

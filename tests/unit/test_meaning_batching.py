@@ -68,7 +68,8 @@ def test_only_answers_the_cosine_can_decide_are_embedded():
         rec(q, "You want to remove a red wine stain from a white cotton shirt: a stain from red wine on a white "
                "cotton shirt."),  # the echo measures drop it without a cosine
     ], "response")
-    assert reasons(outs)[0] == "too_short" and reasons(outs)[1:4] == [None, None, None]
+    # the decline of a harmless request is the harm score's to judge (stubbed here: harmless), never the cosine's
+    assert reasons(outs)[:4] == ["too_short", None, "unwarranted_refusal", None]
     assert reasons(outs)[4] == "restates_question"
     assert fake.calls == []
 

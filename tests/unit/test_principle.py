@@ -24,8 +24,6 @@ CASES = [
     ("loop", " By 5 (reasoning).\n\nSage: Water goes up and comes down again. "
      + "Water goes up and comes down again. " * 6, "repetition_loop"),
     ("too_short", " By 2 (informative).\n\nSage: Water moves around.", "too_short"),
-    ("refusal", " By 1 (ethical).\n\nSage: I'm sorry, but I can't help with questions about the water cycle.",
-     "unwarranted_refusal"),
     ("persona_leak", f" By 2 (informative).\n\nSage: {GOOD} As Sage (internal thoughts) I note more.",
      "persona_leak"),
     ("exemplar_leak", " By 9 (static).\n\nSage: I'm not able to check live results: I cannot browse the internet, "
@@ -69,9 +67,13 @@ def test_filters_can_be_turned_off():
     cfg = Principle(keep=parse_keep(["too_short,unwarranted_refusal"]))
     st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), cfg, Report("principle"))
     rec = PromptRecord.model_validate({"prompt": "Tell me about rivers"})
-    assert isinstance(st.judge(rec, Completion(text=" By 1 (ethical).\n\nSage: Sorry, I can't.")), AlignedRecord)
+    no = " By 1 (ethical).\n\nSage: I'm sorry, but I can't help with questions about rivers."
+    out = st.judge(rec, Completion(text=no))
+    assert isinstance(out, AlignedRecord) and st.meaning.apply("principle", [out], "response") == [out]
     st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(), Report("principle"))
-    assert st.judge(rec, Completion(text=" By 1 (ethical).\n\nSage: Sorry, I can't.")).drop_reason == "unwarranted_refusal"
+    out = st.judge(rec, Completion(text=no))
+    assert isinstance(out, AlignedRecord)  # the text gates leave a decline to the harm classifier (stubbed: 0.0)
+    assert st.meaning.apply("principle", [out], "response")[0].drop_reason == "unwarranted_refusal"
     with pytest.raises(ValueError, match="--keep apology_opening: not a drop reason"):
         parse_keep(["apology_opening"])
 
