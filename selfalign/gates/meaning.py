@@ -15,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from selfalign.gates.text import is_cjk, mask_code, min_words, refusal, structured, word_count, words
 from selfalign.records import Dropped
 
@@ -136,6 +138,7 @@ class MeaningGates:
     # texts per forward pass on a CPU: a batch's short queries are padded to its longest answer, and a GEMM of 8 x 128
     # tokens is as efficient there as a bigger one (0.6x the CPU time of 32 on 2 cores, same vectors to 1e-6)
     CPU_BATCH = 8
+    SCREEN = 0.15  # harm: all-MiniLM-L6-v2's P(harmful) below this is taken as it is, without all-mpnet-base-v2
     DECLINE_WORDS = 8  # a warranted decline is short by nature, but says more than "I can't."
 
     def __init__(self, language: bool = True, relevance: bool = True, embedding_model: str | None = None,
@@ -214,6 +217,14 @@ class MeaningGates:
                 print(f"selfalign: harm classifier on {MODELS[1]} (less precise): {e}", file=sys.stderr)
                 self._harm_embedder, self._harm_model = Embedder(MODELS[1]), MODELS[1]
         todo = [q for q in dict.fromkeys(queries) if q not in self._harm_memo]  # a query asked again: n > 1 samples
+        if todo and self._harm_model != MODELS[1] and self.embedding_model in (None, MODELS[1]):
+            # a screen: the small model's score (its vectors shared with the relevance gates) clears most harmless
+            # requests; below SCREEN no harmful request of the harm set's train or held-out split was cleared, and
+            # the decisions at both cut-offs are unchanged (benchmarks/README.md, "harm")
+            vecs = self.vectors(todo)
+            small = default_classifier(MODELS[1]).probability(np.stack([vecs[q] for q in todo]), todo)
+            self._harm_memo.update((q, float(p)) for q, p in zip(todo, small, strict=True) if p < self.SCREEN)
+            todo = [q for q in todo if q not in self._harm_memo]
         if todo:
             vecs = self._harm_embedder.encode(todo)
             self._harm_memo.update(zip(todo, map(float, default_classifier(self._harm_model).probability(vecs, todo))))
