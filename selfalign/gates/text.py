@@ -206,6 +206,8 @@ def list_defect(query: str, answer: str) -> str | None:
             same = keys[i] == keys[j] and len(keys[i].split()) >= 3
             small, big = (a, b) if len(a) <= len(b) else (b, a)
             opening = keys[i].split()[:3] == keys[j].split()[:3]
+            if any(w.isdigit() for w in a ^ b):
+                continue  # items that differ by their figures (a plan's weeks) say different things
             if same or ((len(small) >= 5 or len(small) >= 4 and opening) and len(small - big) <= 1
                         and len(big) <= 2.5 * len(small)):
                 return f"items {i + 1} and {j + 1} say the same: {items[j][:60]!r}"
@@ -284,7 +286,8 @@ _CITE = re.compile(
     r"(?:^|(?<=[.!?:;]\s)|(?<=\n)|\b(?i:by|per|under|following|follows?|followed|with|and|on|only|see|from|via|to|of"
     r"|as in|like|using|applying|applies|apply|cites?|cited)\s+)"
     r"(?P<n>\d{1,2})\s*\(\s*(?!(?:or|and|about|approx|approximately|roughly|around|maybe|plus|minus|at|if|in|i\.?e|e\.?g|"
-    r"am|pm|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|out|per|each)\b)"
+    r"am|pm|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|out|per|each|including|excluding"
+    r"|counting|depending|not|with|without|for|from|to|of|on|as|see|the|a|an|its|which|that|this|so|say|usually|often)\b)"
     r"[a-z][a-z'-]{2,}(?:\s+[a-z][a-z'-]*){0,2}\s*\)"
     r"(?=\s*(?:[,.;:!?]|$|I\b|[A-Z]|(?:and|or|are|is|says|said|says?|i|we|should|tells?|requires?|means?|it|this|that"
     r"|the|but|so)\b))", re.MULTILINE)
@@ -293,7 +296,7 @@ _CITE = re.compile(
 def citation(text: str) -> re.Match[str] | None:
     """A principle citation in the method's form, "By 17 (neutrality) I ...", with any number and name: small
     models make up both. Not one: a number that numbers a noun ("step 2 (optional)", "Python 3 (released 2008)",
-    "chapter 4 (summary)"), a number with an amount or an aside ("by 2 (or more)", "at 5 (pm)"), or a count of
+    "chapter 4 (summary)"), a number with an amount or an aside ("by 2 (or more)", "at 5 (pm)", "by 2 (including the flour)"), or a count of
     the nouns that follow ("in 3 (easy) steps")."""
     return _CITE.search(text)
 
