@@ -21,7 +21,8 @@ REASONS: dict[str, str] = {
     "answer_in_thoughts": "principle: the answer was written into the thoughts slot",
     "template_debris": "special tokens (</s>, <|im_end|>, [INST], ### Response:) or a made-up speaker turn "
                        "(User:, **User:**, [User]:), with no complete answer before it",
-    "persona_leak": "principle citations, recited principles, internal thoughts or the persona as a speaker",
+    "persona_leak": "principle citations (\"by 3 (helpful)\", made-up ones too), recited principles, internal "
+                    "thoughts, the persona as a speaker, or the thoughts' voice (\"I should explain\", \"the user asks\")",
     "exemplar_leak": "copies an in-context exemplar's answer or question",
     "unwarranted_refusal": "refuses, or pleads incapacity or confusion at, a request the harm classifier scores "
                            "harmless (a decline of a harmful request is kept)",
@@ -116,6 +117,8 @@ class TextGates:
                 return Verdict(v.answer, "template_debris", f"{m.group().strip()!r} at character {m.start()}")
             v.answer = head
         if self.on("persona_leak") and (why := t.leak(v.answer, query, self.persona, self.principles)):
+            return Verdict(v.answer, "persona_leak", why)
+        if self.on("persona_leak") and (why := t.deliberates(query, v.answer)):
             return Verdict(v.answer, "persona_leak", why)
         if self._copy and self.on("exemplar_leak") and (why := self._copy(v.answer, query)):
             return Verdict(v.answer, "exemplar_leak", why)

@@ -336,6 +336,32 @@ def leak(answer: str, query: str, persona: str, principles: list[tuple[str, str,
     return None
 
 
+# -- the thoughts' voice in the answer: deliberating how to answer, the user in the third person ---------
+_DELIBERATE = re.compile(
+    r"\bI should (?:only |not |also |first |probably |therefore |then |just )?(?:explain|describe|present|cover|answer"
+    r"|list|focus|consider|give|write|provide|be|make sure|ask|keep|stay|avoid|put|use|include|offer|tell|suggest"
+    r"|respond|reply)\b"
+    r"|\bthe user(?:'s)? (?:asks|asked|is asking|wants|wanted|needs|is looking for|is going to|seems|question|request)",
+    re.IGNORECASE)
+
+
+def deliberates(query: str, answer: str) -> str | None:
+    """The answer thinks aloud as the thoughts do: it weighs what it should say ("I should explain ...",
+    "I should only write one") or speaks of "the user" in the third person ("The user asks ..."). An answer
+    talks to the user, and says what it has to say. Not counted: a query about users (software, "user
+    stories"), a piece in someone's voice the query asks for, quoted words, and a hedge ("I should mention
+    that ...", "I should note ...")."""
+    text = _QUOTED.sub(lambda m: " " * len(m.group()), mask_code(answer))
+    for m in _DELIBERATE.finditer(text):
+        said = m.group().lower()
+        if said.startswith("the user") and re.search(r"\busers?\b", query, re.IGNORECASE):
+            continue
+        if said.startswith("i should") and _VOICE_ASK.search(query):
+            continue
+        return f"thinks aloud {m.group()!r}"
+    return None
+
+
 # -- an assistant that speaks as a person --------------------------------------------------------------
 _HUMAN = re.compile(
     r"\bmy (?:wife|husband|partner|boyfriend|girlfriend|kids?|children|son|daughter|mom|mum|dad|mother|father|parents"

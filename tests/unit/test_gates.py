@@ -360,3 +360,24 @@ def test_the_new_reasons_are_rejectable_and_keepable(gates):
     answer = "My dog is a good dog, and a dog like him needs a walk twice a day and a steady routine at home."
     assert kept.check("How often should I walk a dog?", answer).reason is None
     assert reason(gates, "How often should I walk a dog?", answer) == "human_voice"
+
+
+@pytest.mark.parametrize("answer", ["The user asks about tides, so the Moon's pull is the key.",
+                                    "I should explain that tides come from the Moon's pull on the oceans.",
+                                    "Tides come from the Moon. I should only give one cause, so that is it."])
+def test_the_thoughts_voice_in_the_answer_is_a_persona_leak(gates, answer):
+    assert reason(gates, "Why are there tides?", LONG + " " + answer) == "persona_leak"
+
+
+@pytest.mark.parametrize("query,answer", [
+    ("How do I add a user to a Linux group?", "Run `sudo usermod -aG docker alice`; the user needs to log out and in "
+     "again before the new group applies."),
+    ("Write a diary entry of someone deciding to quit their job.", "Dear diary, I should tell my boss tomorrow. I "
+     "have been putting it off for weeks."),
+    ("Should I learn guitar or piano first?", "Either works. I should mention that piano makes music theory easier "
+     "to see, while guitar is cheaper and portable."),
+    ("What does a UX researcher do?", "They watch how people use a product and ask why, so the team builds what "
+     "users need: \"the user asks for X but needs Y\" is a classic finding."),
+])
+def test_users_asked_about_a_voice_asked_for_and_hedges_are_not_the_thoughts_voice(query, answer):
+    assert t.deliberates(query, answer) is None
