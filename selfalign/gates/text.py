@@ -1,5 +1,7 @@
-"""Surface rules on one answer: template debris, method leaks, exemplar copies, refusals and pleas of incapacity,
-loops and repeats, promised parts not given, length.
+"""Surface rules on one answer: template debris, method leaks (citations real or made up, the thoughts' voice),
+exemplar copies, refusals and pleas of incapacity, loops and repeats, promised parts not given, lists of the
+wrong length or with repeated items, code or a piece of writing asked for and not given, an assistant that
+speaks as a person, length.
 
 Each rule is a plain function of text (and the query where the rule depends on what was asked), written
 to be general: the labelled set in benchmarks/data/quality measures them, and a separate set that is not
