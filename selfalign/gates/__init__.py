@@ -21,7 +21,8 @@ REASONS: dict[str, str] = {
     "answer_in_thoughts": "principle: the answer was written into the thoughts slot",
     "template_debris": "special tokens (</s>, <|im_end|>, [INST], ### Response:) or a made-up speaker turn "
                        "(User:, **User:**, [User]:), with no complete answer before it",
-    "persona_leak": "principle citations, recited principles, internal thoughts or the persona as a speaker",
+    "persona_leak": "principle citations (\"by 3 (helpful)\", made-up ones too), recited principles, internal "
+                    "thoughts, the persona as a speaker, or the thoughts' voice (\"I should explain\", \"the user asks\")",
     "exemplar_leak": "copies an in-context exemplar's answer or question",
     "unwarranted_refusal": "refuses, or pleads incapacity or confusion at, a request the harm classifier scores "
                            "harmless (a decline of a harmful request is kept)",
@@ -29,6 +30,12 @@ REASONS: dict[str, str] = {
     "repetition_loop": "loops (a sentence, numbered line or phrase repeating) and too little is left before it; "
                        "or a short answer mostly says one clause over, or mostly repeats its content words",
     "incomplete": "promises more parts than it gives (\"three reasons:\" then two), or stops at a colon",
+    "list_defect": "a numbered list that is not the one asked for: more items than the query asks for, an empty "
+                   "item (\"4.\" with nothing after it), or two items that say the same thing",
+    "missing_part": "the thing asked for is missing: no code for \"write a Python function\", a numbered list for "
+                    "a poem, a story or a note",
+    "human_voice": "the assistant speaks as a person or as the user: a family, a pet, a body or a past of its own "
+                   "(\"my wife\", \"I've been running for years\"), unless the query asks for a piece in a voice",
     "too_short": "shorter than the query asks for (--min-words for open questions, 1 word when it asks for brevity)",
     "wrong_language": "written in another language than the query",
     "restates_question": "only restates the query",
@@ -36,7 +43,8 @@ REASONS: dict[str, str] = {
 }
 # the gates that also check a critique's revision (selfalign.stages.critique), and so may be kept there
 REVISION_REASONS = ("truncated", "template_debris", "persona_leak", "exemplar_leak", "unwarranted_refusal",
-                    "harmful_compliance", "repetition_loop", "incomplete", "too_short", "wrong_language",
+                    "harmful_compliance", "repetition_loop", "incomplete", "list_defect", "missing_part",
+                    "human_voice", "too_short", "wrong_language",
                     "restates_question", "off_topic")
 
 
@@ -110,6 +118,8 @@ class TextGates:
             v.answer = head
         if self.on("persona_leak") and (why := t.leak(v.answer, query, self.persona, self.principles)):
             return Verdict(v.answer, "persona_leak", why)
+        if self.on("persona_leak") and (why := t.deliberates(query, v.answer)):
+            return Verdict(v.answer, "persona_leak", why)
         if self._copy and self.on("exemplar_leak") and (why := self._copy(v.answer, query)):
             return Verdict(v.answer, "exemplar_leak", why)
         if self.on("repetition_loop") and (why := t.self_repeats(query, v.answer)):
@@ -127,6 +137,12 @@ class TextGates:
             floor = 0
         if self.on("incomplete") and (why := t.incomplete(query, v.answer)):
             return Verdict(v.answer, "incomplete", why)
+        if self.on("list_defect") and (why := t.list_defect(query, v.answer)):
+            return Verdict(v.answer, "list_defect", why)
+        if self.on("missing_part") and (why := t.missing_form(query, v.answer)):
+            return Verdict(v.answer, "missing_part", why)
+        if self.on("human_voice") and (why := t.human_voice(query, v.answer)):
+            return Verdict(v.answer, "human_voice", why)
         if self.on("too_short") and (n := t.word_count(v.answer)) < floor:
             return Verdict(v.answer, "too_short", f"{n:.0f} words < {floor:.0f} for this query")
         if self.on("too_short") and (why := t.items_short(query, v.answer)):

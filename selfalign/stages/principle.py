@@ -58,7 +58,7 @@ MIN_QUESTION_TOKENS = 32  # a principle set leaving less room than this for the 
 # (not persona_leak or template_debris: that text holds the method or the template, so it differs by format)
 REJECTABLE = frozenset({"too_short", "repetition_loop", "exemplar_leak", "unwarranted_refusal", "restates_question",
                         "off_topic", "wrong_language", "judge_rejected", "harmful_compliance",
-                        "incomplete"})
+                        "incomplete", "list_defect", "missing_part", "human_voice"})
 
 
 class Principle(Principled):
