@@ -211,7 +211,7 @@ class MeaningGates:
 
             try:
                 self._harm_embedder, self._harm_model = Embedder(MODELS[0]), MODELS[0]
-            except RuntimeError as e:  # not installed: the smaller model the other gates load anyway
+            except (RuntimeError, OSError) as e:  # not installed or not readable: the model the gates load anyway
                 import sys
 
                 print(f"selfalign: harm classifier on {MODELS[1]} (less precise): {e}", file=sys.stderr)

@@ -9,7 +9,7 @@ from support import ROOT
 
 def test_quality_benchmark_on_a_sample_accounts_for_every_record_and_keeps_clean_answers(tmp_path):
     out = tmp_path / "q.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--sample", "60",
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--set", "written", "--sample", "200",
                            "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
