@@ -55,6 +55,7 @@ demo: setup                        ## the example recipe on the embedded model, 
 	@echo "SFT file: $(DEMO_OUT)/sft.jsonl ($$(wc -l < $(DEMO_OUT)/sft.jsonl) records)"
 	@echo "DPO file: $(DEMO_OUT)/dpo.jsonl ($$(wc -l < $(DEMO_OUT)/dpo.jsonl) pairs)"
 	@echo "Report:   $(DEMO_OUT)/report.html"
+	@test -s $(DEMO_OUT)/sft.jsonl || echo "No answer passed the gates: the embedded 135M model proves the pipeline, it rarely writes a training answer. Why each was dropped: $(DEMO_OUT)/principle-dropped.jsonl and the report."
 
 demo-train: setup-dev               ## one TRL DPOTrainer step on the demo's preference pairs (after make demo)
 	$(PY) examples/train_dpo.py $(DEMO_OUT)/dpo.jsonl
