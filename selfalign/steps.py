@@ -72,10 +72,6 @@ def not_applied(model: BaseModel, field: str, why: str) -> None:
         raise ValueError(f"{field}: {why}")
 
 
-# a BackendConfig field whose backend parameter has another name, by backend (the one place this is said)
-PARAMETER = {"max_model_len": {"openai": "max_context", "scripted": "max_context"}}
-
-
 class BackendConfig(BaseModel):
     """One backend for every model stage (the CLI's --backend, --model, ... options, made from these fields).
     Options left None take the backend's own default; one the chosen backend does not take is an error naming
@@ -97,9 +93,8 @@ class BackendConfig(BaseModel):
                                       "server's slots where it says, 1 for llama-cpp-python, else 8).")
     max_retries: Amount | None = Field(None, description="openai backend: retries of 429, 5xx, timeouts and "
                                        "resets (exponential backoff with jitter, Retry-After honoured; default 4).")
-    timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
-        None, description="openai backend: deadline in seconds for each whole request attempt (default 120).",
-        json_schema_extra=flags("--request-timeout"))
+    request_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        None, description="openai backend: deadline in seconds for each whole request attempt (default 120).")
     max_model_len: Count | None = Field(None, description="vllm and openai backends: context length (default: "
                                         "the model's, or what the server reports).")
     tensor_parallel_size: Count | None = Field(None, description="vllm backend: GPUs per model (default 1).")
@@ -119,21 +114,15 @@ class BackendConfig(BaseModel):
         from selfalign.backends import backend_class
 
         accepted = [p for p in inspect.signature(backend_class(self.name).__init__).parameters if p != "self"]
-        for field, parameter in self._options().items():
-            if parameter not in accepted and field != "seed":  # the seed reaches every backend through sampling
-                takes = ", ".join(long_flag(BackendConfig, f) for f in type(self).model_fields
-                                  if self._parameter(f) in accepted) or "none"
+        for field in self._options():  # a field is the backend's parameter of the same name
+            if field not in accepted and field != "seed":  # the seed reaches every backend through sampling
+                takes = ", ".join(long_flag(BackendConfig, f) for f in type(self).model_fields if f in accepted) or "none"
                 raise ValueError(f"{field}: not an option of the {self.name} backend (it takes {takes})")
         return self
 
-    def _parameter(self, field: str) -> str:
-        """The chosen backend's parameter for `field`."""
-        return PARAMETER.get(field, {}).get(self.name, field)
-
-    def _options(self) -> dict[str, str]:
-        """The options given (field -> the backend's parameter name for it)."""
-        given = self.model_dump(exclude={"name", "cache"}, exclude_none=True)
-        return {field: self._parameter(field) for field in given}
+    def _options(self) -> list[str]:
+        """The options given: each the backend's parameter of the same name."""
+        return list(self.model_dump(exclude={"name", "cache"}, exclude_none=True))
 
     def public(self, **dump: Any) -> dict[str, Any]:
         """`model_dump(**dump)` with the server URL's credentials masked: what may be printed or stored."""
@@ -147,7 +136,7 @@ class BackendConfig(BaseModel):
     def open(self) -> Any:
         from selfalign.backends import open_backend
 
-        return open_backend(self.name, self.cache, **{p: getattr(self, f) for f, p in self._options().items()})
+        return open_backend(self.name, self.cache, **{f: getattr(self, f) for f in self._options()})
 
 
 Latest = dict[str, list[str]]  # kind of records -> the files in a run folder that hold the newest ones

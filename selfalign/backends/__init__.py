@@ -30,7 +30,7 @@ def backend_class(name: str) -> type:
     return cls
 
 
-FLAGS = {"timeout": "--request-timeout", "max_context": "--max-model-len", "model": "--model"}
+FLAGS = {"model": "--model"}
 
 
 def flag(option: str) -> str:

@@ -9,7 +9,7 @@ What it promises:
   folder, a Hugging Face name in the local cache, or tiktoken:NAME), else estimates that say so:
   tiktoken o200k_base counts times ESTIMATE_MARGIN, rounded up. A tokenizer endpoint that fails mid-run is
   retried like any request, then the run stops with the reason: counts never silently become guesses.
-- An unknown context window is an error naming --max-model-len (the `max_context` option), never a default.
+- An unknown context window is an error naming --max-model-len (the `max_model_len` option), never a default.
 - `count_tokens_many` counts a whole chunk at once (one wave of round trips), and remembers recent counts.
 - `logit_bias` ({text: bias}) reaches servers that take it, as the token ids of the text's first token (with
   and without a leading space) found with the server's tokenizer once per bias; other servers get none.
@@ -79,8 +79,8 @@ class OpenAIBackend:
 
     def __init__(self, model: str | None = None, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  api_key_file: str | None = None,
-                 concurrency: int | None = None, max_retries: int = 4, timeout: float = 120.0,
-                 max_context: int | None = None, tokenizer: str | None = None):
+                 concurrency: int | None = None, max_retries: int = 4, request_timeout: float = 120.0,
+                 max_model_len: int | None = None, tokenizer: str | None = None):
         import httpx
         import openai
 
@@ -95,11 +95,11 @@ class OpenAIBackend:
             except OSError as e:
                 raise RuntimeError(f"cannot read the API key file {api_key_file}: {e.strerror}") from None
         self._openai, self._httpx = openai, httpx
-        self.max_retries, self.timeout = max_retries, timeout
+        self.max_retries, self.timeout = max_retries, request_timeout
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = _deadline_client(timeout, max(concurrency or 0, COUNT_WAVE))
+        self._http = _deadline_client(request_timeout, max(concurrency or 0, COUNT_WAVE))
         self.client = openai.AsyncOpenAI(base_url=url, api_key=key or "EMPTY", max_retries=max_retries,
-                                         timeout=timeout, http_client=self._http)
+                                         timeout=request_timeout, http_client=self._http)
         self._loop = asyncio.new_event_loop()  # the async clients' pools belong to it: one for the backend's life
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
         self._thread.start()
@@ -107,9 +107,9 @@ class OpenAIBackend:
         self._counted: OrderedDict[str, int] = OrderedDict()
         self._biases: dict[tuple, dict[str, float] | None] = {}
         try:
-            self.server = self._run(self._detect(model, max_context is None))
+            self.server = self._run(self._detect(model, max_model_len is None))
             self._local, counts = self._counter(tokenizer)
-            why = self._settle(max_context, concurrency)
+            why = self._settle(max_model_len, concurrency)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
             self.close()
             raise RuntimeError(self._refused(e)) from None

@@ -37,7 +37,7 @@ class ScriptedBackend:
     supports_logit_bias = False
 
     def __init__(self, model: str | None = None, rules: list[dict[str, str]] | None = None,
-                 max_context: int = 8192):
+                 max_model_len: int = 8192):
         if rules is None:
             if not model:
                 raise ValueError("the scripted backend needs --model PATH to a JSONL file of {'text': ...}")
@@ -58,7 +58,7 @@ class ScriptedBackend:
         self.exit = next((r for r in settings if "exit_after" in r), None)
         self.model = model or "inline"
         self.rules = rules
-        self.max_context = int(next((r["max_context"] for r in settings if "max_context" in r), max_context))
+        self.max_context = int(next((r["max_context"] for r in settings if "max_context" in r), max_model_len))
         self.calls = 0
         self.prompts_seen = 0
         self.choice_usage = new_usage()  # a scoring request per prompt, its words as tokens

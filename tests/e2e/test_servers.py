@@ -154,7 +154,7 @@ def serve():
 
 
 def backend(url, **options):
-    b = load_backend("openai", base_url=url, max_retries=options.pop("max_retries", 0), timeout=30, **options)
+    b = load_backend("openai", base_url=url, max_retries=options.pop("max_retries", 0), request_timeout=30, **options)
     return b
 
 
@@ -265,21 +265,21 @@ def test_an_unknown_context_window_is_an_error_naming_the_flag(serve):
 
 def test_a_given_context_needs_no_probe_and_wins(serve, capsys):
     url = serve("llama-cpp-python")
-    b = backend(url, max_context=512)
+    b = backend(url, max_model_len=512)
     try:
         assert b.max_context == 512 and b.server.context_from == "--max-model-len"
         assert not [p for p, _ in serve.handler.bodies if p == "/v1/completions"]  # no over-long probe was sent
         assert "context 512 (from --max-model-len)" in capsys.readouterr().err
     finally:
         b.close()
-    b = backend(serve("other"), max_context=8192)
+    b = backend(serve("other"), max_model_len=8192)
     b.close()
 
 
 def test_without_a_server_tokenizer_counts_are_stated_estimates(serve, capsys):
     from selfalign.text.tokens import token_counter
 
-    b = backend(serve("other"), max_context=8192)
+    b = backend(serve("other"), max_model_len=8192)
     try:
         text = "Photosynthesis turns sunlight, water and carbon dioxide into sugar and oxygen."
         n = token_counter("tiktoken:o200k_base")(text)
@@ -358,7 +358,7 @@ def test_logit_bias_goes_out_as_the_servers_token_ids(serve, kind):
 
 def test_no_logit_bias_where_the_server_cannot_take_it(serve):
     for kind in ("ollama", "other"):
-        b = backend(serve(kind), max_context=4096)
+        b = backend(serve(kind), max_model_len=4096)
         try:
             assert b.supports_logit_bias is False
             b.generate(["Hello"], SamplingParams(max_tokens=5, logit_bias={"Sorry": -100.0}))

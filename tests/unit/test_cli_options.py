@@ -94,9 +94,9 @@ def test_openai_options_reach_the_engine_from_every_model_command(engine_options
                     "--max-retries", "1", "--request-timeout", "5", "--seed", "7", "--no-cache", "-q",
                     *(["--num", "0", "--no-embeddings"] if command == "generate" else []), stdin="")
     assert result.exit_code == 0, result.stderr
-    assert engine_options == [("openai", {"model": "m", "base_url": "http://127.0.0.1:9/v1", "max_context": 2048,
+    assert engine_options == [("openai", {"model": "m", "base_url": "http://127.0.0.1:9/v1", "max_model_len": 2048,
                                           "tokenizer": "tiktoken:o200k_base", "concurrency": 3, "max_retries": 1,
-                                          "timeout": 5.0, "seed": 7})]
+                                          "request_timeout": 5.0, "seed": 7})]
 
 
 @pytest.mark.parametrize(("args", "named"), [

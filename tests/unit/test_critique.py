@@ -164,7 +164,7 @@ def test_every_record_is_kept_or_dropped_with_a_reason_in_input_order():
              f" Invented. It breaks principle 7.\nViolations: 7\nRevision: {REVISION}"]
     rules = [{"match": f"Question {i} ", "text": texts[i]} for i in range(5)]
     rules += [{"match": "Question 5 ", "text": texts[1], "finish_reason": "length"}, {"text": texts[0]}]
-    be = ScriptedBackend(rules=rules, max_context=2000)
+    be = ScriptedBackend(rules=rules, max_model_len=2000)
     recs = [rec(prompt=q) for q in questions]
     recs.append(rec(prompt="A question citing nothing?", principles=[]))
     recs.append(rec(prompt="Long question? " + "word " * 1500))
@@ -200,7 +200,7 @@ def test_backend_errors_are_drops():
 
 
 def test_a_context_too_small_for_the_exemplars_is_refused_up_front():
-    be = ScriptedBackend(rules=[{"text": "x"}], max_context=600)
+    be = ScriptedBackend(rules=[{"text": "x"}], max_model_len=600)
     with pytest.raises(ValueError, match="critique exemplars take"):
         CritiqueStage(be, PRINCIPLES, EXEMPLARS, Critique(), meaning=NO_MEANING)
 

@@ -97,7 +97,7 @@ def test_plain_text_principle_set_end_to_end_cites_only_its_ids(tmp_path):
 
 
 def test_prompt_that_overflows_the_context_is_dropped_never_cut():
-    be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}"}], max_context=1500)
+    be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}"}], max_model_len=1500)
     report = Report("principle")
     st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(), report)
     short = PromptRecord.model_validate({"prompt": "Short question?"})
@@ -155,7 +155,7 @@ def test_a_batch_is_counted_in_one_call_where_the_backend_counts_many():
 
     class Batched(ScriptedBackend):
         def __init__(self):
-            super().__init__(rules=[{"text": f" By 2 (informative) I explain.\n\nSage: {GOOD}"}], max_context=2048)
+            super().__init__(rules=[{"text": f" By 2 (informative) I explain.\n\nSage: {GOOD}"}], max_model_len=2048)
             self.batches: list[int] = []
 
         def count_tokens(self, text):
