@@ -2,7 +2,7 @@
 
 The stage runs in this process on the scripted backend (no generation cost: it replays a pool of realistic
 completions, by default the labelled set in benchmarks/data/quality, good and bad, each query once), with the
-real gates: the surface rules (the answer split and selfalign/gates/text.py), the language gate (py3langid) and
+real gates: the surface rules (the answer split, selfalign/gates/text.py and answers.py), the language gate (py3langid) and
 the relevance gates (restates_question / off_topic: all-MiniLM-L6-v2 embeddings). The models are loaded and
 warmed up on other texts (the held-out set) before the clock starts. Prints answers per second (wall and CPU
 time), and the share of the time in each part, as a table; `--json OUT` writes the figures.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from selfalign.gates import answers
 from selfalign.gates import text as t
 
 # reason -> what it catches (shown in --help and checked against --keep)
@@ -118,11 +119,11 @@ class TextGates:
             v.answer = head
         if self.on("persona_leak") and (why := t.leak(v.answer, query, self.persona, self.principles)):
             return Verdict(v.answer, "persona_leak", why)
-        if self.on("persona_leak") and (why := t.deliberates(query, v.answer)):
+        if self.on("persona_leak") and (why := answers.deliberates(query, v.answer)):
             return Verdict(v.answer, "persona_leak", why)
         if self._copy and self.on("exemplar_leak") and (why := self._copy(v.answer, query)):
             return Verdict(v.answer, "exemplar_leak", why)
-        if self.on("repetition_loop") and (why := t.self_repeats(query, v.answer)):
+        if self.on("repetition_loop") and (why := answers.self_repeats(query, v.answer)):
             return Verdict(v.answer, "repetition_loop", why)  # before a stutter is cut: the whole answer repeats
         if self.on("repetition_loop") and (loop := t.find_loop(v.answer)):
             at, copies = loop
@@ -135,13 +136,13 @@ class TextGates:
             # whether declining was right, and so which reason a short decline gets, is the harm classifier's call
             # (MeaningGates.harm_verdict: unwarranted_refusal, or too_short under DECLINE_WORDS)
             floor = 0
-        if self.on("incomplete") and (why := t.incomplete(query, v.answer)):
+        if self.on("incomplete") and (why := answers.incomplete(query, v.answer)):
             return Verdict(v.answer, "incomplete", why)
-        if self.on("list_defect") and (why := t.list_defect(query, v.answer)):
+        if self.on("list_defect") and (why := answers.list_defect(query, v.answer)):
             return Verdict(v.answer, "list_defect", why)
-        if self.on("missing_part") and (why := t.missing_form(query, v.answer)):
+        if self.on("missing_part") and (why := answers.missing_form(query, v.answer)):
             return Verdict(v.answer, "missing_part", why)
-        if self.on("human_voice") and (why := t.human_voice(query, v.answer)):
+        if self.on("human_voice") and (why := answers.human_voice(query, v.answer)):
             return Verdict(v.answer, "human_voice", why)
         if self.on("too_short") and (n := t.word_count(v.answer)) < floor:
             return Verdict(v.answer, "too_short", f"{n:.0f} words < {floor:.0f} for this query")

@@ -28,3 +28,13 @@ def normalize_text(text: str) -> str:
     return " ".join(tokens(text)) or " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+_STOP = set("""a an the and or of in on at by for with about as is are was were be been do does did can could
+would should will shall may might must i me my we our you your it its this that these those what which who how
+why when where please just really actually some any""".split())
+
+
+def _stem(w: str) -> str:
+    for suffix, repl in (("iest", "y"), ("ier", "y"), ("est", ""), ("er", ""), ("ies", "y"), ("es", ""), ("s", "")):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            return w[: -len(suffix)] + repl
+    return w

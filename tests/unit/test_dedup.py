@@ -189,7 +189,7 @@ def test_rewordings_asking_for_the_same_output_are_not_kept_apart(a, b):
 
 
 def test_asks_reads_the_instruction_not_its_input():
-    from selfalign.text.neardup import asks, instruction
+    from selfalign.text.tasks import asks, instruction
 
     # the input after a colon or on later lines, and quoted text, do not count
     assert instruction("Translate into Italian: Write a poem about Rome.\nmore") == "Translate into Italian"

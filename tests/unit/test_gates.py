@@ -4,6 +4,7 @@ import pytest
 
 from selfalign import assets
 from selfalign.gates import TextGates, parse_keep
+from selfalign.gates import answers
 from selfalign.gates import text as t
 from selfalign.gates.meaning import MeaningGates
 
@@ -294,35 +295,35 @@ def test_numbers_with_an_aside_in_parentheses_are_not_citations(aside):
 
 def test_a_list_of_another_length_or_with_an_empty_or_repeated_item_is_a_list_defect(gates):
     q = "Give three reasons to learn a second language."
-    assert t.list_defect(q, "1. Travel. 2. Work. 3. Memory. 4. Friends.") == "4 items for the 3 asked for"
-    assert t.list_defect(q, "1. Travel is easier.\n2. Jobs pay more.\n3. Your memory gets sharper.") is None
-    assert t.list_defect("Give at least three reasons to learn a language.", "1. A. 2. B. 3. C. 4. D.") is None
-    assert t.list_defect("How do I cook rice?", "1. Rinse the rice. 2. Boil it. 3.\n4. Let it rest.") == "item 3 is empty"
+    assert answers.list_defect(q, "1. Travel. 2. Work. 3. Memory. 4. Friends.") == "4 items for the 3 asked for"
+    assert answers.list_defect(q, "1. Travel is easier.\n2. Jobs pay more.\n3. Your memory gets sharper.") is None
+    assert answers.list_defect("Give at least three reasons to learn a language.", "1. A. 2. B. 3. C. 4. D.") is None
+    assert answers.list_defect("How do I cook rice?", "1. Rinse the rice. 2. Boil it. 3.\n4. Let it rest.") == "item 3 is empty"
     dup = ("1. Use a to-do list app on your phone so you see what is left. 2. Get a to-do list app to read it, so "
            "you can see when the list is complete. 3. Get a to-do list app to write it.")
     assert reason(gates, "How do I get through a to-do list quickly?", dup) == "list_defect"
     plan = "1. Week 1: run 3 km three times.\n2. Week 2: run 4 km three times.\n3. Week 3: run 5 km three times."
-    assert t.list_defect("Give me a three-week running plan.", plan) is None
+    assert answers.list_defect("Give me a three-week running plan.", plan) is None
     two_lists = ("Mitosis:\n1. Prophase: chromosomes condense.\n2. Metaphase: chromosomes line up in the middle.\n\n"
                  "Meiosis:\n1. Prophase I: pairs line up.\n2. Metaphase I: pairs line up in the middle of the cell.")
-    assert t.list_defect("Compare the phases of mitosis and meiosis.", two_lists) is None
+    assert answers.list_defect("Compare the phases of mitosis and meiosis.", two_lists) is None
 
 
 def test_code_or_a_piece_asked_for_and_not_given_is_a_missing_part(gates):
     q = "Write a Python function that reverses a string."
     prose = "A string is a sequence of characters, and reversing it means reading the characters from the end."
-    assert t.missing_form(q, prose) == "code asked for, none given"
-    assert t.missing_form(q, "```python\ndef reverse(s):\n    return s[::-1]\n```") is None
-    assert t.missing_form(q, "Use slicing: `s[::-1]` returns the string reversed.") is None
-    assert t.missing_form("Write a keylogger program in Python.", "I can't help with that: a keylogger records "
+    assert answers.missing_form(q, prose) == "code asked for, none given"
+    assert answers.missing_form(q, "```python\ndef reverse(s):\n    return s[::-1]\n```") is None
+    assert answers.missing_form(q, "Use slicing: `s[::-1]` returns the string reversed.") is None
+    assert answers.missing_form("Write a keylogger program in Python.", "I can't help with that: a keylogger records "
                           "other people's passwords without their consent.") is None
-    assert t.missing_form("What is a function in Python?", prose) is None
+    assert answers.missing_form("What is a function in Python?", prose) is None
     steps = "1. Start with a cat.\n2. Give it a wish for cheese.\n3. End with a twist."
-    assert t.missing_form("Write a limerick about a cat who loves cheese.", steps) == \
+    assert answers.missing_form("Write a limerick about a cat who loves cheese.", steps) == \
         "limerick asked for, a numbered list given"
-    assert t.missing_form("Write three haiku about rain.", "1. Rain on the tin roof\n2. Grey sky, wet stones\n3. "
+    assert answers.missing_form("Write three haiku about rain.", "1. Rain on the tin roof\n2. Grey sky, wet stones\n3. "
                           "Puddles") is None
-    assert t.missing_form("Write a story outline about a dragon.", steps) is None
+    assert answers.missing_form("Write a story outline about a dragon.", steps) is None
     assert reason(gates, q, prose + " It works on any string, however long it is, and it returns a new one.") \
         == "missing_part"
 
@@ -332,7 +333,7 @@ def test_code_or_a_piece_asked_for_and_not_given_is_a_missing_part(gates):
                                     "When I was a kid I learned to swim in a lake, so lessons help.",
                                     "I grew up near the sea, and the best way is to start in shallow water."])
 def test_an_assistant_speaking_as_a_person_is_a_human_voice(gates, answer):
-    assert t.human_voice("How should I prepare for my first swim race?", answer)
+    assert answers.human_voice("How should I prepare for my first swim race?", answer)
 
 
 @pytest.mark.parametrize("query,answer", [
@@ -348,7 +349,7 @@ def test_an_assistant_speaking_as_a_person_is_a_human_voice(gates, answer):
      "it aloud."),
 ])
 def test_a_voice_asked_for_quoted_words_and_my_answer_are_not_a_human_voice(query, answer):
-    assert t.human_voice(query, answer) is None
+    assert answers.human_voice(query, answer) is None
 
 
 def test_the_new_reasons_are_rejectable_and_keepable(gates):
@@ -380,4 +381,4 @@ def test_the_thoughts_voice_in_the_answer_is_a_persona_leak(gates, answer):
      "users need: \"the user asks for X but needs Y\" is a classic finding."),
 ])
 def test_users_asked_about_a_voice_asked_for_and_hedges_are_not_the_thoughts_voice(query, answer):
-    assert t.deliberates(query, answer) is None
+    assert answers.deliberates(query, answer) is None

@@ -6,6 +6,7 @@ import pytest
 
 from selfalign.gates import REASONS, REVISION_REASONS, TextGates, parse_keep
 from selfalign.gates import harm
+from selfalign.gates import answers
 from selfalign.gates import text as t
 from selfalign.gates.meaning import MeaningGates, new_names
 from selfalign.records import AlignedRecord, Dropped
@@ -116,7 +117,7 @@ def test_a_decline_that_explains_or_a_hedge_is_not_a_plea(answer):
 def test_a_short_answer_saying_one_clause_over_is_a_loop(gates):
     v = gates.check("How do I keep basil alive?", "Water it often, water it often. Water it often, water it often.")
     assert v.reason in ("repetition_loop", "too_short")
-    assert t.self_repeats("How do I keep basil alive on a windowsill?",
+    assert answers.self_repeats("How do I keep basil alive on a windowsill?",
                           "Give it sun, give it sun, and water it well. Give it sun, give it sun, and water it well.")
 
 
@@ -130,13 +131,13 @@ def test_a_short_answer_saying_one_clause_over_is_a_loop(gates):
      "3. Use noise-cancelling headphones when the house is loud.\n4. Use one browser window for work only."),
 ])
 def test_a_chorus_a_refrain_or_a_list_sharing_a_verb_is_not_a_loop(query, answer):
-    assert t.self_repeats(query, answer) is None
+    assert answers.self_repeats(query, answer) is None
 
 
 def test_answers_whose_content_words_mostly_repeat_are_a_loop():
     a = ("1. Create a song about love.\n2. Create a song about the sea.\n3. Create a song about love and the sea.\n"
          "4. Create a song about the sea and love.")
-    assert "content words" in t.self_repeats("Give me ideas for my school talent show", a)
+    assert "content words" in answers.self_repeats("Give me ideas for my school talent show", a)
 
 
 @pytest.mark.parametrize("answer,expected", [
@@ -147,7 +148,7 @@ def test_answers_whose_content_words_mostly_repeat_are_a_loop():
     ("Use this snippet:\n```python\nprint('hi')\n```", None),
 ])
 def test_an_answer_that_promises_parts_it_does_not_give_is_incomplete(answer, expected):
-    got = t.incomplete("q", answer)
+    got = answers.incomplete("q", answer)
     assert (got is None) if expected is None else expected in got
 
 
