@@ -42,14 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from quality import QUERY  # noqa: E402  (the principle prompt's last user turn)
+from quality import QUERY, JSONHandler  # noqa: E402  (QUERY: the principle prompt's last user turn)
 
 LABELLED = [HERE / "data" / "quality", HERE / "data" / "quality-holdout"]
 FRAMES = [
@@ -152,20 +152,9 @@ def answer(query: str, seed: Any, by_query: dict[str, dict]) -> tuple[str, str]:
 MODEL = "scale-fake"
 
 
-def make_handler(by_query: dict[str, dict]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def make_handler(by_query: dict[str, dict]) -> type[JSONHandler]:
+    class Handler(JSONHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: the backend pools its connections
-
-        def log_message(self, *_):  # quiet
-            pass
-
-        def _send(self, obj: dict, code: int = 200) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
         def do_GET(self):  # noqa: N802
             if self.path.rstrip("/").endswith("/v1/models"):
