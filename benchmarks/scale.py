@@ -435,13 +435,14 @@ def project(res: list[dict], gpu_toks: int = GPU_TOKS) -> dict:
 def print_results(res: list[dict]) -> None:
     print("\nper stage, each a `selfalign run` process (the recipe cut after that stage); CPU of that process only")
     head = (f"{'size':>7} {'stage':<9} {'in':>7} {'out':>7} {'drop':>6} {'rec/s':>8} {'CPU-s/1k':>8} "
-            f"{'peak MiB':>8} {'written MiB':>11} {'cache MiB':>9} {'server CPU-s':>12} {'load':>5}")
+            f"{'peak MiB':>8} {'written MiB':>11} {'grown MiB':>9} {'cache MiB':>9} {'server CPU-s':>12} {'load':>5}")
     print(head)
     for r in res:
         for s in r["stages"]:
             print(f"{r['size']:>7} {s['stage']:<9} {s['in']:>7} {s['out']:>7} {s['dropped']:>6} "
                   f"{s['in'] / s['wall_s']:>8.1f} {s['cpu_s'] / max(s['in'], 1) * 1000:>8.1f} "
-                  f"{s['maxrss_mib']:>8.0f} {s['written_b'] / 2**20:>11.1f} {s['cache_b'] / 2**20:>9.1f} "
+                  f"{s['maxrss_mib']:>8.0f} {s['written_b'] / 2**20:>11.1f} {s['grown_b'] / 2**20:>9.1f} "
+                  f"{s['cache_b'] / 2**20:>9.1f} "
                   f"{s['server_cpu_s']:>12.1f} {s['load'][0]:>5}")
     for r in res:
         k = r.get("sigkill")
@@ -540,10 +541,19 @@ def main() -> None:
     ap.add_argument("--no-kill", action="store_true", help="skip the SIGKILL test")
     ap.add_argument("--dedup", type=int, help="time dedup alone on this many prompts instead")
     ap.add_argument("--ray", action="store_true", help="with --dedup: also on 2 Ray actors, same records?")
+    ap.add_argument("--show", nargs="+", help="print the tables again from these --json files (sizes merged)")
     ap.add_argument("--keep", help="work folder to keep (default: a temporary one, removed)")
     ap.add_argument("--json", default=str(HERE / "out" / "scale.json"))
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.show:
+        loaded = [json.loads(Path(f).read_text()) for f in args.show]
+        runs = [r for x in loaded if isinstance(x, list) for r in x]
+        if runs:
+            print_results(sorted(runs, key=lambda r: r["size"]))
+        for d in (x for x in loaded if isinstance(x, dict)):
+            print_dedup(d)
+        return
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="selfalign-scale-"))
     try:
         if args.dedup:
