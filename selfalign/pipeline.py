@@ -207,6 +207,8 @@ class Pipeline:
                 if st.resumable:
                     runner.resume()
                 runner.report.extra.update({"key": p.key, "key_parts": p.parts})
+                if action == "resume":  # the tokens the stage spent before it was stopped were spent all the same
+                    runner.report.tokens.add(saved_report(folder.path / f"{st.label}.json").tokens)
                 paths = [str(folder.path / x) for x in p.inputs]  # (a Load's input is absolute: the join keeps it)
                 records = runner.records(paths, st.input_model()) if paths else iter(())
                 reports[st.label] = runner.execute(_stamped(ex.run(st, backend, records, runner), p.key))

@@ -1,6 +1,7 @@
 """A whole run from one TOML file: `selfalign run recipe.toml [--set principle.temperature=0.3] [--dry-run]`.
 
     out = "out/recipe"                       # the folder: one file per stage, resumed stage by stage
+    price_per_million = [0.15, 0.6]           # optional: USD per million prompt, completion tokens -> the cost
     [backend]                                 # one backend for every model stage (BackendConfig)
     name = "transformers"
     [[stage]]                                 # in order; `kind` picks the stage, the rest are its options
@@ -11,12 +12,13 @@
     [report]
     html = true                               # report.html over the run's stage files
 
-`--set NAME.FIELD=VALUE` changes one option (NAME: a stage's name or kind, `backend`, or `run` for `out` and
-`allow_foreign`); VALUE is read as TOML (`0.3`, `true`, `"text"`), else taken as a string. Every option is
+`--set NAME.FIELD=VALUE` changes one option (NAME: a stage's name or kind, `backend`, or `run` for `out`,
+`allow_foreign` and `price_per_million`); VALUE is read as TOML (`0.3`, `true`, `"text"`), else taken as a string. Every option is
 checked when the recipe is read (so `--dry-run` catches it): an error names the file, the stage (its number and
 kind or name) and the field. `--dry-run` prints, per stage, `run` (and which part of its key changed) or
 `reuse` (`selfalign.pipeline`). The run writes a dataset card (README.md) beside the data, with the recipe
-(credentials redacted), every stage's asset files (copied into `constitution/`), counts, drop reasons, a
+(credentials redacted), every stage's asset files (copied into `constitution/`), counts, drop reasons, the
+tokens each stage spent (and their cost, given a price; `selfalign.report.tokens`), a
 `datasets` config per exported file, and each stage's key, which every kept record of that stage carries in
 `provenance[-1].recipe`. It writes only into a folder that is its own (`selfalign.io.runfolder`).
 """
@@ -47,6 +49,8 @@ class Recipe(BaseModel):
 
     out: str = "out/recipe"
     allow_foreign: bool = False  # write into a folder that holds files not the run's (they are left alone)
+    # USD per million prompt and completion tokens: the cost of each stage's tokens in the card and report.html
+    price_per_million: tuple[float, float] | None = None
     backend: BackendConfig = Field(default_factory=BackendConfig)
     stage: list[dict[str, Any]]
     report: ReportConfig = Field(default_factory=ReportConfig)
@@ -57,6 +61,13 @@ class Recipe(BaseModel):
         if not value.strip():
             raise ValueError("the output folder is empty: name a folder")
         return value
+
+    @field_validator("price_per_million", mode="before")
+    @classmethod
+    def _price(cls, value: Any) -> Any:
+        from selfalign.report.tokens import parse_price
+
+        return None if value is None else parse_price(value, None)
 
     def stages(self) -> list[Stage]:
         built = []
@@ -204,6 +215,11 @@ def plan_text(recipe: Recipe) -> str:
         lines.append(f"{'':>14}  {action}" + (f" ({why})" if why and action != "reuse" else "") + f", key {p.key}")
     if recipe.report.html:
         lines.append(f"{'report':>14}: the stage files -> report.html")
+    if recipe.price_per_million is not None:
+        from selfalign.report.tokens import price_note
+
+        lines.append(f"{'price':>14}: {price_note(recipe.price_per_million)} (README.md"
+                     + (", report.html" if recipe.report.html else "") + ")")
     return "\n".join(lines)
 
 
@@ -223,7 +239,7 @@ def run_recipe(recipe: Recipe, say: Any = None, source: str | None = None) -> tu
             if folder.may_write("report.html"):
                 from selfalign.report.page import Summary, render_html
 
-                summary = Summary()
+                summary = Summary(price=recipe.price_per_million)
                 for p in plan:  # the run's own stage files, nothing else in the folder
                     for name in stage_files(p.stage.label):
                         if (out / name).is_file():
@@ -268,6 +284,21 @@ def _config_names(labels: list[str]) -> dict[str, str]:
     return names
 
 
+def tokens_section(out: Path, plan: list[Planned], price: tuple[float, float] | None) -> str:
+    """The card's tokens table, from each stage's NAME.json (reused stages say what they spent when made)."""
+    from selfalign.io.runfolder import saved_report
+    from selfalign.report.tokens import price_note, table
+
+    rows = table([(p.stage.label, saved_report(out / f"{p.stage.label}.json").tokens) for p in plan], price)
+    if not rows:
+        return "No stage asked a model for anything (or each was answered by a backend that counts no tokens)."
+    lines = ["| " + " | ".join(r) + " |" for r in rows]
+    lines.insert(1, "| --- |" + " ---: |" * (len(rows[0]) - 1))
+    return ("Counted by the backend itself (the server's `usage`, the engine's or the tokenizer's counts). "
+            "Requests answered from the completion cache are counted apart and cost nothing; tokens/s is "
+            f"completion tokens per second of model time; {price_note(price)}.\n\n" + "\n".join(lines))
+
+
 def write_card(recipe: Recipe, plan: list[Planned], folder: Any, source: str | None,
                say: Any = lambda _: None) -> list[str]:
     """README.md beside the data: a dataset card with the usual metadata block (one `datasets` config per
@@ -310,6 +341,7 @@ def write_card(recipe: Recipe, plan: list[Planned], folder: Any, source: str | N
     blocks = [f"- config_name: {c}\n" + ("  default: true\n" if i == 0 else "")
               + f"  data_files:\n  - split: train\n    path: {label}.jsonl"
               for i, (label, c) in enumerate(configs.items())]
+    spent = tokens_section(out, plan, recipe.price_per_million)
     keys = "\n".join(f"  {p.stage.label}: \"{p.key}\"" for p in plan)
     key_rows = "\n".join(f"| {p.stage.label} | `{p.key}` |" for p in plan)
     loads = "\n".join(f'load_dataset("PATH", "{c}")  # {label}.jsonl' for label, c in configs.items())
@@ -365,6 +397,10 @@ from datasets import load_dataset
 | stage | read | kept | dropped (by reason) |
 | --- | ---: | ---: | --- |
 {chr(10).join(rows)}
+
+## Tokens spent
+
+{spent}
 
 ## Principles cited in the internal thoughts
 

@@ -32,6 +32,7 @@ class Completion(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    cached: bool = False  # served from the completion cache (its tokens were spent when it was first made)
 
 
 @runtime_checkable
@@ -44,6 +45,9 @@ class Backend(Protocol):
     # False (or absent) where it cannot, and the judge falls back to a sampled vote through `generate`
     supports_logprobs: bool
     chunk_size: int  # prompts a stage hands over per call: the unit of streaming and checkpointing
+    # what `choice_logprobs` has spent so far, by the backend's own counts: {"requests", "prompt_tokens",
+    # "completion_tokens"} (selfalign.report.tokens); `generate`'s are on each Completion
+    choice_usage: dict[str, int]
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` with the model's own tokenizer."""
@@ -67,6 +71,17 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def new_usage() -> dict[str, int]:
+    """What a backend's `choice_usage` starts as: each scoring call adds its requests and tokens to it."""
+    return {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+
+def add_usage(usage: dict[str, int], requests: int, prompt_tokens: int, completion_tokens: int = 0) -> None:
+    usage["requests"] += requests
+    usage["prompt_tokens"] += prompt_tokens
+    usage["completion_tokens"] += completion_tokens
 
 
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:

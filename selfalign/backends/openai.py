@@ -47,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from selfalign.backends import replies, servers
-from selfalign.backends.base import BackendFailed, Completion, SamplingParams
+from selfalign.backends.base import BackendFailed, Completion, SamplingParams, add_usage, new_usage
 from selfalign.io.urls import redact_url
 
 ESTIMATE = "tiktoken:o200k_base"
@@ -138,6 +138,7 @@ class OpenAIBackend:
         self.model, self.max_context = server.model, int(server.context)
         self.supports_logit_bias = server.logit_bias
         self.supports_logprobs = server.kind in servers.LOGPROBS
+        self.choice_usage = new_usage()  # one echo request per prompt and choice, tokens from its `usage`
         self.concurrency, why = (max(1, concurrency), "--concurrency") if concurrency else _auto_concurrency(server)
         self._gate = asyncio.Semaphore(self.concurrency)
         self._count_gate = asyncio.Semaphore(LOCKED_WAVE if server.kind == "llama-cpp-python" else COUNT_WAVE)
@@ -329,6 +330,7 @@ class OpenAIBackend:
         return self._run(all_of_them())
 
     async def _echo_logprob(self, prompt: str, choice: str) -> float | None:
+        self.choice_usage["requests"] += 1  # counted once, answered or not (as a failed generate request is)
         async with self._gate:
             for attempt in range(self.max_retries + 1):
                 if attempt:
@@ -337,6 +339,7 @@ class OpenAIBackend:
                     raw = await self.client.completions.with_raw_response.create(
                         model=self.model, prompt=prompt + choice, max_tokens=0, temperature=0, logprobs=0, echo=True)
                     data = replies.body_object(raw.http_response.text)
+                    add_usage(self.choice_usage, 0, *replies.usage(data))
                     lp = replies.field_list(data, "choices")[0].get("logprobs") or {}
                     tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
                 except replies.Malformed:

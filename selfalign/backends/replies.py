@@ -48,10 +48,15 @@ def completion(body: str, params: SamplingParams) -> Completion:
     except UnicodeEncodeError:
         raise Malformed("malformed response: the text holds a lone surrogate") from None
     text, _ = cut_at_stop(choice["text"], params.stop)
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    prompt_tokens, completion_tokens = usage(data)
     return Completion(text=text, finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
-                      prompt_tokens=count(usage.get("prompt_tokens")),
-                      completion_tokens=count(usage.get("completion_tokens")))
+                      prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def usage(data: dict) -> tuple[int, int]:
+    """The reply's own `usage`: (prompt_tokens, completion_tokens); 0 for a count the server left out."""
+    u = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    return count(u.get("prompt_tokens")), count(u.get("completion_tokens"))
 
 
 def count(value: Any) -> int:

@@ -26,7 +26,7 @@ import re
 import time
 from typing import Any
 
-from selfalign.backends.base import Completion, SamplingParams, cut_at_stop
+from selfalign.backends.base import Completion, SamplingParams, add_usage, cut_at_stop, new_usage
 
 _WORD = re.compile(r"\S+")
 
@@ -61,6 +61,7 @@ class ScriptedBackend:
         self.max_context = int(next((r["max_context"] for r in settings if "max_context" in r), max_context))
         self.calls = 0
         self.prompts_seen = 0
+        self.choice_usage = new_usage()  # a scoring request per prompt, its words as tokens
         self._turn = 0
 
     def count_tokens(self, text: str) -> int:
@@ -117,6 +118,7 @@ class ScriptedBackend:
             if self.log:
                 with open(self.log, "a", encoding="utf-8") as f:
                     f.write(json.dumps(p[-200:]) + "\n")
+            add_usage(self.choice_usage, 1, self.count_tokens(p))
             out.append(None if rule["choices"] is None
                        else {c: float(rule["choices"].get(c, -100.0)) for c in choices})
         return out

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfalign.backends.base import Completion, SamplingParams, choice_token_ids, cut_at_stop
+from selfalign.backends.base import (Completion, SamplingParams, add_usage, choice_token_ids, cut_at_stop,
+                                     new_usage)
 from selfalign.io.paths import resolve_model
 
 MIN_SHARED_PREFIX = 32  # tokens; below this, reuse is not worth a cache copy
@@ -109,6 +110,7 @@ class TransformersBackend:
         self._prefix: tuple[int, ...] = ()
         self._prefix_cache: Any = None
         self.stats = {"prefix_tokens_reused": 0, "prefix_computations": 0}
+        self.choice_usage = new_usage()  # one row of a forward pass per prompt scored
 
     def count_tokens(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False).input_ids)
@@ -180,6 +182,7 @@ class TransformersBackend:
             for r, i in enumerate(batch):
                 lp = logprobs[r, last.index(len(rows[i][0]) - 1)]
                 results[i] = {c: float(lp[t]) for c, t in zip(choices, rows[i][1], strict=True)}
+        add_usage(self.choice_usage, len(rows), sum(len(ids) for ids, _ in rows))
         return results
 
     # -- generation ----------------------------------------------------------------------------

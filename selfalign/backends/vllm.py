@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from selfalign.backends.base import Completion, SamplingParams, choice_token_ids, cut_at_stop
+from selfalign.backends.base import (Completion, SamplingParams, add_usage, choice_token_ids, cut_at_stop,
+                                     new_usage)
 from selfalign.io.paths import resolve_model
 
 
@@ -49,6 +50,7 @@ class VLLMBackend:
         self.llm = vllm.LLM(**kwargs)
         self.tok = self.llm.get_tokenizer()
         self.max_context = int(self.llm.llm_engine.model_config.max_model_len)
+        self.choice_usage = new_usage()
 
     def count_tokens(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False).input_ids)
@@ -97,15 +99,22 @@ class VLLMBackend:
             params = [vllm.SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids)))
                       for _, ids in rows]
             outputs = self.llm.generate([{"prompt_token_ids": ids} for ids, _ in rows], params, use_tqdm=False)
+            self._spent(outputs)
             return [{c: _logprob(out.outputs[0].logprobs[0], t) for c, t in zip(choices, ids, strict=True)}
                     for out, (_, ids) in zip(outputs, rows, strict=True)]
         sp = vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         flat = [{"prompt_token_ids": ids + [t]} for ids, cids in rows for t in cids]
         outputs = self.llm.generate(flat, sp, use_tqdm=False)
+        self._spent(outputs)
         k = len(choices)
         return [{c: _logprob(outputs[r * k + j].prompt_logprobs[-1], t)
                  for j, (c, t) in enumerate(zip(choices, cids, strict=True))}
                 for r, (_, cids) in enumerate(rows)]
+
+    def _spent(self, outputs: list[Any]) -> None:
+        """A scoring call's requests and tokens, from the engine's outputs, into `choice_usage`."""
+        add_usage(self.choice_usage, len(outputs), sum(len(o.prompt_token_ids or []) for o in outputs),
+                  sum(len(o.outputs[0].token_ids) for o in outputs if o.outputs))
 
     def close(self) -> None:
         del self.llm

@@ -33,6 +33,9 @@ from selfalign.cli.app import (
     with_options,
 )
 
+PRICE_HELP = ("USD per million prompt tokens and per million completion tokens, e.g. 0.15,0.6: adds what the "
+              "run's tokens cost (completion-cache hits are free) to the card, report.html and the summary.")
+
 
 class Search(str, Enum):
     auto = "auto"
@@ -137,6 +140,8 @@ def run_recipe(
                     "run.allow_foreign=true (write into a folder that holds other files; they are left alone).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved plan: per stage, run (and which "
                        "part of its key changed) or reuse; writes nothing.")] = False,
+    price: Annotated[str | None, typer.Option("--price-per-million", metavar="INPUT,OUTPUT", help=PRICE_HELP
+                     + " Overrides the recipe's price_per_million.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Run a whole workflow from one recipe file into one folder (its own: locked, holding only its files); a
@@ -155,6 +160,10 @@ def run_recipe(
     user_errors = (InputError, ValueError, RuntimeError, OSError)
     try:
         plan = load_recipe(recipe, set_)
+        if price is not None:
+            from selfalign.report.tokens import parse_price
+
+            plan = plan.model_copy(update={"price_per_million": parse_price(price)})
         if dry_run:
             typer.echo(plan_text(plan))
             return
@@ -173,10 +182,19 @@ def run_recipe(
     except user_errors as e:
         fail(str(e))
     if not quiet:
+        from selfalign.report.tokens import Tokens
+
+        total = Tokens()
         for name, rep in reports.items():
             top = ", ".join(f"{r} {n}" for r, n in rep.dropped.most_common(3))
-            console.print(f"{name:>14}: {rep.read} read, {rep.kept} kept" + (f" (dropped: {top})" if top else ""),
-                          highlight=False)
+            t = rep.tokens
+            spent = [f"{t.prompt_tokens:,} + {t.completion_tokens:,} tokens"] if t.requests else []
+            spent += [f"{t.cached_requests:,} requests cached"] if t.cached_requests else []
+            console.print(f"{name:>14}: {rep.read} read, {rep.kept} kept" + (f" (dropped: {top})" if top else "")
+                          + (f"; {', '.join(spent)}" if spent else ""), highlight=False)
+            total.add(rep.tokens)
+        if total:
+            console.print(f"{'tokens':>14}: {total.line(plan.price_per_million)}", highlight=False, soft_wrap=True)
         console.print(f"done: {escape_text(plan.out)}" + (f" ({', '.join(written)})" if written else ""),
                       highlight=False, soft_wrap=True)
 
@@ -195,6 +213,8 @@ def report(
                                                "report.html; json: default stdout).")] = None,
     format: Annotated[ReportFormat, typer.Option("--format", "-f", help="html page, text tables, or json.")]
     = ReportFormat.html,
+    price: Annotated[str | None, typer.Option("--price-per-million", metavar="INPUT,OUTPUT", help=PRICE_HELP
+                     + " Needs stage reports (NAME.json) among the files.")] = None,
 ) -> None:
     """See the dataset: counts through the pipeline, drops by reason with examples, principle citations,
     lengths, question-type coverage and searchable samples, in one offline HTML page.
@@ -209,15 +229,24 @@ def report(
     from selfalign.io.storage import same_file
 
     target = output or ("report.html" if format is ReportFormat.html else None)
+    try:
+        from selfalign.report.tokens import parse_price
+
+        prices = parse_price(price) if price is not None else None
+    except ValueError as e:
+        fail(str(e))
     for f in files:  # before anything is read or written
         if target and same_file(f, target):
             fail(f"-o {target} is the input {f}: writing it would destroy the input; choose another file")
-    summary = Summary()
+    summary = Summary(price=prices)
     try:
         for f in files:
             summary.add_file(f)
     except InputError as e:
         fail(str(e), 1)
+    if prices is not None and not any(t for _, t in summary.tokens):
+        fail("--price-per-million: no stage report among the files counts any tokens (give the NAME.json a "
+             "model stage wrote, e.g. out/principle.json)")
     if format is ReportFormat.text:
         print_text(summary.as_dict(), Console(width=None if sys.stdout.isatty() else 120))
         return

@@ -73,7 +73,7 @@ class LocalExecutor(Executor):
     def run(self, stage: Any, backend: Any, records: Iterable[Any], runner: Any,
             prepared: dict[str, Any] | None = None) -> Iterator[Any]:
         prepared = stage.prepare(runner) if prepared is None else prepared
-        be = self.backend(backend) if stage.needs_model else None
+        be = metered(self.backend(backend), runner) if stage.needs_model else None
         spec = stage.embeds()
         embedder = self._hold(("embeddings", spec), lambda: local_embedder(*spec)) if spec else None
         return stage.build(be, runner, prepared, embedder)(iter(records))
@@ -89,6 +89,14 @@ class LocalExecutor(Executor):
             return backend
         config = backend_config(backend)
         return self._hold(("backend", config.model_dump_json()), config.open)
+
+
+def metered(backend: Any, runner: Any) -> Any:
+    """`backend`, counting what the stage spends into its runner's report (`selfalign.report.tokens`)."""
+    from selfalign.report.tokens import Metered
+
+    report = getattr(runner, "report", None)
+    return Metered(backend, report.tokens) if report is not None else backend
 
 
 def local_embedder(model: str | None, cache: bool) -> Any:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from selfalign.executors import Executor, backend_config, backend_name
+from selfalign.executors import Executor, backend_config, backend_name, metered
 from selfalign.executors.ray_workers import RayBackend, RayEmbedder, StageWorker, remote_error
 
 INSTALL = "--executor ray needs Ray: pip install 'selfalign[ray]'"
@@ -135,7 +135,7 @@ class RayExecutor(Executor):
             from selfalign.executors import local_embedder
 
             embedder = self._hold(("local embeddings", spec), lambda: local_embedder(*spec))
-        return stage.build(be, runner, prepared, embedder)(iter(records))
+        return stage.build(metered(be, runner) if be is not None else None, runner, prepared, embedder)(iter(records))
 
     def starting(self, stage: Any, backend: Any) -> str:
         what = f"{backend_name(backend)} " if stage.needs_model else "embedding " if stage.embeds() else ""
@@ -244,7 +244,8 @@ class RayExecutor(Executor):
 
         Each record sent comes back exactly once (kept, or dropped with its reason); the runner that consumes
         this stream counts it, as for a local run. The counters a stage keeps in its report's extra (critique:
-        revised, no_violation) come back with each chunk and are summed into `report`'s, once a chunk.
+        revised, no_violation) come back with each chunk and are summed into `report`'s, once a chunk; so do
+        the tokens the chunk spent (`report.tokens`).
         """
         ray = self.ray
         from selfalign.records import Dropped
@@ -283,7 +284,10 @@ class RayExecutor(Executor):
                 if report is not None and seq not in counted:
                     counted.add(seq)
                     for key, n in json.loads(str(row["json"])).items():
-                        report.extra[key] = report.extra.get(key, 0) + n
+                        if key == "tokens":
+                            report.tokens.add(n)
+                        else:
+                            report.extra[key] = report.extra.get(key, 0) + n
                 continue
             if seq in seen:  # a chunk retried after an actor died: its records were already written
                 continue

@@ -63,13 +63,14 @@ class StageWorker:
                  cache_dir: str | None, threads: int | None):
         self.error: str | None = None
         try:
+            from selfalign.executors import metered
             from selfalign.runner import Runner
 
             st = stage(**config)
             self.model = st.input_model()
             runner = Runner(st.kind)
             self.report = runner.report
-            self.run = st.build(_open_backend(backend, cache_dir, threads), runner, prepared)
+            self.run = st.build(metered(_open_backend(backend, cache_dir, threads), runner), runner, prepared)
         except Exception as e:  # noqa: BLE001 - reported through the rows, see the module docstring
             self.error = _not_started(backend, e)
 
@@ -80,14 +81,17 @@ class StageWorker:
         for start, lines in zip(batch["seq"], batch["lines"], strict=True):
             if self.error is None:
                 try:
-                    before = self._counters()
+                    before, spent = self._counters(), self.report.tokens.copy()
                     records = [self.model.model_validate_json(line) for line in str(lines).split("\n")]
                     for i, item in enumerate(self.run(iter(records))):
                         out["seq"].append(int(start) + i)
                         out["kind"].append("dropped" if isinstance(item, Dropped) else "kept")
                         out["json"].append(item.model_dump_json(exclude_none=True))
-                    grown = {k: n - before.get(k, 0) for k, n in self._counters().items() if n != before.get(k, 0)}
-                    if grown:  # the chunk's counters (critique: revised, no_violation), summed by the driver
+                    grown: dict[str, Any] = {k: n - before.get(k, 0) for k, n in self._counters().items()
+                                             if n != before.get(k, 0)}
+                    if tokens := self.report.tokens.minus(spent):
+                        grown["tokens"] = tokens.as_dict()
+                    if grown:  # the chunk's counters (critique: revised, no_violation; tokens), summed by the driver
                         out["seq"].append(int(start))
                         out["kind"].append("extra")
                         out["json"].append(json.dumps(grown))
@@ -124,8 +128,12 @@ class BackendWorker:
     def generate(self, prompts: list[str], params: Any) -> list[Any]:
         return self.backend.generate(prompts, params)
 
-    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> list[Any]:
-        return self.backend.choice_logprobs(prompts, choices)
+    def choice_logprobs(self, prompts: list[str], choices: list[str]) -> tuple[list[Any], dict[str, int]]:
+        """The scores, and what scoring them spent (the backend's `choice_usage` grew by it)."""
+        usage = getattr(self.backend, "choice_usage", None)
+        before = dict(usage) if isinstance(usage, dict) else {}
+        out = self.backend.choice_logprobs(prompts, choices)
+        return out, {k: v - before.get(k, 0) for k, v in usage.items()} if isinstance(usage, dict) else {}
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         from selfalign.stages.common import count_tokens
@@ -213,6 +221,9 @@ class RayBackend(_ActorPool):
         self.name, self.model, self.max_context = info["name"], info["model"], int(info["max_context"])
         self.supports_logit_bias, self.chunk_size = bool(info["supports_logit_bias"]), int(info["chunk_size"])
         self.supports_logprobs = bool(info.get("supports_logprobs"))
+        from selfalign.backends.base import new_usage
+
+        self.choice_usage = new_usage()  # summed over the actors' own
 
     def count_tokens(self, text: str) -> int:
         return int(self._ray.get(self.actors[0].count_tokens.remote([text]))[0])
@@ -225,7 +236,11 @@ class RayBackend(_ActorPool):
         """Each prompt's log-probabilities of the one-token `choices`, read on the actors (the judge's scores)."""
         if not prompts:
             return []
-        return [c for part in self.scatter("choice_logprobs", prompts, choices) for c in part]
+        parts = self.scatter("choice_logprobs", prompts, choices)
+        for _, spent in parts:
+            for k, v in spent.items():
+                self.choice_usage[k] = self.choice_usage.get(k, 0) + v
+        return [c for scores, _ in parts for c in scores]
 
     def generate(self, prompts: list[str], params: Any) -> list[Any]:
         if not prompts:

@@ -10,6 +10,7 @@ all-MiniLM-L6-v2. Thresholds come from benchmarks/quality.py (see the README).
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -114,6 +115,13 @@ class MeaningGates:
     RESTATE_ABOVE = 0.70
     RESTATE_MAX_NEW_EN = 15
     MIN_WORDS_RELEVANCE = 8
+    # the embeddings see each text's first EMBED_TOKENS tokens (MiniLM's own limit is 256): the decisions on both
+    # labelled sets are the same as with whole texts (benchmarks/README.md, "gates"); CACHE: texts remembered
+    EMBED_TOKENS = 128
+    CACHE = 4096
+    # texts per forward pass on a CPU: a batch's short queries are padded to its longest answer, and a GEMM of 8 x 128
+    # tokens is as efficient there as a bigger one (0.6x the CPU time of 32 on 2 cores, same vectors to 1e-6)
+    CPU_BATCH = 8
 
     def __init__(self, language: bool = True, relevance: bool = True, embedding_model: str | None = None,
                  keep: frozenset[str] = frozenset()):
@@ -122,6 +130,7 @@ class MeaningGates:
         self._lang: Any = None
         self._langs: dict[str, tuple[str, float]] = {}
         self._embedder: Any = None
+        self._vecs: OrderedDict[str, Any] = OrderedDict()
 
     @classmethod
     def for_keep(cls, keep: frozenset[str]) -> MeaningGates:
@@ -139,11 +148,34 @@ class MeaningGates:
         return self._langs[text]
 
     def embed(self, texts: list[str]) -> Any:
+        """Embeddings of `texts` in one call (the embedder batches them), each cut to its first EMBED_TOKENS tokens."""
         if self._embedder is None:
             from selfalign.text.embeddings import Embedder
 
-            self._embedder = Embedder(self.embedding_model)
+            self._embedder = Embedder(self.embedding_model, max_tokens=self.EMBED_TOKENS)
+            if self._embedder.device == "cpu":
+                self._embedder.batch_size = self.CPU_BATCH
         return self._embedder.encode(texts)
+
+    def vectors(self, texts: list[str]) -> dict[str, Any]:
+        """Each distinct text's embedding: from the cache (a query asked again, with n > 1 samples or by another
+        stage), the rest embedded in one batch and remembered, the oldest forgotten past CACHE texts."""
+        out: dict[str, Any] = {}
+        for t in texts:
+            if t in self._vecs:
+                self._vecs.move_to_end(t)
+                out[t] = self._vecs[t]
+        missing = [t for t in dict.fromkeys(texts) if t not in out]
+        if missing:
+            for t, v in zip(missing, self.embed(missing), strict=True):
+                out[t] = self._vecs[t] = v.copy()  # a row of its own: no batch held alive by one cached row
+            while len(self._vecs) > self.CACHE:
+                self._vecs.popitem(last=False)
+        return out
+
+    def forget(self) -> None:
+        """Empty the embedding cache."""
+        self._vecs.clear()
 
     # -- the checks -----------------------------------------------------------------------------------
     def wrong_language(self, query: str, answer: str) -> str | None:
@@ -190,29 +222,44 @@ class MeaningGates:
                 if why:
                     outs[i] = drop(stage, outs[i], "wrong_language", f"{why}: {clip(a, 120)}")
         if self.relevance:
-            todo, english = [], []
-            for i in kept:
-                if isinstance(outs[i], Dropped):
-                    continue
-                q, a = outs[i].prompt, getattr(outs[i], field)
-                if word_count(a) < self.MIN_WORDS_RELEVANCE or refusal(a, q) or _TRANSLATE.search(q):
-                    continue  # short, a decline, or a translation: judged by other gates
-                todo.append(i)
-                english.append(script(q) == script(a) == "latin" and self.lang(q)[0] == self.lang(a)[0] == "en")
-            en = [i for i, e in zip(todo, english, strict=True) if e]
-            vecs = self.embed([t for i in en for t in (outs[i].prompt, getattr(outs[i], field))]) if en else []
-            cos = {i: float(vecs[2 * k] @ vecs[2 * k + 1]) for k, i in enumerate(en)}
-            for i in todo:
-                q, a = outs[i].prompt, getattr(outs[i], field)
-                coverage, new = echo(q, a)
-                c = cos.get(i)
-                figures = set(re.findall(r"\d+", a)) - set(re.findall(r"\d+", q))  # a figure is an answer
-                if "restates_question" not in self.keep and not figures and (
-                        (coverage >= self.RESTATE_MIN_COVERAGE and new <= self.RESTATE_MAX_NEW)
-                        or (c is not None and c >= self.RESTATE_ABOVE and new <= self.RESTATE_MAX_NEW_EN)):
-                    outs[i] = drop(stage, outs[i], "restates_question", f"{new} new words, {coverage:.0%} of its "
-                                   f"words from the query{'' if c is None else f', cosine {c:.2f}'}: {clip(a, 120)}")
-                elif "off_topic" not in self.keep and c is not None and c < self.OFF_TOPIC_BELOW \
-                        and min_words(q, 25) > 1 and not structured(a):  # brief or formatted: few shared words
-                    outs[i] = drop(stage, outs[i], "off_topic", f"cosine {c:.2f} to the query: {clip(a, 120)}")
+            self._relevance(stage, outs, kept, field)
         return outs
+
+    def _relevance(self, stage: str, outs: list[Any], kept: list[int], field: str) -> None:
+        """restates_question and off_topic, in place. The cosine is computed only where it can change the decision
+        (an English pair the echo measures leave open), for the whole batch in one call to the embedder."""
+        from selfalign.stages.common import clip, drop
+
+        open_: list[tuple[int, str, str, float, int, bool, bool]] = []
+        for i in kept:
+            if isinstance(outs[i], Dropped):
+                continue
+            q, a = outs[i].prompt, getattr(outs[i], field)
+            if word_count(a) < self.MIN_WORDS_RELEVANCE or refusal(a, q) or _TRANSLATE.search(q):
+                continue  # short, a decline, or a translation: judged by other gates
+            coverage, new = echo(q, a)
+            figures = set(re.findall(r"\d+", a)) - set(re.findall(r"\d+", q))  # a figure is an answer
+            restate = "restates_question" not in self.keep and not figures
+            if restate and coverage >= self.RESTATE_MIN_COVERAGE and new <= self.RESTATE_MAX_NEW:
+                outs[i] = drop(stage, outs[i], "restates_question", f"{new} new words, {coverage:.0%} of its "
+                               f"words from the query: {clip(a, 120)}")
+                continue
+            could_restate = restate and new <= self.RESTATE_MAX_NEW_EN
+            # brief or formatted: few shared words, so a low cosine says nothing
+            could_stray = "off_topic" not in self.keep and min_words(q, 25) > 1 and not structured(a)
+            if (could_restate or could_stray) and self.english(q, a):
+                open_.append((i, q, a, coverage, new, could_restate, could_stray))
+        if not open_:
+            return
+        vecs = self.vectors([t for _, q, a, *_ in open_ for t in (q, a)])
+        for i, q, a, coverage, new, could_restate, could_stray in open_:
+            c = float(vecs[q] @ vecs[a])
+            if could_restate and c >= self.RESTATE_ABOVE:
+                outs[i] = drop(stage, outs[i], "restates_question", f"{new} new words, {coverage:.0%} of its "
+                               f"words from the query, cosine {c:.2f}: {clip(a, 120)}")
+            elif could_stray and c < self.OFF_TOPIC_BELOW:
+                outs[i] = drop(stage, outs[i], "off_topic", f"cosine {c:.2f} to the query: {clip(a, 120)}")
+
+    def english(self, query: str, answer: str) -> bool:
+        """Both in English: the embedding model is an English one."""
+        return script(query) == script(answer) == "latin" and self.lang(query)[0] == self.lang(answer)[0] == "en"

@@ -58,7 +58,8 @@ class CompletionCache(SqliteCache):
     def put(self, items: dict[str, Completion]) -> None:
         """Store `items`, unless the cache stopped storing."""
         self._write(lambda db: db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?)",
-                                              [(k, c.model_dump_json()) for k, c in items.items()]))
+                                              [(k, c.model_dump_json(exclude={"cached"}))
+                                               for k, c in items.items()]))
 
     def stats(self) -> dict[str, Any]:
         """Path, completions and bytes on disk; CacheError if the cache cannot be read."""
@@ -107,7 +108,8 @@ def clear_cache() -> list[str]:
 
 
 class CachedBackend:
-    """Any backend, behind the cache: only prompts without a stored completion reach it."""
+    """Any backend, behind the cache: only prompts without a stored completion reach it. A completion from
+    the cache comes back with `cached=True` (its tokens are counted apart: they cost nothing this time)."""
 
     def __init__(self, inner: Any, cache: CompletionCache):
         self.inner, self.cache = inner, cache
@@ -119,7 +121,7 @@ class CachedBackend:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         server = str(getattr(self.inner, "identity", "") or "")
         keys = [self.cache.key(self.inner.name, self.inner.model, params, p, server) for p in prompts]
-        found = self.cache.get(keys)
+        found = {k: c.model_copy(update={"cached": True}) for k, c in self.cache.get(keys).items()}
         todo = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(prompts) - len(todo)
         self.misses += len(todo)

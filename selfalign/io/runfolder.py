@@ -167,6 +167,7 @@ class RunFolder:
 def saved_report(path: Path) -> Any:
     """A finished stage's Report, read back from its NAME.json."""
     from selfalign.report.counts import Report
+    from selfalign.report.tokens import Tokens
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -179,4 +180,5 @@ def saved_report(path: Path) -> Any:
     rep.dropped.update(data.get("dropped", {}))
     rep.principles.update(data.get("principles_cited", {}))
     rep.extra.update({k: v for k, v in data.items() if k in ("options", "key", "key_parts")})
+    rep.tokens.add(Tokens.from_dict(data.get("tokens")))
     return rep

@@ -1,4 +1,5 @@
-"""Counts of one stage run: kept, dropped by reason, principle citations. Rich table on stderr, JSON on request."""
+"""Counts of one stage run: kept, dropped by reason, principle citations, tokens spent (`selfalign.report.tokens`).
+Rich table on stderr, JSON on request."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from selfalign.report.tokens import Tokens
 
 
 class Report:
@@ -16,6 +19,7 @@ class Report:
         self.dropped: Counter[str] = Counter()
         self.principles: Counter[str] = Counter()
         self.extra: dict[str, Any] = {}
+        self.tokens = Tokens()  # what the model spent, added to by the backend's Metered wrapper
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] += 1
@@ -48,6 +52,8 @@ class Report:
         if self.principles:
             out["principles_cited"] = dict(self.principles.most_common())
         out.update(self.extra)
+        if self.tokens:
+            out["tokens"] = self.tokens.as_dict()
         return out
 
     def write_json(self, path: str | None) -> None:
@@ -69,6 +75,8 @@ class Report:
             if isinstance(value, (int, float, str)):
                 t.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else str(value))
         console.print(t)
+        if self.tokens:
+            console.print(f"tokens: {self.tokens.line()}", highlight=False, soft_wrap=True)
         if self.principles:
             p = Table(title="principles cited in internal thoughts", title_justify="left")
             p.add_column("principle")

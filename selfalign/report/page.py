@@ -6,6 +6,9 @@ stays bounded on million-record files. Charts are plotly figures with plotly.js 
 Preference data (the output of `critique` and `judge`) adds a "preferences" part: how often each principle
 checked was found broken, how often a critique revised, how often the judge preferred the revision, and the
 judge's margins (fixed bins, a streaming mean and a reservoir for the median, per judging method).
+
+Stage reports (NAME.json) add the tokens each stage spent, and their cost at a price per million tokens
+(`--price-per-million`; cache hits are free): see `selfalign.report.tokens`.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ def kind_of(obj: dict[str, Any]) -> str:
 
 
 class Summary:
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, price: tuple[float, float] | None = None):
         rng = random.Random(seed)
+        self.price = price  # USD per million prompt, completion tokens
+        self.tokens: list[tuple[str, Any]] = []  # (stage report's file name, its Tokens)
         self.files: list[str] = []
         self.counts: Counter[str] = Counter()
         self.drops: dict[str, Counter[str]] = defaultdict(Counter)
@@ -70,7 +75,10 @@ class Summary:
                 why = "nested too deeply" if isinstance(e, RecursionError) else e
                 raise InputError(path, None, f"not a JSON report: {why}") from None
             if isinstance(data, dict) and "stage" in data:
+                from selfalign.report.tokens import Tokens
+
                 self.stage_reports.append(data)
+                self.tokens.append((Path(path).stem, Tokens.from_dict(data.get("tokens"))))
                 return
             raise InputError(path, None, "a .json file must be a selfalign --report (it has no 'stage')")
         for _lineno, obj in read_json_lines(path):
@@ -142,8 +150,27 @@ class Summary:
             "token_lengths": {k: {"n": len(v), "median": sorted(v)[len(v) // 2], "max": max(v)}
                               for k, v in lengths.items()},
             "stage_reports": self.stage_reports,
+            "tokens": self.tokens_summary(),
             "preferences": self.preferences.as_dict(),
         }
+
+    def tokens_summary(self) -> dict[str, Any]:
+        """Each stage report's tokens (with its cost at `price`) and their total; {} if none spent any."""
+        from selfalign.report.tokens import Tokens
+
+        spent = [(name, t) for name, t in self.tokens if t]
+        if not spent:
+            return {}
+        total = Tokens()
+        for _, t in spent:
+            total.add(t)
+
+        def one(t: Any) -> dict[str, Any]:
+            usd = t.cost(self.price)
+            return {**t.as_dict(), **({"cost_usd": round(usd, 6)} if usd is not None else {})}
+
+        return {"stages": {name: one(t) for name, t in spent}, "total": one(total),
+                **({"price_per_million": list(self.price)} if self.price else {})}
 
 
 def print_text(summary: dict[str, Any], console: Any) -> None:
@@ -176,6 +203,33 @@ def print_text(summary: dict[str, Any], console: Any) -> None:
         console.print(u)
     if summary.get("preferences"):
         print_preferences(summary["preferences"], console)
+    if summary.get("tokens"):
+        print_tokens(summary["tokens"], console)
+
+
+def _token_rows(tokens: dict[str, Any]) -> list[list[str]]:
+    from selfalign.report.tokens import Tokens, table
+
+    price = tokens.get("price_per_million")
+    return table([(name, Tokens.from_dict(t)) for name, t in tokens["stages"].items()],
+                 tuple(price) if price else None)
+
+
+def print_tokens(tokens: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    from selfalign.report.tokens import price_note
+
+    head, *rows = _token_rows(tokens)
+    t = Table(title="tokens spent", title_justify="left")
+    for i, col in enumerate(head):
+        t.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+    price = tokens.get("price_per_million")
+    console.print(f"{price_note(tuple(price) if price else None)}; requests answered from the completion cache are "
+                  "counted apart and cost nothing", highlight=False)
 
 
 def _pct(x: float | None) -> str:
@@ -282,6 +336,16 @@ def render_html(s: Summary) -> str:
     stages = (f"<h2>Stage reports</h2><table id='stages'><thead><tr><th>stage</th><th>read</th><th>kept</th>"
               f"<th>dropped by reason</th></tr></thead><tbody>{stage_rows}</tbody></table>") if stage_rows else ""
     preferences = _preferences_html(prefs)
+    if summary["tokens"]:
+        from selfalign.report.tokens import price_note
+
+        head, *rows = _token_rows(summary["tokens"])
+        price = summary["tokens"].get("price_per_million")
+        stages += ("<h2>Tokens spent</h2><table id='tokens'><thead><tr>"
+                   + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                   + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+                   + f"</tbody></table><p>{html.escape(price_note(tuple(price) if price else None))}; requests "
+                   "answered from the completion cache are counted apart and cost nothing.</p>")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>selfalign report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;width:100%}}
 td,th{{border:1px solid #ccc;padding:4px;vertical-align:top;font-size:13px}} .charts{{display:grid;grid-template-columns:1fr 1fr;gap:1em}}</style>

@@ -198,6 +198,39 @@ def test_counts_are_the_servers_own(serve):
             b.close()
 
 
+def test_the_tokens_a_stage_spends_are_the_servers_usage(serve):
+    """generate: each reply's `usage` (absent: 0, never a guess); choice_logprobs: each echo request's, through
+    the backend's choice_usage; both reach a stage's counts through Metered."""
+    from selfalign.report.tokens import Metered, Tokens
+
+    url = serve("vllm")
+    handler = serve.handler
+
+    def completion(self, body):
+        if body.get("echo"):  # a scoring request: the prompt and the choice echoed with their log-probabilities
+            words = ids_of(body["prompt"])
+            return self._send(200, {"choices": [{"index": 0, "text": body["prompt"], "logprobs": {
+                "tokens": ["x"] * (len(words) - 1) + [" A" if body["prompt"].endswith(" A") else " B"],
+                "token_logprobs": [None] + [-0.5] * (len(words) - 1)}}],
+                "usage": {"prompt_tokens": len(words), "completion_tokens": 0, "total_tokens": len(words)}})
+        usage = {} if "no usage" in body["prompt"] else {"usage": {"prompt_tokens": len(ids_of(body["prompt"])),
+                                                                    "completion_tokens": 2}}
+        self._send(200, {"choices": [{"index": 0, "text": " two words", "finish_reason": "stop"}], **usage})
+
+    handler._completion = completion
+    b = backend(url)
+    t = Tokens()
+    try:
+        m = Metered(b, t)
+        m.generate(["one two three", "four five", "no usage here"], SamplingParams(max_tokens=8))
+        assert (t.requests, t.prompt_tokens, t.completion_tokens) == (3, 5, 4)
+        m.choice_logprobs(["Better answer: one two", "Better answer:"], [" A", " B"])
+        assert b.choice_usage == {"requests": 4, "prompt_tokens": 5 + 5 + 3 + 3, "completion_tokens": 0}
+        assert (t.requests, t.prompt_tokens, t.completion_tokens) == (3 + 4, 5 + 16, 4)
+    finally:
+        b.close()
+
+
 def test_a_chunk_is_counted_in_one_wave_of_requests(serve):
     url = serve("vllm")
     b = backend(url)

