@@ -195,8 +195,13 @@ def make_handler(by_query: dict[str, dict]) -> type[JSONHandler]:
 
 def serve(port: int) -> None:
     by_query = {" ".join(i["query"].split()): i for i in labelled()}
-    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(by_query))
-    server.daemon_threads = True
+    class Quiet(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):  # a killed client's reset connections: expected
+            pass
+
+    server = Quiet(("127.0.0.1", port), make_handler(by_query))
     print(f"port {server.server_address[1]}", flush=True)
     server.serve_forever()
 
@@ -459,8 +464,8 @@ def print_results(res: list[dict]) -> None:
     print("\npeak memory per stage by size (goal: flat in N, <= 2 GB at 360k; dedup's embeddings aside):")
     for st, xs in peaks.items():
         grow = ""
-        if len(xs) > 1 and xs[-1][0] > xs[0][0]:
-            slope = (xs[-1][1] - xs[0][1]) / (xs[-1][0] - xs[0][0])  # MiB per record
+        if len(xs) > 1 and xs[-1][0] > xs[-2][0]:  # the two largest: a small run is below the steady state
+            slope = (xs[-1][1] - xs[-2][1]) / (xs[-1][0] - xs[-2][0])  # MiB per record
             at = xs[-1][1] + slope * (TARGET - xs[-1][0])
             grow = f"; {slope * 1e4:+.1f} MiB per 10k -> {at:,.0f} MiB at 360k (linear)"
         print(f"  {st:<9} " + ", ".join(f"{n}: {m:.0f} MiB" for n, m in xs) + grow)
