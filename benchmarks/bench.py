@@ -53,11 +53,11 @@ def stage_run(backend, n, max_tokens, temperature):
     from selfalign import assets
     from selfalign.records import PromptRecord
     from selfalign.report.counts import Report
-    from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+    from selfalign.stages.principle import Principle, PrincipleStage
 
     recs = [PromptRecord.model_validate({"prompt": q}) for q in (QUESTIONS * 8)[:n]]
     counting = Counting(backend)
-    cfg = PrincipleConfig(max_tokens=max_tokens, temperature=temperature, seed=0)  # backend chunk size
+    cfg = Principle(max_tokens=max_tokens, temperature=temperature, seed=0)  # backend chunk size
     stage = PrincipleStage(counting, assets.load_principles(), assets.load_exemplars(), cfg, Report("principle"))
     prompts = [stage.render(r) for r in recs]
     t = time.perf_counter()

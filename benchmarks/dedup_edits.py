@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from selfalign.records import Dropped, PromptRecord  # noqa: E402
 from selfalign.report.counts import Report  # noqa: E402
-from selfalign.stages.dedup import DedupConfig, dedup  # noqa: E402
+from selfalign.stages.dedup import Dedup, dedup  # noqa: E402
 
 DATA = HERE / "data" / "dedup_edits.jsonl"
 FILLERS = ["please", "really", "actually", "just", "exactly", "here", "now", "simply"]
@@ -63,7 +63,7 @@ def edited(base: dict, kind: str, rng: random.Random) -> str | None:
     return base.get(field)
 
 
-def run(texts: list[tuple[str, str]], cfg: DedupConfig, embedder) -> dict[str, Dropped]:  # noqa: ANN001
+def run(texts: list[tuple[str, str]], cfg: Dedup, embedder) -> dict[str, Dropped]:  # noqa: ANN001
     recs = [PromptRecord(id=rid, prompt=t) for rid, t in texts]
     return {o.id: o for o in dedup(recs, cfg, Report("dedup"), embedder if cfg.threshold is None or cfg.threshold <= 1 else None)
             if isinstance(o, Dropped)}
@@ -76,7 +76,9 @@ def measure(bases: list[dict], looks: list[dict], embedder, overrides: dict, see
     base_texts = [(b["id"], b["prompt"]) for b in bases]
     out: dict[str, float | int] = {}
     for pass_name, over in PASSES.items():
-        cfg = DedupConfig(**{**overrides, **over})
+        given = {**overrides, **over}  # options, and the method's own settings (substitution_bar) set on a copy
+        cfg = Dedup(**{k: v for k, v in given.items() if k in Dedup.model_fields}).model_copy(
+            update={k: v for k, v in given.items() if k not in Dedup.model_fields})
         for kind in EDITS:
             copies = [(f"{b['id']}~{kind}", t) for b in bases if (t := edited(b, kind, random.Random(f"{seed}{b['id']}{kind}")))]
             gone = run(base_texts + copies, cfg, embedder)
@@ -126,7 +128,7 @@ def main() -> None:
     if args.sample:
         bases, looks = bases[: args.sample], looks[: max(1, args.sample // 2)]
     embedder = Embedder(args.embedding_model, cache=cache_dir() / "embeddings.sqlite")
-    defaults = DedupConfig()
+    defaults = Dedup()
     cosine, bar = dedup_calibration(args.embedding_model)
     print(f"model {args.embedding_model}; defaults: cosine {cosine}, Jaccard {defaults.jaccard}, second look on "
           f"(substitution bar {bar})\n")

@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 from selfalign.records import Dropped, PromptRecord  # noqa: E402
 from selfalign.report.counts import Report  # noqa: E402
-from selfalign.stages.dedup import DedupConfig, dedup  # noqa: E402
+from selfalign.stages.dedup import Dedup, dedup  # noqa: E402
 
 DATA = HERE / "data" / "dedup_pools"
 SPLITS = ("all", "dev", "holdout", "fresh")
@@ -60,14 +60,15 @@ def pools() -> dict[str, tuple[list[dict], list[dict]]]:
     return out
 
 
-def run(texts: list[tuple[str, str]], cfg: DedupConfig, embedder) -> dict[str, Dropped]:  # noqa: ANN001
+def run(texts: list[tuple[str, str]], cfg: Dedup, embedder) -> dict[str, Dropped]:  # noqa: ANN001
     recs = [PromptRecord(id=rid, prompt=t) for rid, t in texts]
     return {o.id: o for o in dedup(recs, cfg, Report("dedup"), embedder) if isinstance(o, Dropped)}
 
 
 def measure(all_pools: dict, embedder, overrides: dict) -> dict:  # noqa: ANN001
     """Per pool and split: drops, false drops, precision, recall, and false drops / recall per pair type."""
-    cfg = DedupConfig(**overrides)
+    cfg = Dedup(**{k: v for k, v in overrides.items() if k in Dedup.model_fields}).model_copy(
+        update={k: v for k, v in overrides.items() if k not in Dedup.model_fields})
     res: dict = {}
     for name, (distinct, dups) in all_pools.items():
         gone = run([(r["id"], r["prompt"]) for r in distinct + dups], cfg, embedder)
@@ -165,7 +166,7 @@ def main() -> None:
     all_pools = pools()
     embedder = Embedder(args.embedding_model, cache=cache_dir() / "embeddings.sqlite")
     cosine, bar = dedup_calibration(args.embedding_model)
-    print(f"model {args.embedding_model}; defaults: cosine {cosine}, Jaccard {DedupConfig().jaccard}, second look on "
+    print(f"model {args.embedding_model}; defaults: cosine {cosine}, Jaccard {Dedup().jaccard}, second look on "
           f"(substitution bar {bar})\n")
     res = measure(all_pools, embedder, {})
     table(res, all_pools)

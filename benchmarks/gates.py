@@ -67,12 +67,12 @@ def one_pass(items: list[dict], meaning: Any, batch_size: int | None) -> dict:
     from selfalign.backends.scripted import ScriptedBackend
     from selfalign.records import Dropped, PromptRecord
     from selfalign.report.counts import Report
-    from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+    from selfalign.stages.principle import Principle, PrincipleStage
 
     rules = [{"text": i["completion"], "finish_reason": i["finish_reason"]} for i in items]
     backend = ScriptedBackend(rules=rules)  # no `match`: the rules answer the records in turn, in order
     stage = PrincipleStage(backend, assets.load_principles(), assets.load_exemplars(),
-                           PrincipleConfig(batch_size=batch_size), Report("principle"), meaning=meaning)
+                           Principle(batch_size=batch_size), Report("principle"), meaning=meaning)
     forget = getattr(meaning, "forget", None)
     if forget:
         forget()  # a fresh cache: each pass sees every text for the first time

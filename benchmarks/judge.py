@@ -56,7 +56,7 @@ def run_judge(backend: Any, pairs: list[dict], principle: str, method: str, samp
     """The `judge` dict of each pair id, judged by its own principle (or by `principle` for all)."""
     from selfalign import assets
     from selfalign.records import Dropped
-    from selfalign.stages.judge import JudgeConfig, judge
+    from selfalign.stages.judge import Judge, judge
 
     principles = assets.load_principles()
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -64,7 +64,8 @@ def run_judge(backend: Any, pairs: list[dict], principle: str, method: str, samp
         groups[p["principle"] if principle == "own" else principle].append(rec)
     out: dict[str, dict] = {}
     for pid, recs in groups.items():
-        cfg = JudgeConfig(principle=pid, method=method, samples=samples, seed=seed)
+        vote = {} if method == "logprobs" else {"samples": samples}  # (logprobs refuses a vote's options)
+        cfg = Judge(principle=pid, method=method, seed=seed, **vote)
         for r in judge(recs, backend, cfg, principles):
             if isinstance(r, Dropped):
                 out[r.id] = {"dropped": r.drop_reason, "detail": r.detail}

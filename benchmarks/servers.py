@@ -60,12 +60,12 @@ def measure(kind: str, args: argparse.Namespace, threads: int) -> dict[str, Any]
     from selfalign.backends.openai import OpenAIBackend
     from selfalign.report.counts import Report
     from selfalign.records import PromptRecord
-    from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+    from selfalign.stages.principle import Principle, PrincipleStage
 
     with serving(kind, context=args.context, threads=threads) as url:
         be = OpenAIBackend(base_url=url, concurrency=args.concurrency, timeout=600)
         concurrency = be.concurrency  # what the backend settled on for this server: the plain client uses the same
-        cfg = PrincipleConfig(max_tokens=args.max_tokens, temperature=0.0, seed=0)
+        cfg = Principle(max_tokens=args.max_tokens, temperature=0.0, seed=0)
         recs = [PromptRecord.model_validate({"prompt": q}) for q in (QUESTIONS * 8)[:args.prompts]]
         stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), cfg, Report("principle"))
         prompts = [stage.render(r) for r in recs]

@@ -25,9 +25,8 @@ from typing import Any, NamedTuple
 
 from selfalign.executors import Executor, LocalExecutor  # noqa: F401 - LocalExecutor: part of the API
 from selfalign.runner import Runner
-from selfalign.steps import (  # noqa: F401 - the stages are part of this module's API
+from selfalign.stages import (  # noqa: F401 - the stages are part of this module's API
     STAGES,
-    BackendConfig,
     Critique,
     Dedup,
     Export,
@@ -37,16 +36,13 @@ from selfalign.steps import (  # noqa: F401 - the stages are part of this module
     RedTeam,
     Refine,
     SelfInstruct,
-    Stage,
 )
+from selfalign.steps import BackendConfig, Stage
 
 
 class PipelineRunner(Runner):
     """The runner a pipeline uses: messages, and a progress line every few seconds (selfalign.report.progress), to `say`
     when one is given."""
-
-    total: int | None = None
-    principle_names: dict[str, str] | None = None
 
     def __init__(self, stage: Any, folder: Path, say: Callable[[str], None] | None = None):
         super().__init__(stage.kind, str(folder / f"{stage.label}.jsonl"), str(folder / f"{stage.label}-dropped.jsonl"),
@@ -58,9 +54,10 @@ class PipelineRunner(Runner):
         if self.show:
             from selfalign.report.progress import StageProgress, count_lines
 
-            lines = count_lines(self._inputs) if self.total is None else None
-            self.plain = StageProgress(self.report, self.say, lambda: self.total or lines,
-                                       counts_kept=self.total is not None, name=self.label)
+            total = self.context.total
+            lines = count_lines(self._inputs) if total is None else None
+            self.plain = StageProgress(self.report, self.say, lambda: total or lines,
+                                       counts_kept=total is not None, name=self.label)
             self.plain.start()
 
     def phase(self, name: str, done: int, total: int | None) -> None:
@@ -114,43 +111,18 @@ class Pipeline:
             raise ValueError(f"two stages write the same file: {names}; give one a name=")
 
     def plan(self) -> list[tuple[Stage, list[str], str]]:
-        """(stage, the files it reads, the file it writes), by file name inside the output folder."""
+        """(stage, the files it reads, the file it writes), by file name inside the output folder: each stage says
+        which of the newest files it reads (`Stage.inputs`) and what its own holds (`Stage.written`)."""
         latest: dict[str, list[str]] = {}
         steps = []
         sampled = False  # a stage before has answers with two sampled ones (Principle(n >= 2), or your own file)
         for st in self.stages:
-            sampled = sampled or (isinstance(st, Principle) and st.n > 1) or (
-                isinstance(st, Load) and st.records != "prompts")
-            wants = st.reads
-            if isinstance(st, Export):
-                wants = ("refined" if st.verbose else "pairs" if st.format == "dpo"
-                         else "critiqued" if st.revised else st.reads)  # revised: every critiqued answer
-            if isinstance(st, Load):
-                inputs = [str(Path(st.path).resolve())]
-                latest[st.records] = [*latest.get(st.records, []), f"{st.label}.jsonl"] \
-                    if st.records == "prompts" else [f"{st.label}.jsonl"]
-                if st.records == "critiqued":  # pairs for Judge and Export(format="dpo")
-                    latest["pairs"] = [f"{st.label}.jsonl"]
-                if st.records != "prompts":
-                    latest["answers"] = [f"{st.label}.jsonl"]
-                steps.append((st, inputs, f"{st.label}.jsonl"))
-                continue
-            if wants is None:
-                inputs = []
-            elif wants == "aligned" or (wants == "pairs" and "pairs" not in latest and sampled):
-                inputs = latest.get("answers", [])  # the newest answers (a Dedup after Refine reads the refined
-                # ones); pairs where no stage wrote any: answers with two sampled ones each (Principle(n=2))
-            else:
-                inputs = latest.get(wants, [])
-            if wants is not None and not inputs:
+            sampled = sampled or st.two_answers()
+            inputs = st.inputs(latest, sampled)
+            if (wants := st.wants()) is not None and not inputs:
                 raise ValueError(f"stage {st.label!r} reads {wants} records, but no stage before it writes them")
             out = f"{st.label}.jsonl"
-            kind = "refined" if isinstance(st, Dedup) and inputs == latest.get("refined") else st.writes
-            latest[kind] = [*latest.get(kind, []), out] if kind == "prompts" and st.reads is None else [out]
-            if kind in ("aligned", "refined"):
-                latest["answers"] = [out]
-            if isinstance(st, Critique):
-                latest["critiqued"] = [out]
+            st.written(latest, inputs, out)
             steps.append((st, inputs, out))
         return steps
 

@@ -31,9 +31,9 @@ import shutil
 import tomllib
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from selfalign.pipeline import STAGES, BackendConfig, Pipeline, Planned, Stage, name_problem
 
@@ -44,6 +44,17 @@ class ReportConfig(BaseModel):
     html: bool = True
 
 
+def _kind(value: Any) -> str | None:
+    """A [[stage]] table's kind (or a stage's), the tag that picks its class."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if isinstance(kind, str) else None
+
+
+# a [[stage]] table as the stage its `kind` names: parsed once, with the recipe
+AnyStage = Annotated[Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in STAGES.items())],  # noqa: UP007
+                     Discriminator(_kind)]
+
+
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +63,7 @@ class Recipe(BaseModel):
     # USD per million prompt and completion tokens: the cost of each stage's tokens in the card and report.html
     price_per_million: tuple[float, float] | None = None
     backend: BackendConfig = Field(default_factory=BackendConfig)
-    stage: list[dict[str, Any]]
+    stage: list[AnyStage]
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("out")
@@ -70,26 +81,7 @@ class Recipe(BaseModel):
         return None if value is None else parse_price(value, None)
 
     def stages(self) -> list[Stage]:
-        built = []
-        for i, raw in enumerate(self.stage, 1):
-            kind, name = raw.get("kind"), raw.get("name")
-            where = f"stage {i}" + (f" ({kind} {name!r})" if isinstance(name, str) and isinstance(kind, str)
-                                    else f" ({kind})" if isinstance(kind, str) else "")
-            if not isinstance(kind, str) or kind not in STAGES:
-                raise ValueError(f"{where}: field kind: {kind!r} is not one of {', '.join(STAGES)}")
-            if isinstance(name, str) and (why := name_problem(name)):
-                raise ValueError(f"{where}: field name: {why}")
-            try:
-                st = STAGES[kind](**{k: v for k, v in raw.items() if k != "kind"})
-            except ValidationError as e:
-                raise ValueError(f"{where}: {_errors(e)}") from None
-            if kind == "export":  # (a Literal in steps.py makes this pydantic's own error)
-                from selfalign.stages.export import FORMATS
-
-                if getattr(st, "format", None) not in FORMATS:
-                    raise ValueError(f"{where}: field format: {st.format!r} is not one of {', '.join(FORMATS)}")
-            built.append(st)
-        return built
+        return list(self.stage)
 
     def plan(self) -> list[Planned]:
         """Each stage with its key (`Pipeline.keyed`)."""
@@ -100,6 +92,7 @@ class Recipe(BaseModel):
         from selfalign.io.urls import redact_url
 
         data = self.model_dump(mode="json")
+        data["stage"] = [{"kind": st.kind, **st.model_dump(mode="json", exclude_unset=True)} for st in self.stage]
         for field in ("base_url", "model"):
             if isinstance(data["backend"].get(field), str):
                 data["backend"][field] = redact_url(data["backend"][field])
@@ -111,13 +104,26 @@ def run_hash(plan: list[Planned]) -> str:
     return hashlib.sha256(json.dumps([(p.stage.label, p.key) for p in plan]).encode()).hexdigest()[:16]
 
 
-def _errors(e: ValidationError) -> str:
-    """Pydantic's errors as `field NAME: message (got TYPE)`: never the value itself (it may be a secret)."""
+def where(i: int, raw: Any) -> str:
+    """`stage 2 (principle)`, `stage 3 (export 'sft')`: a [[stage]] table (i counts from 1) as an error names it."""
+    kind, name = (raw.get("kind"), raw.get("name")) if isinstance(raw, dict) else (None, None)
+    return f"stage {i}" + (f" ({kind} {name!r})" if isinstance(name, str) and isinstance(kind, str)
+                           else f" ({kind})" if isinstance(kind, str) else "")
+
+
+def _errors(e: ValidationError, tables: list[Any] | None = None) -> str:
+    """Pydantic's errors as `field NAME: message (got TYPE)`: never the value itself (it may be a secret); one in a
+    [[stage]] table (`tables`: the recipe's, as read) names the stage first."""
     said = []
     for err in e.errors():
         at = list(err["loc"])
         if len(at) > 1 and at[0] == "stage" and isinstance(at[1], int):  # [[stage]] tables count from 1
-            said.append(f"stage {at[1] + 1}: " + _errors_one(at[2:], err))
+            raw = tables[at[1]] if tables and at[1] < len(tables) else None
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                kind = raw.get("kind") if isinstance(raw, dict) else None
+                said.append(f"{where(at[1] + 1, raw)}: field kind: {kind!r} is not one of {', '.join(STAGES)}")
+                continue
+            said.append(f"{where(at[1] + 1, raw)}: " + _errors_one(at[3:], err))  # at[2]: the kind's tag
             continue
         said.append(_errors_one(at, err))
     return "; ".join(said)
@@ -125,8 +131,9 @@ def _errors(e: ValidationError) -> str:
 
 def _errors_one(at: list[Any], err: Any) -> str:
     loc = ".".join(str(x) for x in at)
-    got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {type(err.get('input')).__name__})"
-    return f"field {loc}: {err['msg']}{got}" if loc else f"{err['msg']}{got}"
+    got = "" if err["type"] in ("missing", "extra_forbidden", "value_error") else f" (got {type(err.get('input')).__name__})"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"field {loc}: {message}{got}" if loc else f"{message}{got}"
 
 
 def _value(text: str) -> Any:
@@ -174,15 +181,15 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
                 raise ValueError(f"--set {key.strip()}: {'no' if not hits else 'more than one'} stage is called "
                                  f"{name!r}")
             hits[0][field] = _value(text)
+    tables = data.get("stage") if isinstance(data.get("stage"), list) else []
+    for i, raw in enumerate(tables, 1):  # a stage's name names its files: a path is refused before anything else
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str) and (why := name_problem(raw["name"])):
+            raise ValueError(f"{path}: {where(i, raw)}: field name: {why}")
     try:
-        recipe = Recipe(**data)
-        from selfalign.backends import NAMES
-
-        if recipe.backend.name not in NAMES:
-            raise ValueError(f"field backend.name: {recipe.backend.name!r} is not one of {', '.join(NAMES)}")
-        Pipeline(recipe.stages())  # checks every stage's options and file names now
+        recipe = Recipe(**data)  # every stage parsed once, here, into its class
+        Pipeline(recipe.stages())  # two stages writing one file, a stage reading what none before it writes
     except ValidationError as e:
-        raise ValueError(f"{path}: {_errors(e)}") from None
+        raise ValueError(f"{path}: {_errors(e, tables)}") from None
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return recipe

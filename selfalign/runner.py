@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -43,6 +44,16 @@ def on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+@dataclass
+class RunContext:
+    """What a run's stages tell its runner before records flow (`Stage.prepare` fills `runner.context`):
+    the display reads it, the writer follows it."""
+
+    total: int | None = None  # records the stages will keep (generate --num): the bar fills as they are kept
+    principle_names: dict[str, str] | None = None  # principle id -> short name, for the summary's citations
+    flush_each: bool = True  # flush every record to the output at once (export: every 50 ms instead)
+
+
 class Runner:
     """One stage's plumbing: files, resume, quarantine, drops, counts. See the module docstring."""
 
@@ -57,7 +68,7 @@ class Runner:
         self.quarantine, self.shard = quarantine, shard
         self.say = say or (lambda _: None)
         self.stack = ExitStack()
-        self.flush_each = True  # model stages: every record reaches the pipe at once
+        self.context = RunContext()  # what the stages tell it before records flow
         self.done: set[str] = set()
         self.resumable = False
         self._resuming = False
@@ -72,6 +83,9 @@ class Runner:
 
     def tick(self) -> None:
         """A record was written (kept or dropped)."""
+
+    def phase(self, name: str, done: int, total: int | None) -> None:
+        """A step inside the stage with its own count (dedup: embedding, then search); `total` None: unknown."""
 
     def skipped(self, detail: str) -> None:
         """A bad input line or a repeated id was set aside."""
@@ -236,7 +250,7 @@ class Runner:
                     target = self._targets.get(self.output or "")
                     append = bool(target and self._resuming and not target.stream)
                     out = self.stack.enter_context(Output(self._where(self.output), append=append,
-                                                          flush_each=self.flush_each,
+                                                          flush_each=self.context.flush_each,
                                                           side=bool(target and not target.stream)))
                     self._side[""] = out
                     self.start()

@@ -1,7 +1,8 @@
 """The `selfalign` command: a thin typer layer wiring files, options and progress to the stages.
 
-`app.py` holds the shared options and the run's display, `models.py` the model commands (generate,
-principle, refine), `data.py` the others (dedup, export, run, report, cache). Heavy packages (torch,
+`app.py` holds the shared options and the run's display, `options.py` makes a command's options from the
+fields that declare them (a stage's, the backend's), `models.py` holds the model commands (generate, principle,
+refine, critique, judge), `data.py` the others (dedup, export, run, report, cache). Heavy packages (torch,
 transformers, vllm, sentence-transformers) are imported only inside commands.
 """
 

@@ -1,13 +1,12 @@
 """The CLI's shared parts: the typer app, option types, the options every model command shares (added by
-`model_options`, handed to the command as one `Engine`), `run_stages` (configs -> executor -> runner) and
-`Run`, the runner with a display."""
+`ENGINE`, handed to the command as one `Engine`), the input and output options (`io_options`, as one `IO`),
+`run_stages` (stages -> executor -> runner) and `Run`, the runner with a display."""
 
 from __future__ import annotations
 
-import inspect
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import Enum
@@ -17,6 +16,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from selfalign.cli.options import Group, Options, field_options, opt, field_values
 from selfalign.runner import RunError, Runner, Stopped
 
 # click's errors, as typer raises them (typer 0.2x carries its own copy of click)
@@ -66,13 +66,6 @@ console = Console(stderr=True)
 T = TypeVar("T")
 
 
-class BackendName(str, Enum):
-    transformers = "transformers"
-    vllm = "vllm"
-    openai = "openai"
-    scripted = "scripted"
-
-
 class OnError(str, Enum):
     skip = "skip"
     fail = "fail"
@@ -110,87 +103,53 @@ class ExecutorName(str, Enum):
     ray = "ray"
 
 
-# ---- options shared by several commands: (type with its typer.Option, default) by parameter name ----------
-Options = dict[str, tuple[Any, Any]]
-Command = Callable[..., Any]
+# ---- options shared by several commands (selfalign.cli.options: Group) ----------------------------------------
+@dataclass
+class IO:
+    """The input and output options of a stage command."""
+
+    output: str | None = None
+    dropped: str | None = None
+    report: str | None = None
+    quiet: bool = False
+    input: str | None = None
+    on_error: OnError = OnError.skip
+    quarantine: str | None = None
+    shard: str | None = None
+
+    def run(self, stage: str) -> Run:
+        return Run(stage, self.output, self.dropped, self.report, self.on_error, self.quiet, self.quarantine,
+                   self.shard)
 
 
-def _opt(kind: Any, *flags: str, help: str) -> Any:
-    return Annotated[kind, typer.Option(*flags, help=help)]
-
-
-BACKEND_OPTIONS: Options = {
-    "backend": (_opt(BackendName, "--backend", "-b", help="Inference backend."), BackendName.transformers),
-    "model": (_opt(str | None, "--model", "-m", help="Model folder (default: the embedded SmolLM2-135M-Instruct) "
-                   "or the served model name."), None),
-    "base_url": (_opt(str | None, "--base-url", help="openai backend: server URL, e.g. "
-                      "http://127.0.0.1:8000/v1."), None),
-    "api_key_env": (_opt(str | None, "--api-key-env", help="openai backend: environment variable holding the API "
-                         "key (default OPENAI_API_KEY)."), None),
-    "api_key_file": (_opt(str | None, "--api-key-file", help="openai backend: read the API key from this file."), None),
-    "batch_size": (_opt(int | None, "--batch-size", help="Prompts per backend call (default: "
-                        "transformers 64 on a GPU, 8 on a CPU; vllm 256; openai 64)."), None),
-    "seed": (_opt(int | None, "--seed", help="Random seed (reproducible on the same backend)."), None),
-    "concurrency": (_opt(int | None, "--concurrency", help="openai backend: requests in flight (default: "
-                         "the server's slots where it says, 1 for llama-cpp-python, else 8)."), None),
-    "max_model_len": (_opt(int | None, "--max-model-len", help="vllm and openai backends: context length (default: "
-                           "the model's, or what the server reports)."), None),
-    "tensor_parallel_size": (_opt(int | None, "--tensor-parallel-size", help="vllm backend: GPUs per model "
-                                  "(default 1)."), None),
-    "gpu_memory_utilization": (_opt(float | None, "--gpu-memory-utilization", help="vllm backend: GPU memory "
-                                    "fraction (default 0.9)."), None),
-    "dtype": (_opt(str | None, "--dtype", help="Model dtype (e.g. float32, bfloat16)."), None),
-    "quantization": (_opt(str | None, "--quantization", help="vllm backend: quantisation method."), None),
-    "tokenizer": (_opt(str | None, "--tokenizer", help="openai: count tokens with this tokenizer when the server has "
-                       "none: a tokenizer folder, a Hugging Face name in the local cache, or tiktoken:NAME."), None),
-    "no_cache": (_opt(bool, "--no-cache", help="Neither read nor store completions in the cache."), False),
-    "max_retries": (_opt(int | None, "--max-retries", help="openai backend: retries of 429, 5xx, timeouts and resets "
-                         "(exponential backoff with jitter, Retry-After honoured; default 4)."), None),
-    "request_timeout": (_opt(float | None, "--request-timeout", help="openai backend: deadline in seconds for each "
-                             "whole request attempt (default 120)."), None),
-}
+def io_options(records: bool = True, shard: bool = True) -> Group:
+    """-o, --dropped, --report, --quiet; with `records` (a command that reads records) the input and
+    --on-error, --quarantine, and --shard where `shard`."""
+    options: Options = {"output": (Output, None), "dropped": (Dropped, None), "report": (ReportPath, None),
+                        "quiet": (Quiet, False)}
+    if records:
+        options = {"input": (Input, "-"), **options, "on_error": (OnErr, OnError.skip),
+                   "quarantine": (Quarantine, None)}
+    if records and shard:
+        options["shard"] = (Shard, None)
+    return Group("io", lambda: options, IO)
 
 
 def executor_options(help: str) -> Options:
-    """--executor (its help: what runs where) and the --ray-* options."""
-    return {
-        "executor": (_opt(ExecutorName, "--executor", help=help), ExecutorName.local),
-        "ray_address": (_opt(str | None, "--ray-address", help="ray: the cluster to join (e.g. auto, "
-                             "ray://head:10001); default: $RAY_ADDRESS, else start a local instance."), None),
-        "ray_actors": (_opt(int, "--ray-actors", help="ray: actors in the pool, each with its own backend (dedup: "
-                            "its own embedding model)."), 1),
-        "ray_cpus_per_actor": (_opt(float, "--ray-cpus-per-actor", help="ray: CPUs each actor reserves (fractional "
-                                    "by default, so a small machine does not deadlock; whole CPUs also set its torch "
-                                    "threads)."), 0.5),
-        "ray_gpus_per_actor": (_opt(float, "--ray-gpus-per-actor", help="ray: GPUs each actor reserves (vllm: 1, or "
-                                    "K with --tensor-parallel-size K)."), 0.0),
-    }
+    """--executor (its help: what runs where) and a --ray-* option per field of RayOptions."""
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from selfalign.executors.ray import RayOptions
+
+    kinds = get_type_hints(RayOptions)
+    return {"executor": (opt(ExecutorName, "--executor", help=help), ExecutorName.local),
+            **{f"ray_{f.name}": (opt(kinds[f.name], "--ray-" + f.name.replace("_", "-"), help=f.metadata["help"]),
+                                 f.default) for f in fields(RayOptions)}}
 
 
 MODEL_EXECUTOR = ("local: this process; ray: a pool of Ray actors, each holding one backend (needs pip install "
                   "'selfalign\\[ray]').")
-
-
-def with_options(options: Options, name: str, make: Callable[..., Any]) -> Callable[[Command], Command]:
-    """Add `options` after a command's own (in --help too); the command gets `make(**their values)` as its
-    parameter `name` instead."""
-
-    def decorate(command: Command) -> Command:
-        sig = inspect.signature(command, eval_str=True)
-        own = [p for p in sig.parameters.values() if p.name != name]
-        added = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-                 for k, (kind, default) in options.items()]
-
-        def wrapper(**values: Any) -> Any:
-            given = {k: values.pop(k) for k in options}
-            return command(**values, **{name: make(**given)})
-
-        for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
-            setattr(wrapper, attr, getattr(command, attr))
-        wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
-        return wrapper
-
-    return decorate
 
 
 def make_executor(executor: ExecutorName, ray_address: str | None, ray_actors: int, ray_cpus_per_actor: float,
@@ -211,27 +170,29 @@ def make_executor(executor: ExecutorName, ray_address: str | None, ray_actors: i
 
 @dataclass
 class Engine:
-    """What the model commands share: the backend (a BackendConfig), where the stage runs, and the two options
-    that are the stage's too."""
+    """What the model commands share: the backend (a BackendConfig) and where the stage runs."""
 
     backend: Any
     executor: Any
-    seed: int | None
-    batch_size: int | None
 
 
-def _engine(backend: BackendName, no_cache: bool, request_timeout: float | None, batch_size: int | None,
-            executor: ExecutorName, ray_address: str | None, ray_actors: int, ray_cpus_per_actor: float,
-            ray_gpus_per_actor: float, **options: Any) -> Engine:
-    """The model commands' shared options as an Engine; `options`: the rest of BackendConfig's fields."""
+def _engine(executor: ExecutorName, ray_address: str | None, ray_actors: int, ray_cpus_per_actor: float,
+            ray_gpus_per_actor: float, **backend: Any) -> Engine:
+    """The model commands' shared options as an Engine; `backend`: BackendConfig's fields."""
     from selfalign.steps import BackendConfig
 
     ex = make_executor(executor, ray_address, ray_actors, ray_cpus_per_actor, ray_gpus_per_actor)
-    config = BackendConfig(name=backend.value, cache=not no_cache, timeout=request_timeout, **options)
-    return Engine(config, ex, config.seed, batch_size)
+    return Engine(BackendConfig(**field_values(backend)), ex)
 
 
-model_options = with_options({**BACKEND_OPTIONS, **executor_options(MODEL_EXECUTOR)}, "engine", _engine)
+def _backend_options() -> Options:
+    from selfalign.steps import BackendConfig
+
+    return field_options(BackendConfig)
+
+
+# the backend's options (BackendConfig's fields) and the executor's, handed to a model command as `engine`
+ENGINE = Group("engine", lambda: {**_backend_options(), **executor_options(MODEL_EXECUTOR)}, _engine)
 
 
 def run_stages(run: Run, executor: Any, stages: list[Any], backend: Any = None, input: str | None = None) -> None:
@@ -280,8 +241,6 @@ class Run(Runner):
         self.progress: Any = None  # the rich bars, on a terminal
         self.plain: Any = None  # the plain lines, anywhere else
         self.task: Any = None
-        self.principle_names: dict[str, str] | None = None
-        self.total: int | None = None  # known target (generate --num): the bar fills as records are kept
         self._phases: dict[str, Any] = {}
         self._shown = 0.0
         self._lines: int | None = -1  # the input's lines, counted when a phase first needs an end (-1: not yet)
@@ -322,7 +281,7 @@ class Run(Runner):
         if not console.is_terminal:
             from selfalign.report.progress import StageProgress
 
-            self.plain = StageProgress(self.report, self._say, self._total, counts_kept=self.total is not None)
+            self.plain = StageProgress(self.report, self._say, self._total, counts_kept=self.context.total is not None)
             self.plain.start()
             return
         from rich.progress import (
@@ -336,11 +295,12 @@ class Run(Runner):
         self.progress = self.stack.enter_context(Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description}[/]"), BarColumn(bar_width=None),
             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=True))
-        self.task = self.progress.add_task(self.report.stage, total=self.total,
-                                           stats=f"0 kept{f' of {self.total}' if self.total else ''}")
+        total = self.context.total
+        self.task = self.progress.add_task(self.report.stage, total=total,
+                                           stats=f"0 kept{f' of {total}' if total else ''}")
 
     def _total(self) -> int | None:
-        return self.total if self.total is not None else self._input_lines()
+        return self.context.total if self.context.total is not None else self._input_lines()
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -350,10 +310,11 @@ class Run(Runner):
         top = ", ".join(f"{r} {n}" for r, n in self.report.dropped.most_common(3))
         asked = self.report.extra.get("requests")
         top = (f"{asked} requests; " if asked else "") + top
-        of = f" of {self.total}" if self.total else ""
+        total = self.context.total
+        of = f" of {total}" if total else ""
         stats = (f"{self.report.kept} kept{of}, {sum(self.report.dropped.values())} dropped"
                  + (f"[dim] ({top})[/]" if top else ""))
-        self.progress.update(self.task, stats=stats, completed=self.report.kept if self.total else None)
+        self.progress.update(self.task, stats=stats, completed=self.report.kept if total else None)
 
     def phase(self, name: str, done: int, total: int | None) -> None:
         """A step inside the stage with its own bar (dedup: embedding, then search)."""
@@ -381,7 +342,7 @@ class Run(Runner):
             self.plain.stop()
         super().finish()
         if not self.quiet:
-            self.report.print(console, self.principle_names)
+            self.report.print(console, self.context.principle_names)
 
 
 def escape_text(text: str) -> str:

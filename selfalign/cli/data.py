@@ -11,125 +11,53 @@ import typer
 from rich.console import Console
 
 from selfalign.cli.app import (
-    Dropped,
-    Input,
-    OnErr,
-    OnError,
-    Output,
-    Quarantine,
+    IO,
     Quiet,
-    ReportPath,
     Run,
     RunError,
-    Shard,
     Stopped,
     app,
     console,
     escape_text,
     executor_options,
     fail,
+    io_options,
     make_executor,
     run_stages,
-    with_options,
 )
+from selfalign.cli.options import Group, stage_fields, with_groups
 
 PRICE_HELP = ("USD per million prompt tokens and per million completion tokens, e.g. 0.15,0.6: adds what the "
               "run's tokens cost (completion-cache hits are free) to the card, report.html and the summary.")
 
-
-class Search(str, Enum):
-    auto = "auto"
-    all_pairs = "all-pairs"
-    cluster = "cluster"
-
-
-class Format(str, Enum):
-    messages = "messages"
-    sharegpt = "sharegpt"
-    alpaca = "alpaca"
-    dpo = "dpo"
-
-
-class Field(str, Enum):
-    prompt = "prompt"
-    response = "response"
-    both = "both"
+DEDUP_EXECUTOR = "local: this process; ray: embeddings computed by a pool of Ray actors, the search here."
 
 
 @app.command()
-@with_options(executor_options("local: this process; ray: embeddings computed by a pool of Ray actors, the search "
-                               "here."), "executor", make_executor)
-def dedup(
-    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False,
-    field: Annotated[Field, typer.Option("--field", help="Compare prompts, responses, or both.")] = Field.prompt,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Cosine at or above which records are "
-                         "near duplicates (above 1: no semantic pass; with --jaccard above 1 too, exact only). Default: "
-                         "the model's measured value, 0.75 for all-mpnet-base-v2 (0.90 for all-minilm-l6-v2), the lowest "
-                         "that merges at most 1% of look-alike prompts (benchmarks/dedup_edits.py).", show_default=False)] = None,
-    embedding_model: Annotated[str, typer.Option("--embedding-model", help="all-mpnet-base-v2 (bundled), "
-                               "all-minilm-l6-v2 (bundled, ~5x faster, misses most paraphrases) or a local "
-                               "sentence-transformers folder.")] = "all-mpnet-base-v2",
-    against: Annotated[list[str] | None, typer.Option("--against", help="Reference JSONL (e.g. an evaluation "
-                       "set; repeatable): drop records equal or too close to any of its items.")] = None,
-    jaccard: Annotated[float, typer.Option("--jaccard", help="Lexical pass: estimated Jaccard similarity of word "
-                       "shingles (MinHash LSH) at or above which records are near duplicates (above 1: off). "
-                       "Catches a word or two inserted, deleted or swapped (benchmarks/dedup_edits.py).")] = 0.7,
-    no_second_look: Annotated[bool, typer.Option("--no-second-look", help="Call every candidate pair a duplicate, "
-                              "even when numbers, negations, names or direction differ (C++/C#, 13/14, can/cannot).")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or store embeddings in the cache.")] = False,
-    search: Annotated[Search, typer.Option("--search", help="Near-pair search: every pair (exact, quadratic), "
-                      "inside k-means clusters (SemDeDup-style, near linear), or auto: clusters past --cluster-above.")] = Search.auto,
-    cluster_above: Annotated[int, typer.Option("--cluster-above", help="auto: cluster when more texts than this "
-                             "need a search (measured: benchmarks/dedup.py).")] = 20_000,
-    cluster_size: Annotated[int, typer.Option("--cluster-size", help="Texts per k-means cluster on average.")] = 1000,
-    *, executor: Any,  # --executor and the --ray-* options: see with_options
-) -> None:
+@with_groups(io_options(shard=False), stage_fields("dedup"),
+             Group("executor", lambda: executor_options(DEDUP_EXECUTOR), make_executor))
+def dedup(*, io: IO, fields: dict[str, Any], executor: Any) -> None:
     """Remove exact (normalised) and near-duplicate records; the first occurrence is kept.
 
     Example: [bold]selfalign dedup aligned.jsonl --dropped dups.jsonl > unique.jsonl[/]
     """
-    from selfalign.steps import Dedup
+    from selfalign.stages import Dedup
 
-    stage = Dedup(field=field.value, threshold=threshold, jaccard=jaccard, second_look=not no_second_look,
-                  against=against or [], embedding_model=embedding_model, cache=not no_cache, search=search.value,
-                  cluster_above=cluster_above, cluster_size=cluster_size)
-    run_stages(Run("dedup", output, dropped, report, on_error, quiet, quarantine), executor, [stage], input=input)
+    run_stages(io.run("dedup"), executor, [Dedup(**fields)], input=io.input)
 
 
 @app.command()
-def export(
-    input: Input = "-", output: Output = None, dropped: Dropped = None, report: ReportPath = None,
-    on_error: OnErr = OnError.skip, quarantine: Quarantine = None, quiet: Quiet = False, shard: Shard = None,
-    format: Annotated[Format, typer.Option("--format", "-f", help="SFT layout, or dpo: preference pairs "
-                      "(prompt/chosen/rejected, as TRL's DPOTrainer reads them) from critique or judge output.")]
-    = Format.messages,
-    system: Annotated[str | None, typer.Option("--system", help="A short system prompt to add.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Export the refined verbose answer.")] = False,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Count tokens (each record gains "
-                         "num_tokens): tiktoken:o200k_base, tiktoken:cl100k_base, or a tokenizer folder.")] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Drop records (dpo: pairs) over this "
-                          "many tokens, counted with --tokenizer (default tiktoken:o200k_base).")] = None,
-    min_margin: Annotated[float | None, typer.Option("--min-margin", show_default="the export stage's, measured on "
-                          "the judge benchmark", help="dpo: drop judged pairs whose margin (log-odds, from "
-                          "log-probabilities or a vote) is below this as low_margin; 0 turns it off. Pairs no "
-                          "judge scored pass, with margin null.")] = None,
-    revised: Annotated[bool, typer.Option("--revised", help="SFT: export the critique's revision where there is "
-                       "one.")] = False,
-) -> None:
+@with_groups(io_options(), stage_fields("export"))
+def export(*, io: IO, fields: dict[str, Any]) -> None:
     """Write SFT JSONL (messages, ShareGPT or Alpaca), principles and internal thoughts removed; or preference
     pairs (dpo).
 
     Example: [bold]selfalign export aligned.jsonl --format messages > sft.jsonl[/]
     """
     from selfalign.executors import LocalExecutor
-    from selfalign.steps import Export
+    from selfalign.stages import Export
 
-    given = {"min_margin": min_margin} if min_margin is not None else {}  # else the stage's default: one place
-    stage = Export(format=format.value, system=system, verbose=verbose, tokenizer=tokenizer, max_tokens=max_tokens,
-                   revised=revised, **given)
-    run = Run("export", output, dropped, report, on_error, quiet, quarantine, shard)
-    run_stages(run, LocalExecutor(), [stage], input=input)
+    run_stages(io.run("export"), LocalExecutor(), [Export(**fields)], input=io.input)
 
 
 @app.command("run")

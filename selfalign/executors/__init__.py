@@ -2,7 +2,7 @@
 
     executor.run(stage, backend, records, runner) -> the stage's results (kept records and `Dropped` ones)
 
-`stage` is a config from `selfalign.steps`; `backend` a `BackendConfig`, a backend object, or None (the
+`stage` is a stage from `selfalign.stages`; `backend` a `BackendConfig`, a backend object, or None (the
 embedded model, opened only if the stage needs one). `run` prepares the stage here (its files read, a bad one
 failing before any model loads), starts what it needs, and returns the results as a lazy iterator, for the
 runner to write and count. An executor holds what is costly to start (backends, embedding models, Ray) until

@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from selfalign.executors import Executor, backend_config, backend_name, metered
@@ -51,10 +51,17 @@ def require_ray() -> Any:
 
 @dataclass
 class RayOptions:
-    address: str | None = None  # None: $RAY_ADDRESS if set, else start a local instance
-    actors: int = 1
-    cpus_per_actor: float = 0.5  # fractional by default: a 2-core machine must not deadlock
-    gpus_per_actor: float = 0.0  # 1 per vLLM actor (K with --tensor-parallel-size K)
+    """The Ray pool's options (the CLI's --ray-* options are made from these fields, their help from `metadata`)."""
+
+    address: str | None = field(default=None, metadata={"help": "ray: the cluster to join (e.g. auto, "
+                                "ray://head:10001); default: $RAY_ADDRESS, else start a local instance."})
+    actors: int = field(default=1, metadata={"help": "ray: actors in the pool, each with its own backend (dedup: "
+                        "its own embedding model)."})
+    cpus_per_actor: float = field(default=0.5, metadata={"help": "ray: CPUs each actor reserves (fractional by "
+                                  "default, so a small machine does not deadlock; whole CPUs also set its torch "
+                                  "threads)."})
+    gpus_per_actor: float = field(default=0.0, metadata={"help": "ray: GPUs each actor reserves (vllm: 1, or K with "
+                                  "--tensor-parallel-size K)."})
 
     def check(self) -> None:
         if self.actors < 1:

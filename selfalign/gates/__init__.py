@@ -1,7 +1,9 @@
 """Quality gates: what makes a model's answer unfit for training data, each rule a named drop reason.
 
 `principle` and `refine` run every answer through `TextGates` (rules on the text, cheap) and then, batched,
-through `MeaningGates` (language identification and sentence embeddings). `--keep REASON` turns one off.
+through `MeaningGates` (language identification, sentence embeddings, and the harm classifier that decides
+whether a decline was warranted and whether an answer complied with a harmful request). `--keep REASON` turns
+one off.
 """
 
 from __future__ import annotations
@@ -19,10 +21,21 @@ REASONS: dict[str, str] = {
     "answer_in_thoughts": "principle: the answer was written into the thoughts slot",
     "template_debris": "special tokens (</s>, <|im_end|>, [INST], ### Response:) or a made-up speaker turn "
                        "(User:, **User:**, [User]:), with no complete answer before it",
-    "persona_leak": "principle citations, recited principles, internal thoughts or the persona as a speaker",
+    "persona_leak": "principle citations (\"by 3 (helpful)\", made-up ones too), recited principles, internal "
+                    "thoughts, the persona as a speaker, or the thoughts' voice (\"I should explain\", \"the user asks\")",
     "exemplar_leak": "copies an in-context exemplar's answer or question",
-    "unwarranted_refusal": "refuses a harmless request (a decline of a harmful or red-team one is kept)",
-    "repetition_loop": "loops (a sentence, numbered line or phrase repeating) and too little is left before it",
+    "unwarranted_refusal": "refuses, or pleads incapacity or confusion at, a request the harm classifier scores "
+                           "harmless (a decline of a harmful request is kept)",
+    "harmful_compliance": "answers a request the harm classifier scores harmful without declining or pointing to help",
+    "repetition_loop": "loops (a sentence, numbered line or phrase repeating) and too little is left before it; "
+                       "or a short answer mostly says one clause over, or mostly repeats its content words",
+    "incomplete": "promises more parts than it gives (\"three reasons:\" then two), or stops at a colon",
+    "list_defect": "a numbered list that is not the one asked for: more items than the query asks for, an empty "
+                   "item (\"4.\" with nothing after it), or two items that say the same thing",
+    "missing_part": "the thing asked for is missing: no code for \"write a Python function\", a numbered list for "
+                    "a poem, a story or a note",
+    "human_voice": "the assistant speaks as a person or as the user: a family, a pet, a body or a past of its own "
+                   "(\"my wife\", \"I've been running for years\"), unless the query asks for a piece in a voice",
     "too_short": "shorter than the query asks for (--min-words for open questions, 1 word when it asks for brevity)",
     "wrong_language": "written in another language than the query",
     "restates_question": "only restates the query",
@@ -30,7 +43,9 @@ REASONS: dict[str, str] = {
 }
 # the gates that also check a critique's revision (selfalign.stages.critique), and so may be kept there
 REVISION_REASONS = ("truncated", "template_debris", "persona_leak", "exemplar_leak", "unwarranted_refusal",
-                    "repetition_loop", "too_short", "wrong_language", "restates_question", "off_topic")
+                    "harmful_compliance", "repetition_loop", "incomplete", "list_defect", "missing_part",
+                    "human_voice", "too_short", "wrong_language",
+                    "restates_question", "off_topic")
 
 
 def parse_keep(values: list[str] | None, reasons: Iterable[str] = REASONS,
@@ -103,8 +118,12 @@ class TextGates:
             v.answer = head
         if self.on("persona_leak") and (why := t.leak(v.answer, query, self.persona, self.principles)):
             return Verdict(v.answer, "persona_leak", why)
+        if self.on("persona_leak") and (why := t.deliberates(query, v.answer)):
+            return Verdict(v.answer, "persona_leak", why)
         if self._copy and self.on("exemplar_leak") and (why := self._copy(v.answer, query)):
             return Verdict(v.answer, "exemplar_leak", why)
+        if self.on("repetition_loop") and (why := t.self_repeats(query, v.answer)):
+            return Verdict(v.answer, "repetition_loop", why)  # before a stutter is cut: the whole answer repeats
         if self.on("repetition_loop") and (loop := t.find_loop(v.answer)):
             at, copies = loop
             head = v.answer[:at].rstrip()
@@ -112,12 +131,18 @@ class TextGates:
             if copies > 2 or not head or t.word_count(head) < max(floor, 3) or not t.complete_ending(head):
                 return Verdict(v.answer, "repetition_loop", f"{copies} copies from character {at}")
             v.answer = head
-        if why := t.refusal(v.answer, query):
-            if not t.refusal_warranted(query, question_type):
-                if self.on("unwarranted_refusal"):
-                    return Verdict(v.answer, "unwarranted_refusal", why)
-            else:
-                floor = min(floor, 8)  # a warranted decline is short by nature
+        if t.refusal(v.answer, query):
+            # whether declining was right, and so which reason a short decline gets, is the harm classifier's call
+            # (MeaningGates.harm_verdict: unwarranted_refusal, or too_short under DECLINE_WORDS)
+            floor = 0
+        if self.on("incomplete") and (why := t.incomplete(query, v.answer)):
+            return Verdict(v.answer, "incomplete", why)
+        if self.on("list_defect") and (why := t.list_defect(query, v.answer)):
+            return Verdict(v.answer, "list_defect", why)
+        if self.on("missing_part") and (why := t.missing_form(query, v.answer)):
+            return Verdict(v.answer, "missing_part", why)
+        if self.on("human_voice") and (why := t.human_voice(query, v.answer)):
+            return Verdict(v.answer, "human_voice", why)
         if self.on("too_short") and (n := t.word_count(v.answer)) < floor:
             return Verdict(v.answer, "too_short", f"{n:.0f} words < {floor:.0f} for this query")
         if self.on("too_short") and (why := t.items_short(query, v.answer)):

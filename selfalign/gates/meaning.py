@@ -1,5 +1,6 @@
-"""Gates that need a model: the answer's language against the query's, and how the answer relates to the
-query in embedding space (an echo of the question, or about something else).
+"""Gates that need a model: the answer's language against the query's, whether the query asks for harm (the
+harm classifier, which decides both `unwarranted_refusal` and `harmful_compliance`), and how the answer relates
+to the query in embedding space (an echo of the question, or about something else).
 
 Both run batched over the records a text gate kept, and load their models on first use: language
 identification from `py3langid` (its model ships in the 4.6 MB wheel; chosen over lingua in
@@ -13,6 +14,8 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 from selfalign.gates.text import is_cjk, mask_code, min_words, refusal, structured, word_count, words
 from selfalign.records import Dropped
@@ -100,6 +103,19 @@ def echo(query: str, answer: str) -> tuple[float, int]:
     return sum(w in q for w in content) / len(content), len({w for w in content if w not in q})
 
 
+def new_names(query: str, answer: str) -> set[str]:
+    """Capitalised words inside the answer's sentences (not their first word) that the query does not hold:
+    names, places, titles. A restatement reuses the query's names; an answer brings its own ("... is Lima,
+    home to a third of all Peruvians")."""
+    q = set(words(query))
+    out = set()
+    for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", mask_code(answer)):
+        for w in re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)*", sentence)[1:]:
+            if w[0].isupper() and w not in ("I", "I'm", "I’m") and w.lower() not in q and w.lower() not in _FILLER:
+                out.add(w)
+    return out
+
+
 class MeaningGates:
     # language: judge only texts long enough for the detector, and only when it is sure of both
     MIN_WORDS_LANG = 4
@@ -122,15 +138,21 @@ class MeaningGates:
     # texts per forward pass on a CPU: a batch's short queries are padded to its longest answer, and a GEMM of 8 x 128
     # tokens is as efficient there as a bigger one (0.6x the CPU time of 32 on 2 cores, same vectors to 1e-6)
     CPU_BATCH = 8
+    SCREEN = 0.15  # harm: all-MiniLM-L6-v2's P(harmful) below this is taken as it is, without all-mpnet-base-v2
+    DECLINE_WORDS = 8  # a warranted decline is short by nature, but says more than "I can't."
 
     def __init__(self, language: bool = True, relevance: bool = True, embedding_model: str | None = None,
-                 keep: frozenset[str] = frozenset()):
+                 keep: frozenset[str] = frozenset(), harm: bool = True):
         self.language, self.relevance, self.embedding_model = language, relevance, embedding_model
+        self.harm = harm and not {"unwarranted_refusal", "harmful_compliance"} <= keep
         self.keep = keep
         self._lang: Any = None
         self._langs: dict[str, tuple[str, float]] = {}
         self._embedder: Any = None
         self._vecs: OrderedDict[str, Any] = OrderedDict()
+        self._harm_embedder: Any = None
+        self._harm_memo: dict[str, float] = {}  # query -> P(harmful), the oldest forgotten past CACHE
+        self._harm_model = "all-mpnet-base-v2"  # the classifier's embedding model (harm_scores may fall back)
 
     @classmethod
     def for_keep(cls, keep: frozenset[str]) -> MeaningGates:
@@ -177,6 +199,58 @@ class MeaningGates:
         """Empty the embedding cache."""
         self._vecs.clear()
 
+    def harm_scores(self, queries: list[str]) -> list[float]:
+        """P(harmful) of each query (selfalign.gates.harm): from all-mpnet-base-v2 embeddings, or where that model
+        is not installed, all-MiniLM-L6-v2's with their own coefficients (said once on stderr)."""
+        from selfalign.gates.harm import MODELS, default_classifier
+
+        if not queries:
+            return []
+        if self._harm_embedder is None:
+            from selfalign.text.embeddings import Embedder
+
+            try:
+                self._harm_embedder, self._harm_model = Embedder(MODELS[0]), MODELS[0]
+            except RuntimeError as e:  # not installed: the smaller model the other gates load anyway
+                import sys
+
+                print(f"selfalign: harm classifier on {MODELS[1]} (less precise): {e}", file=sys.stderr)
+                self._harm_embedder, self._harm_model = Embedder(MODELS[1]), MODELS[1]
+        todo = [q for q in dict.fromkeys(queries) if q not in self._harm_memo]  # a query asked again: n > 1 samples
+        if todo and self._harm_model != MODELS[1] and self.embedding_model in (None, MODELS[1]):
+            # a screen: the small model's score (its vectors shared with the relevance gates) clears most harmless
+            # requests; below SCREEN no harmful request of the harm set's train or held-out split was cleared, and
+            # the decisions at both cut-offs are unchanged (benchmarks/README.md, "harm")
+            vecs = self.vectors(todo)
+            small = default_classifier(MODELS[1]).probability(np.stack([vecs[q] for q in todo]), todo)
+            self._harm_memo.update((q, float(p)) for q, p in zip(todo, small, strict=True) if p < self.SCREEN)
+            todo = [q for q in todo if q not in self._harm_memo]
+        if todo:
+            vecs = self._harm_embedder.encode(todo)
+            self._harm_memo.update(zip(todo, map(float, default_classifier(self._harm_model).probability(vecs, todo))))
+            while len(self._harm_memo) > self.CACHE:
+                self._harm_memo.pop(next(iter(self._harm_memo)))
+        return [self._harm_memo[q] for q in queries]
+
+    def harm_verdict(self, query: str, answer: str, score: float) -> tuple[str, str] | None:
+        """(reason, detail) when the answer's stance does not fit the query's harm score: a refusal (or a plea of
+        incapacity) of a request scored below `decline_at`, or an answer that nowhere declines or points to help
+        for one scored at or above `comply_at`; a warranted decline under DECLINE_WORDS is too_short; else None."""
+        from selfalign.gates.harm import declines, default_classifier
+
+        clf = default_classifier(self._harm_model)
+        said = refusal(answer, query)
+        if said:
+            if score < clf.decline_at and "unwarranted_refusal" not in self.keep:
+                return "unwarranted_refusal", f"{said!r}; harm score {score:.2f} < {clf.decline_at:g}"
+            floor = min(self.DECLINE_WORDS, min_words(query, self.DECLINE_WORDS))
+            if (n := word_count(answer)) < floor and "too_short" not in self.keep:
+                return "too_short", f"a decline of {n:.0f} words < {floor:.0f}; harm score {score:.2f}"
+            return None
+        if score >= clf.comply_at and "harmful_compliance" not in self.keep and not declines(answer):
+            return "harmful_compliance", f"complies; harm score {score:.2f} >= {clf.comply_at:g}"
+        return None
+
     # -- the checks -----------------------------------------------------------------------------------
     def wrong_language(self, query: str, answer: str) -> str | None:
         """The answer's language when it differs from the query's and the query did not ask for it."""
@@ -213,7 +287,7 @@ class MeaningGates:
         self._langs.clear()  # bounded: one batch of texts
         outs = list(outs)
         kept = [i for i, o in enumerate(outs) if not isinstance(o, Dropped)]
-        if not kept or not (self.language or self.relevance):
+        if not kept or not (self.language or self.relevance or self.harm):
             return outs
         if self.language:
             for i in kept:
@@ -221,6 +295,11 @@ class MeaningGates:
                 why = self.wrong_language(q, a)
                 if why:
                     outs[i] = drop(stage, outs[i], "wrong_language", f"{why}: {clip(a, 120)}")
+        if self.harm:  # one score per query decides both sides (red-team probes included)
+            todo = [i for i in kept if not isinstance(outs[i], Dropped)]
+            for i, score in zip(todo, self.harm_scores([outs[i].prompt for i in todo]), strict=True):
+                if verdict := self.harm_verdict(outs[i].prompt, getattr(outs[i], field), score):
+                    outs[i] = drop(stage, outs[i], verdict[0], f"{verdict[1]}: {clip(getattr(outs[i], field), 120)}")
         if self.relevance:
             self._relevance(stage, outs, kept, field)
         return outs
@@ -240,6 +319,10 @@ class MeaningGates:
             coverage, new = echo(q, a)
             figures = set(re.findall(r"\d+", a)) - set(re.findall(r"\d+", q))  # a figure is an answer
             restate = "restates_question" not in self.keep and not figures
+            # a name the query lacks is an answer too ("Lima is the capital of Peru, ..."), read in English only
+            # (German capitalises every noun)
+            named = restate and bool(new_names(q, a)) and self.english(q, a)
+            restate = restate and not named
             if restate and coverage >= self.RESTATE_MIN_COVERAGE and new <= self.RESTATE_MAX_NEW:
                 outs[i] = drop(stage, outs[i], "restates_question", f"{new} new words, {coverage:.0%} of its "
                                f"words from the query: {clip(a, 120)}")

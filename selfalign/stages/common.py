@@ -8,7 +8,17 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from selfalign.gates import REASONS
 from selfalign.records import Dropped, Record
+
+# the descriptions (the CLI's help) of the options several stages have
+PERSONA = "The assistant's internal name in the prompt."
+MIN_WORDS = ("too_short: fewest words for an open question (a third of it for a plain question; 1 when the query "
+             "asks for brevity; characters of scripts without spaces count 1.5 to a word). 0: off.")
+KEEP = ("Keep what this gate would drop (repeatable or comma-separated; 'all' turns every gate off). Reasons: "
+        + "; ".join(f"{k}: {v}" for k, v in REASONS.items()) + ".")
+BATCH_SIZE = "Records per backend call (default: the backend's chunk size)."
+SEED = "Random seed (default: the run's, else 0)."
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Record)

@@ -22,9 +22,9 @@ import random
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, Field
 
 from selfalign.assets import CritiqueExemplar, Principle, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
@@ -35,7 +35,20 @@ from selfalign.gates import parse_keep as gate_parse_keep
 from selfalign.gates.meaning import MeaningGates
 from selfalign.gates.text import find_loop
 from selfalign.records import AlignedRecord, CritiquedRecord, Dropped, Provenance, normalize_text
-from selfalign.stages.common import answer_batch, chunks, clip, drop
+from selfalign.runner import Runner
+from selfalign.stages.common import BATCH_SIZE, MIN_WORDS, PERSONA, answer_batch, chunks, clip, drop
+from selfalign.steps import (
+    Amount,
+    Count,
+    Latest,
+    Penalty,
+    Step,
+    Temperature,
+    TopP,
+    keep_reasons,
+    Principled,
+    flags,
+)
 
 STAGE = "critique"
 TEMPLATE = "critique-1"  # bump when the prompt text below changes (it is part of the provenance)
@@ -65,28 +78,53 @@ HEADER = (
 MARK = "### Review"
 
 
-class CritiqueConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def parse_keep(values: list[str] | None) -> frozenset[str]:
+    """`keep` values (repeatable, comma-separated, `all`) as the gate reasons this stage turns off."""
+    return gate_parse_keep(values, KEEPABLE, "keep {name}: not a reason the critique stage can turn off")
 
-    persona: str = "Sage"
-    sample: int = 2  # principles drawn from the set besides those the thoughts cited
-    seed: int | None = None  # for the principle draw (None: 0) and the backend's sampling
-    temperature: float = 0.3
-    top_p: float = 0.9
-    max_tokens: int = 384
-    repetition_penalty: float = 1.0  # above 1 it also penalises the format words the prompt is full of
-    batch_size: int | None = None  # records per backend call; default: the backend's chunk_size
-    min_words: int = 25  # floor for a revision of an open question (as principle's); 0: off
-    keep: frozenset[str] = frozenset()  # gate reasons turned off (see KEEPABLE)
+
+Keep = keep_reasons(parse_keep)
+
+
+class Critique(Principled):
+    """Check each answer against the principles its thoughts cite plus `sample` more, and revise it where one is
+    broken; writes pairs (response, revision) for Judge and Export(format="dpo"), leaving the answers as they are."""
+
+    kind: ClassVar[str] = "critique"
+    reads: ClassVar[str | None] = "aligned"
+    writes: ClassVar[str] = "pairs"
+    exemplar_file: ClassVar[str | None] = "critique.yaml"
+    exemplar_loader: ClassVar[str] = "load_critique_exemplars"
+    exemplars: str | None = Field(None, description="Critique exemplars (.yaml or .jsonl: user, answer, check, "
+                                  "critique, violations, revision); default: the bundled exemplars/critique.yaml.")
+    persona: str = Field("Sage", description=PERSONA)
+    sample: Amount = Field(2, description="Principles drawn from the set besides those the thoughts cite (seeded "
+                           "per record).")
+    temperature: Temperature = Field(0.3, description="Sampling temperature.")
+    top_p: TopP = Field(0.9, description="Nucleus sampling.")
+    max_tokens: Count = Field(384, description="New tokens per answer.")
+    # above 1 it also penalises the format words the prompt is full of
+    repetition_penalty: Penalty = Field(1.0, description="Repetition penalty.")
+    min_words: Amount = Field(25, description=MIN_WORDS)
+    keep: Keep = Field(frozenset(), description="Keep a revision this gate would drop (repeatable or "
+                       "comma-separated; 'all'): " + ", ".join(KEEPABLE) + ".", json_schema_extra=flags(metavar="REASON"))
+    batch_size: Count | None = Field(None, description=BATCH_SIZE)
+    seed: int | None = Field(None, description="Random seed: the principle draw's (default 0) and the backend's "
+                             "sampling.")
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
                               repetition_penalty=self.repetition_penalty, stop=critique_stops(), seed=self.seed)
 
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        return CritiqueStage(backend, prepared["principles"], prepared["exemplars"], self, runner.report).run
 
-def parse_keep(values: list[str] | None) -> frozenset[str]:
-    """`keep` values (repeatable, comma-separated, `all`) as the gate reasons this stage turns off."""
-    return gate_parse_keep(values, KEEPABLE, "keep {name}: not a reason the critique stage can turn off")
+    def input_model(self) -> type[BaseModel]:
+        return AlignedRecord
+
+    def written(self, latest: Latest, inputs: list[str], out: str) -> None:
+        super().written(latest, inputs, out)
+        latest["critiqued"] = [out]  # Export(revised=True) reads every critiqued answer
 
 
 # -- choosing what to check ------------------------------------------------------------------------------
@@ -228,7 +266,7 @@ def parse_critique(text: str, checked: list[Principle], known: list[Principle] |
 # -- the stage -------------------------------------------------------------------------------------------
 class CritiqueStage:
     def __init__(self, backend: Backend, principles: list[Principle], exemplars: list[CritiqueExemplar],
-                 config: CritiqueConfig, report: Any = None, meaning: MeaningGates | None = None):
+                 config: Critique, report: Any = None, meaning: MeaningGates | None = None):
         self.backend, self.cfg, self.report = backend, config, report
         self.principles = principles
         self.by_id = {p.id: p for p in principles}
@@ -321,12 +359,12 @@ class CritiqueStage:
         return outs
 
 
-def critique(records: Iterable[AlignedRecord], backend: Backend, config: CritiqueConfig,
+def critique(records: Iterable[AlignedRecord], backend: Backend, config: Critique,
              principles: list[Principle], exemplars: list[CritiqueExemplar], report: Any = None,
              meaning: MeaningGates | None = None) -> Iterator[CritiquedRecord | Dropped]:
     """Each record critiqued against its cited principles and `config.sample` others; see the module doc."""
     yield from CritiqueStage(backend, principles, exemplars, config, report, meaning).run(records)
 
 
-__all__ = ["CritiqueConfig", "CritiqueStage", "critique", "parse_critique", "parse_violations", "select_principles",
+__all__ = ["Critique", "CritiqueStage", "critique", "parse_critique", "parse_violations", "select_principles",
            "critique_prefix", "critique_prompt", "critique_stops", "parse_keep", "REASONS", "KEEPABLE", "ALL_REASONS"]

@@ -12,15 +12,18 @@ import hashlib
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
 from selfalign.text.embeddings import Embedder, EmbeddingIndex, dedup_calibration
 from selfalign.text.neardup import Look, MinHashIndex, differs, look
 from selfalign.records import Dropped, Record, normalize_text
 from selfalign.report.counts import Report
+from selfalign.runner import Runner
 from selfalign.stages.common import drop
+from selfalign.steps import Amount, Count, Finite, Latest, Stage, Step, not_applied
 
 STAGE = "dedup"
 # auto: every pair up to this many texts, clusters past it (measured by benchmarks/dedup.py: README, Dedup at scale).
@@ -29,20 +32,90 @@ CLUSTER_ABOVE = 20_000
 PhaseProgress = Callable[[str, int, int | None], None]  # (phase, records done, records in all or None)
 
 
-class DedupConfig(BaseModel):
-    field: str = "prompt"  # prompt | response | both
-    # cosine at or above which two records are duplicates; >1 turns semantic off; None: the embedder's
-    # measured value (embeddings.dedup_calibration: 0.75 for all-mpnet-base-v2, 0.90 for all-MiniLM-L6-v2)
-    threshold: float | None = None
+class Dedup(Stage):
+    """Remove exact (normalised) and near-duplicate records; the first occurrence is kept."""
+
+    kind: ClassVar[str] = "dedup"
+    reads: ClassVar[str | None] = "aligned"
+    writes: ClassVar[str] = "aligned"
+    # the method's own settings (not options); a copy may differ (`model_copy(update=...)`): a run's block, a test's
     # second look: a look-alike pair with one or two words swapped needs this cosine (None: the embedder's)
-    substitution_bar: float | None = None
-    block: int = 1024  # texts embedded per step
-    search: str = "auto"  # all-pairs | cluster | auto (cluster past cluster_above texts)
-    cluster_above: int = CLUSTER_ABOVE
-    cluster_size: int = 1000  # k-means: k = texts // cluster_size
-    probes: int = 2  # each text is searched in its nearest `probes` clusters
-    jaccard: float = 0.7  # lexical pass: estimated Jaccard of word shingles at or above which (>1: off)
-    second_look: bool = True  # a candidate pair whose numbers, negations, names or direction differ is kept apart
+    substitution_bar: ClassVar[float | None] = None
+    block: ClassVar[int] = 1024  # texts embedded per step
+    probes: ClassVar[int] = 2  # each text is searched in its nearest `probes` clusters
+    field: Literal["prompt", "response", "both"] = Field("prompt", description="Compare prompts, responses, or both.")
+    threshold: Finite | None = Field(
+        None, description="Cosine at or above which records are near duplicates (above 1: no semantic pass; with "
+        "--jaccard above 1 too, exact only). Default: the model's measured value, 0.75 for all-mpnet-base-v2 (0.90 "
+        "for all-minilm-l6-v2), the lowest that merges at most 1% of look-alike prompts "
+        "(benchmarks/dedup_edits.py).")
+    jaccard: Finite = Field(0.7, description="Lexical pass: estimated Jaccard similarity of word shingles (MinHash "
+                            "LSH) at or above which records are near duplicates (above 1: off). Catches a word or two "
+                            "inserted, deleted or swapped (benchmarks/dedup_edits.py).")
+    second_look: bool = Field(True, description="Keep a candidate pair apart when numbers, negations, names or "
+                              "direction differ (C++/C#, 13/14, can/cannot); without: every candidate pair is a "
+                              "duplicate.")
+    against: list[str] = Field(default_factory=list, description="Reference JSONL (e.g. an evaluation set; "
+                               "repeatable): drop records equal or too close to any of its items.")
+    embedding_model: str = Field("all-mpnet-base-v2", description="all-mpnet-base-v2 (bundled), all-minilm-l6-v2 "
+                                 "(bundled, ~5x faster, misses most paraphrases) or a local sentence-transformers "
+                                 "folder.")
+    cache: bool = Field(True, description="Read and store embeddings in the cache.")
+    search: Literal["auto", "all-pairs", "cluster"] = Field(
+        "auto", description="Near-pair search: every pair (exact, quadratic), inside k-means clusters "
+        "(SemDeDup-style, near linear), or auto: clusters past --cluster-above.")
+    cluster_above: Amount = Field(CLUSTER_ABOVE, description="auto: cluster when more texts than this need a search "
+                                  "(measured: benchmarks/dedup.py).")
+    cluster_size: Count = Field(1000, description="Texts per k-means cluster on average (k = texts // this).")
+
+    @model_validator(mode="after")
+    def _applies(self) -> Dedup:
+        if self.search != "auto":
+            not_applied(self, "cluster_above", f"applies only to search=auto, not search={self.search}")
+        if self.search == "all-pairs":
+            not_applied(self, "cluster_size", "applies only to a clustered search, not search=all-pairs")
+        if self.embeds() is None:
+            why = "no embeddings are computed with a threshold above 1"
+            not_applied(self, "embedding_model", why)
+            not_applied(self, "cache", why)
+            for field in ("search", "cluster_above", "cluster_size"):
+                not_applied(self, field, why)
+            if self.jaccard > 1:
+                not_applied(self, "second_look", "near pairs are looked at again, and with threshold and jaccard "
+                            "above 1 only exact duplicates are dropped")
+        return self
+
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        return {"reference": load_reference(self.against)}
+
+    def embeds(self) -> tuple[str | None, bool] | None:
+        return (self.embedding_model, self.cache) if self.threshold is None or self.threshold <= 1 else None
+
+    def assets(self) -> dict[str, str]:
+        return {f"against {i}": path for i, path in enumerate(self.against, 1)}
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        # a pool of workers embeds a whole block each per step
+        cfg = self.model_copy(update={"block": self.block * getattr(embedder, "parallel", 1)})
+        cache = getattr(embedder, "cache", None)
+
+        def step(records: Iterator[Any]) -> Iterator[Any]:
+            hits, misses = (cache.hits, cache.misses) if cache else (0, 0)
+            yield from dedup(records, cfg, runner.report, embedder, prepared["reference"], runner.phase)
+            if cache is not None:
+                runner.say(f"embeddings: {cache.hits - hits} from cache, {cache.misses - misses} computed")
+
+        return step
+
+    def input_model(self) -> type[BaseModel]:
+        return Record
+
+    def written(self, latest: Latest, inputs: list[str], out: str) -> None:
+        if inputs == latest.get("refined"):  # deduplicated refined records are refined records still
+            latest["refined"] = [out]
+            latest["answers"] = [out]
+        else:
+            super().written(latest, inputs, out)
 
 
 REFERENCE_FIELDS = ("prompt", "question", "instruction", "query", "problem", "input", "text")
@@ -82,7 +155,7 @@ def text_key(text: str) -> bytes:
     return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).digest()
 
 
-def dedup(records: Iterable[Record], config: DedupConfig, report: Report,
+def dedup(records: Iterable[Record], config: Dedup, report: Report,
           embedder: Embedder | None = None, against: list[tuple[str, str]] | None = None,
           progress: PhaseProgress | None = None) -> Iterator[Record | Dropped]:
     """Drop records equal or too close to a reference set (`against`), to an earlier record, or both.
@@ -124,7 +197,7 @@ def _exact_only(records: Iterable[Record], field: str, against: list[tuple[str, 
 class _NearDup:
     """One pass: spool, MinHash and embed; search; second look; then emit every record in input order."""
 
-    def __init__(self, config: DedupConfig, report: Report, embedder: Embedder | None, against: list[tuple[str, str]],
+    def __init__(self, config: Dedup, report: Report, embedder: Embedder | None, against: list[tuple[str, str]],
                  progress: PhaseProgress | None):
         self.config, self.report, self.embedder = config, report, embedder
         self.progress = progress or (lambda phase, done, total: None)

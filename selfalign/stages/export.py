@@ -12,7 +12,7 @@ citation, the persona as a speaker or a template token (the persona_leak and tem
 `TextGates.unparsed`) is a completion that failed parsing, and a pair whose sides differ by format teaches the
 format: `chosen_unparsed` / `rejected_unparsed`, the detail naming what was found.
 
-`min_margin` (default: the export stage's, `selfalign.steps.Export.min_margin`, measured on the judge benchmark)
+`min_margin` (default: the export stage's, `Export.min_margin`, measured on the judge benchmark)
 drops pairs that rest on the judge alone whose margin is below it as `low_margin`, and pairs whose judge gave no
 usable margin as `no_margin`; 0 (or None) turns both off. Pairs no judge scored (a critique's revision over the
 original, or of two sampled answers the one the gates passed over one they dropped) are ordered by what made them,
@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from selfalign.records import Dropped, Judgement, normalize_text, stable_id
 from selfalign.gates import TextGates
+from selfalign.runner import Runner
 from selfalign.stages.common import clip, drop
+from selfalign.steps import Count, ExportFormat, Finite, Stage, Step, flags, not_applied
 
 STAGE = "export"
 FORMATS = ("messages", "sharegpt", "alpaca", "dpo")
@@ -43,20 +45,68 @@ SFT_FORMATS = FORMATS[:3]
 ANSWERS = ("response", "verbose_response", "revision")  # revision: the critique's revision where there is one
 
 
-def stage_min_margin() -> float | None:
-    """The one default of `--min-margin`: the export stage's (selfalign/steps.py), measured on the judge benchmark."""
-    from selfalign.steps import Export
+class Export(Stage):
+    """Write SFT JSONL (messages, ShareGPT or Alpaca), principles and internal thoughts removed; or preference
+    pairs (dpo)."""
 
-    return Export.model_fields["min_margin"].default
+    kind: ClassVar[str] = "export"
+    reads: ClassVar[str | None] = "aligned"
+    writes: ClassVar[str] = "sft"
+    persona: ClassVar[str] = "Sage"  # dpo: the persona whose turn marker ("Sage:") in a side makes it unparsed
+    format: ExportFormat = Field("messages", description="SFT layout, or dpo: preference pairs (prompt/chosen/"
+                                 "rejected, as TRL's DPOTrainer reads them) from critique or judge output.",
+                                 json_schema_extra=flags("-f"))
+    system: str | None = Field(None, description="A short system prompt to add.")
+    verbose: bool = Field(False, description="Export the refined verbose answer.")
+    tokenizer: str | None = Field(None, description="Count tokens (each record gains num_tokens): "
+                                  "tiktoken:o200k_base, tiktoken:cl100k_base, or a tokenizer folder.")
+    max_tokens: Count | None = Field(None, description="Drop records (dpo: pairs) over this many tokens, counted "
+                                     "with --tokenizer (default tiktoken:o200k_base).")
+    min_margin: Finite | None = Field(0.3, description="dpo: drop judged pairs whose margin (log-odds, from "
+                                      "log-probabilities or a vote) is below this as low_margin; 0 turns it off. "
+                                      "Pairs no judge scored pass, with margin null. The default is measured on "
+                                      "the judge benchmark (benchmarks/judge.py).")
+    revised: bool = Field(False, description="SFT: export the critique's revision where there is one.")
 
+    @model_validator(mode="after")
+    def _applies(self) -> Export:
+        if self.format == "dpo":
+            why = "chooses the SFT answer; format=dpo exports pairs (critique, judge) as chosen/rejected"
+            not_applied(self, "verbose", why)
+            not_applied(self, "revised", why)
+        else:
+            not_applied(self, "min_margin", f"applies only to format=dpo, not format={self.format}")
+        if self.verbose:
+            not_applied(self, "revised", "one answer is exported: verbose=true already chose the refined one")
+        return self
 
-class ExportConfig(BaseModel):
-    format: str = "messages"
-    system: str | None = None
-    answer: str = "response"  # response | verbose_response | revision (SFT formats)
-    max_tokens: int | None = None  # drop pairs whose prompt + answer exceed this (needs a token counter)
-    min_margin: float | None = Field(default_factory=stage_min_margin)  # dpo: judged pairs below it; 0/None: off
-    persona: str = "Sage"  # dpo: the persona whose turn marker ("Sage:") in a side makes it unparsed
+    @property
+    def answer(self) -> str:
+        """The field an SFT record's answer comes from (one of ANSWERS)."""
+        return "verbose_response" if self.verbose else "revision" if self.revised else "response"
+
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        runner.context.flush_each = False  # 200k records/s territory: flush every 50 ms, not every line
+        if not (self.tokenizer or self.max_tokens is not None):
+            return {"counter": None}
+        from selfalign.text.tokens import token_counter
+
+        try:
+            return {"counter": token_counter(self.tokenizer or "tiktoken:o200k_base")}
+        except (RuntimeError, OSError, ValueError) as e:
+            raise ValueError(f"--tokenizer {self.tokenizer}: {e}") from None
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        if self.format == "dpo" and self.min_margin is not None:
+            runner.report.extra["min_margin"] = self.min_margin  # the summary says which minimum applied
+        return lambda records: export(records, self, prepared["counter"])
+
+    def input_model(self) -> type[BaseModel]:
+        return ExportInput
+
+    def wants(self) -> str | None:
+        return ("refined" if self.verbose else "pairs" if self.format == "dpo"
+                else "critiqued" if self.revised else self.reads)  # revised: every critiqued answer
 
 
 class ExportInput(BaseModel):
@@ -129,7 +179,7 @@ def _gate(rec: ExportInput, field: str) -> str | None:
     return str(why) if why else None
 
 
-def answer_gates(config: ExportConfig) -> TextGates:
+def answer_gates(config: Export) -> TextGates:
     """The detectors that tell an answer from a completion that failed parsing (the default principle set's
     names make "By 10 (clarification)" a citation)."""
     from selfalign.assets import load_principles
@@ -137,7 +187,7 @@ def answer_gates(config: ExportConfig) -> TextGates:
     return TextGates(persona=config.persona, principles=[(p.id, p.name, p.text) for p in load_principles()])
 
 
-def preference(rec: ExportInput, config: ExportConfig, answers: TextGates | None = None
+def preference(rec: ExportInput, config: Export, answers: TextGates | None = None
                ) -> dict[str, Any] | tuple[str, str]:
     """The record's preference pair: {chosen, rejected, margin, principle, violations, chosen_from}, or
     (drop reason, detail).
@@ -194,7 +244,7 @@ def preference(rec: ExportInput, config: ExportConfig, answers: TextGates | None
             "violations": violations, "chosen_from": chosen_field}
 
 
-def export(records: Iterable[ExportInput], config: ExportConfig,
+def export(records: Iterable[ExportInput], config: Export,
            count_tokens: Callable[[str], int] | None = None) -> Iterator[dict[str, Any] | Dropped]:
     if config.format not in FORMATS:
         raise ValueError(f"unknown format {config.format!r}: choose one of {', '.join(FORMATS)}")
@@ -221,7 +271,7 @@ def export(records: Iterable[ExportInput], config: ExportConfig,
         yield out
 
 
-def export_dpo(records: Iterable[ExportInput], config: ExportConfig,
+def export_dpo(records: Iterable[ExportInput], config: Export,
                count_tokens: Callable[[str], int] | None = None) -> Iterator[dict[str, Any] | Dropped]:
     """Preference pairs: `prompt`/`chosen`/`rejected` (conversational) and, beside them, `id`, `margin` (None when
     no judge scored the pair), `principle` (the judge's, or the critique's violated ids joined by commas),

@@ -8,15 +8,18 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator
+from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import Field, model_validator
 
 from selfalign.assets import QuestionType
 from selfalign.backends.base import Backend, SamplingParams
 from selfalign.text.embeddings import Embedder, EmbeddingIndex
 from selfalign.records import Dropped, PromptRecord, Provenance, normalize_text, stable_id
 from selfalign.report.counts import Report
+from selfalign.runner import Runner
 from selfalign.stages.common import drop
+from selfalign.steps import Amount, Count, Finite, Stage, Step, asset, flags, not_applied
 from selfalign.text.templates import questions_prompt, self_instruct_prompt, topics_prompt
 
 STAGE = "generate"
@@ -27,21 +30,86 @@ _CANNOT = re.compile(r"\b(" + "|".join(re.escape(w) for w in CANNOT_DO) + r")\b"
 _ITEM_SPLIT = re.compile(r"\n\s*\d+\s*[.)]\s*")
 
 
-class GenerateConfig(BaseModel):
-    num: int = 20
-    seed: int = 0
-    batch_size: int = 8
-    examples: int = 5  # pool items shown per self-instruct request
-    max_generated_examples: int = 2  # of which at most this many are accepted generated tasks
-    temperature: float = 1.0
-    top_p: float = 0.98
-    max_tokens: int = 256
-    min_words: int = 4
-    max_words: int = 150
-    novelty_threshold: float = 0.85  # cosine to the nearest pool item at or above which a candidate is rejected
-    topics_per_type: int = 10
-    max_requests: int | None = None  # give up after this many requests (default: 20 x num)
-    max_types: int | None = None  # red-team: use this many question types (sampled with the seed)
+class Generate(Stage):
+    """What self-instruct and red-team share: prompts made by the model, kept when new enough."""
+
+    writes: ClassVar[str] = "prompts"
+    needs_model: ClassVar[bool] = True
+    # the method's own settings (not options)
+    default_batch: ClassVar[int] = 8  # requests per backend call where batch_size is not given
+    examples: ClassVar[int] = 5  # pool items shown per self-instruct request
+    max_generated_examples: ClassVar[int] = 2  # of which at most this many are accepted generated tasks
+    temperature: ClassVar[float] = 1.0
+    top_p: ClassVar[float] = 0.98
+    max_tokens: ClassVar[int] = 256
+    min_words: ClassVar[int] = 4
+    max_words: ClassVar[int] = 150
+    # what it generates from: the field naming its file, the bundled file (exemplars/), its loader (selfalign.assets)
+    source: ClassVar[tuple[str, str, str]]
+    num: Amount = Field(20, description="Stop after this many accepted prompts.", json_schema_extra=flags("-n"))
+    seed: int | None = Field(None, description="Random seed (default: the backend's seed, else 0).")
+    novelty_threshold: Finite = Field(0.85, description="Reject a candidate whose embedding cosine to the pool is "
+                                      "at or above this.")
+    embeddings: bool = Field(True, description="Novelty by embedding cosine; without: by exact match only.")
+    max_requests: Count | None = Field(None, description="Give up after this many requests (default: 20 x num).")
+    batch_size: Count | None = Field(None, description="Requests per backend call (default 8).")
+
+    @model_validator(mode="after")
+    def _applies(self) -> Generate:
+        if not self.embeddings:
+            not_applied(self, "novelty_threshold", "a cosine of embeddings, and embeddings=false compares exact text only")
+        return self
+
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        runner.context.total = (runner.context.total or 0) + self.num  # the bar's end: the prompts to keep
+        return {"source": self.read()}
+
+    def embeds(self) -> tuple[str | None, bool] | None:
+        return (None, False) if self.embeddings else None
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        return lambda _: self.generate(prepared["source"], backend, runner.report, embedder)
+
+    def read(self) -> list[Any]:
+        """What it generates from: its file, read where the run is driven."""
+        from selfalign import assets
+
+        field, _, loader = self.source
+        return getattr(assets, loader)(getattr(self, field))
+
+    def assets(self) -> dict[str, str]:
+        field, bundled, _ = self.source
+        return {field: asset(getattr(self, field), "exemplars", bundled)}
+
+    def generate(self, source: list[Any], backend: Any, report: Report, embedder: Any) -> Iterator[Any]:
+        raise NotImplementedError
+
+
+class SelfInstruct(Generate):
+    """Self-instruct: new tasks from a growing seed pool."""
+
+    kind: ClassVar[str] = "self-instruct"
+    source: ClassVar[tuple[str, str, str]] = ("seeds", "seed_tasks.jsonl", "load_seeds")
+    seeds: str | None = Field(None, description="self-instruct seed pool: our JSONL ({'prompt'}) or the public "
+                              "self-instruct format; default: the bundled pool.")
+
+    def generate(self, source: list[Any], backend: Any, report: Report, embedder: Any) -> Iterator[Any]:
+        return self_instruct(source, backend, self, report, embedder)
+
+
+class RedTeam(Generate):
+    """Topic-guided red-teaming: topics per question type, then questions per topic."""
+
+    kind: ClassVar[str] = "red-team"
+    source: ClassVar[tuple[str, str, str]] = ("question_types", "question_types.txt", "load_question_types")
+    question_types: str | None = Field(None, description="red-team question types (.txt or TGRT .jsonl); default: "
+                                       "the bundled types.")
+    topics_per_type: Count = Field(10, description="red-team: topics per question type.")
+    max_types: Count | None = Field(None, description="red-team: use only this many question types, sampled with "
+                                    "the seed.")
+
+    def generate(self, source: list[Any], backend: Any, report: Report, embedder: Any) -> Iterator[Any]:
+        return red_team(source, backend, self, report, embedder)
 
 
 def parse_numbered(text: str, finished: bool) -> tuple[list[str], str | None]:
@@ -56,7 +124,7 @@ def parse_numbered(text: str, finished: bool) -> tuple[list[str], str | None]:
     return parts, None
 
 
-def candidate_problem(text: str, cfg: GenerateConfig) -> tuple[str, str] | None:
+def candidate_problem(text: str, cfg: Generate) -> tuple[str, str] | None:
     words = len(text.split())
     if words < cfg.min_words:
         return "too_few_words", f"{words} words < {cfg.min_words}"
@@ -104,14 +172,14 @@ class Novelty:
         return out
 
 
-def _params(cfg: GenerateConfig, call: int, stop: list[str]) -> SamplingParams:
+def _params(cfg: Generate, call: int, stop: list[str]) -> SamplingParams:
     return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-                          stop=stop, seed=cfg.seed * 100_003 + call)
+                          stop=stop, seed=(cfg.seed or 0) * 100_003 + call)
 
 
-def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, report: Report,
+def self_instruct(seeds: list[str], backend: Backend, cfg: Generate, report: Report,
                   embedder: Embedder | None = None) -> Iterator[PromptRecord | Dropped]:
-    rng = random.Random(cfg.seed)
+    rng = random.Random(cfg.seed or 0)
     novelty = Novelty(seeds, cfg.novelty_threshold, embedder)
     generated: list[str] = []
     prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model,
@@ -120,7 +188,7 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
     limit = cfg.max_requests or 20 * max(cfg.num, 1)
     while accepted < cfg.num and requests < limit:
         prompts = []
-        for _ in range(min(cfg.batch_size, limit - requests, max(1, (cfg.num - accepted + 2) // 3))):
+        for _ in range(min(cfg.batch_size or cfg.default_batch, limit - requests, max(1, (cfg.num - accepted + 2) // 3))):
             k_gen = min(cfg.max_generated_examples, len(generated), cfg.examples)
             shown = rng.sample(generated, k_gen) + rng.sample(seeds, min(cfg.examples - k_gen, len(seeds)))
             rng.shuffle(shown)
@@ -158,9 +226,9 @@ def self_instruct(seeds: list[str], backend: Backend, cfg: GenerateConfig, repor
         report.extra["stopped_early"] = f"{accepted} of {cfg.num} after {requests} requests (--max-requests)"
 
 
-def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, report: Report,
+def red_team(types: list[QuestionType], backend: Backend, cfg: Generate, report: Report,
              embedder: Embedder | None = None) -> Iterator[PromptRecord | Dropped]:
-    rng = random.Random(cfg.seed)
+    rng = random.Random(cfg.seed or 0)
     if cfg.max_types and cfg.max_types < len(types):
         types = rng.sample(types, cfg.max_types)
     prov = Provenance(stage=STAGE, backend=backend.name, model=backend.model,
@@ -194,7 +262,7 @@ def red_team(types: list[QuestionType], backend: Backend, cfg: GenerateConfig, r
         return
     cursor = 0
     while accepted < cfg.num and requests < limit:
-        size = min(cfg.batch_size, limit - requests, 2 * (cfg.num - accepted))
+        size = min(cfg.batch_size or cfg.default_batch, limit - requests, 2 * (cfg.num - accepted))
         batch = [pairs[(cursor + i) % len(pairs)] for i in range(size)]
         cursor += len(batch)
         requests += len(batch)

@@ -35,14 +35,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
 from selfalign.assets import Principle
 from selfalign.backends.base import Backend, SamplingParams
 from selfalign.records import Dropped, Provenance, Record
+from selfalign.runner import Runner
 from selfalign.stages.common import chunks, count_tokens, drop
+from selfalign.steps import Count, Principled, Step, not_applied
 from selfalign.text.templates import render_principles
 
 STAGE = "judge"
@@ -61,15 +63,40 @@ FOLLOWS = ("You check whether an answer follows {what}. Judge by {that} alone, n
            "Does the answer follow {what}? Reply with one word, Yes or No.\nFollows {what}:")
 
 
-class JudgeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Judge(Principled):
+    """Which answer of each pair follows a principle (or the whole set) better, from the model's log-probabilities
+    of a one-token choice in both orders (a sampled vote where the backend gives none)."""
 
-    principle: str = "all"  # a principle's id (or short name), or "all": the whole set at once
-    method: Literal["auto", "logprobs", "vote"] = "auto"  # auto: logprobs where the backend supports them
-    samples: int = Field(5, ge=1)  # votes per order for the vote (2 x samples votes in all)
-    vote_max_tokens: int = Field(4, ge=1)
-    batch_size: int | None = Field(None, ge=1)  # records per backend call (two prompts each); default: chunk/2
-    seed: int | None = None  # the vote's first seed (sample i uses seed + i); default 0
+    kind: ClassVar[str] = "judge"
+    reads: ClassVar[str | None] = "pairs"
+    writes: ClassVar[str] = "pairs"
+    principle: str = Field("all", description="Judge by this principle (id or short name), or all: the whole set.")
+    method: Literal["auto", "logprobs", "vote"] = Field(
+        "auto", description="logprobs: the model's log-probabilities of the one-token choice; vote: sampled "
+        "answers; auto: logprobs where the backend gives them.")
+    samples: Count = Field(5, description="vote: samples per answer order (2 x samples votes in all).")
+    vote_max_tokens: Count = Field(4, description="vote: new tokens per sampled reply.")
+    batch_size: Count | None = Field(None, description="Records per backend call (two prompts each; default: "
+                                     "half the backend's chunk size).")
+    seed: int | None = Field(None, description="vote: the first sample's seed (sample i uses seed + i); default 0.")
+
+    @model_validator(mode="after")
+    def _applies(self) -> Judge:
+        if self.method == "logprobs":
+            not_applied(self, "samples", "applies only to a vote (method=vote or auto), not method=logprobs")
+            not_applied(self, "vote_max_tokens", "applies only to a vote (method=vote or auto), not method=logprobs")
+        return self
+
+    def prepare(self, runner: Runner) -> dict[str, Any]:
+        prepared = super().prepare(runner)
+        principles_for(self, prepared["principles"])  # an unknown principle fails here
+        return prepared
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        return lambda records: judge(records, backend, self, prepared["principles"])
+
+    def input_model(self) -> type[BaseModel]:
+        return Record  # a pair is response + revision, or two sampled responses: the judge looks for either
 
 
 def _judged_by(principles: list[Principle], one: bool) -> dict[str, str]:
@@ -182,7 +209,7 @@ def read_vote(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def principles_for(config: JudgeConfig, principles: list[Principle]) -> tuple[str, list[Principle]]:
+def principles_for(config: Judge, principles: list[Principle]) -> tuple[str, list[Principle]]:
     if config.principle == "all":
         if not principles:
             raise ValueError("the principle set is empty: nothing to judge by")
@@ -195,7 +222,7 @@ def principles_for(config: JudgeConfig, principles: list[Principle]) -> tuple[st
                      "or 'all')")
 
 
-def judge(records: Iterable[Record | dict], backend: Backend, config: JudgeConfig,
+def judge(records: Iterable[Record | dict], backend: Backend, config: Judge,
           principles: list[Principle]) -> Iterator[Record | Dropped]:
     """Each record with a pair gains `judge` (see the module docstring); records out in input order."""
     pid, chosen_principles = principles_for(config, principles)
@@ -272,7 +299,7 @@ def _by_logprobs(backend: Any, prompts: list[str]) -> list[dict[str, Any] | tupl
     return out
 
 
-def _by_vote(backend: Any, prompts: list[str], params: SamplingParams, config: JudgeConfig
+def _by_vote(backend: Any, prompts: list[str], params: SamplingParams, config: Judge
              ) -> list[dict[str, Any] | tuple[str, str]]:
     """`samples` sampled replies per prompt, each sample its own seed; votes for the first and second answer."""
     votes = [{"first": 0, "second": 0, "invalid": 0} for _ in range(len(prompts) // 2)]

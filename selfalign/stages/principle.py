@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel
+from pydantic import Field, model_validator
 
-from selfalign.assets import Exemplar, Principle, assets_hash
+from selfalign import assets
+from selfalign.assets import Exemplar, assets_hash
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, PromptRecord, Provenance
 from selfalign.report.counts import Report
@@ -35,6 +36,20 @@ from selfalign.gates.meaning import MeaningGates
 from selfalign.gates.text import ngrams, words
 from selfalign.stages.common import answer_batch, chunks, count_tokens, drop
 from selfalign.stages.common import clip as _clip
+from selfalign.runner import Runner
+from selfalign.stages.common import BATCH_SIZE, KEEP, MIN_WORDS, PERSONA, SEED
+from selfalign.steps import (
+    Amount,
+    Count,
+    Finite,
+    Step,
+    Temperature,
+    TopP,
+    Keep,
+    not_applied,
+    Principled,
+    flags,
+)
 from selfalign.text.templates import principle_prefix, principle_prompt, principle_turn_stops
 
 STAGE = "principle"
@@ -42,32 +57,58 @@ MIN_QUESTION_TOKENS = 32  # a principle set leaving less room than this for the 
 # a sampled answer dropped for one of these has an answer text that is bad as an answer: a pair's rejected side
 # (not persona_leak or template_debris: that text holds the method or the template, so it differs by format)
 REJECTABLE = frozenset({"too_short", "repetition_loop", "exemplar_leak", "unwarranted_refusal", "restates_question",
-                        "off_topic", "wrong_language", "judge_rejected"})
+                        "off_topic", "wrong_language", "judge_rejected", "harmful_compliance",
+                        "incomplete", "list_defect", "missing_part", "human_voice"})
 
 
-class PrincipleConfig(BaseModel):
-    persona: str = "Sage"
-    rename: str | None = None  # replace the internal persona name in answers with this one
-    temperature: float = 0.5
-    top_p: float = 0.95
-    max_tokens: int = 256
-    seed: int | None = None
-    batch_size: int | None = None  # prompts per backend call; default: the backend's chunk_size
-    min_words: int = 25  # floor for open questions (a query asking for brevity needs 1 word); 0: off
-    push_down_apologies: bool = True  # logit bias -100 on "Sorry", where the backend supports it
-    keep: frozenset[str] = frozenset()  # drop reasons turned off (--keep)
-    n: int = 1  # answers sampled per prompt (2: a pair for the judge)
-    judge: bool = False  # drop answers the model itself judges as breaking a principle they cite
-    judge_threshold: float = 0.0  # log-odds of Yes over No below this: judge_rejected
-    judge_method: str = "auto"  # logprobs where the backend gives them, else a sampled vote
+class Principle(Principled):
+    """Answer each prompt under the principle set, with internal thoughts; parse and filter (see the module doc)."""
+
+    kind: ClassVar[str] = "principle"
+    reads: ClassVar[str | None] = "prompts"
+    writes: ClassVar[str] = "aligned"
+    exemplar_file: ClassVar[str | None] = "default.yaml"
+    exemplars: str | None = Field(None, description="Exemplars file (.yaml or .jsonl: user, thoughts, answer).")
+    persona: str = Field("Sage", description=PERSONA)
+    rename: str | None = Field(None, description="Replace the persona's name in answers.")
+    temperature: Temperature = Field(0.5, description="Sampling temperature.")
+    top_p: TopP = Field(0.95, description="Nucleus sampling.")
+    max_tokens: Count = Field(256, description="New tokens per answer.")
+    min_words: Amount = Field(25, description=MIN_WORDS)
+    keep: Keep = Field(frozenset(), description=KEEP, json_schema_extra=flags(metavar="REASON"))
+    apology_bias: bool = Field(True, description="Push down 'Sorry' (logit bias -100, where the backend takes one: "
+                               "not Ollama or hosted APIs).")
+    batch_size: Count | None = Field(None, description=BATCH_SIZE)
+    seed: int | None = Field(None, description=SEED)
+    n: Count = Field(1, description="Answers sampled per prompt. 2 gives each record a pair (responses) for "
+                     "`selfalign judge` and `export --format dpo`; the first passing answer is kept as the response.")
+    judge: bool = Field(False, description="Also ask the model whether each answer follows the principles its "
+                        "thoughts cite (Yes/No log-odds, or a vote); below --judge-threshold it is dropped as "
+                        "judge_rejected.")
+    judge_threshold: Finite = Field(0.0, description="With --judge: the lowest log-odds of Yes over No kept.")
+    judge_method: Literal["auto", "logprobs", "vote"] = Field(
+        "auto", description="With --judge: auto (log-probabilities where the backend gives them), logprobs or vote.")
+
+    @model_validator(mode="after")
+    def _applies(self) -> Principle:
+        if not self.judge:
+            not_applied(self, "judge_threshold", "applies only with judge=true")
+            not_applied(self, "judge_method", "applies only with judge=true")
+        return self
 
     def sampling(self, persona: str) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
                               stop=principle_turn_stops(persona), seed=self.seed,
-                              logit_bias={"Sorry": -100.0} if self.push_down_apologies else {})
+                              logit_bias={"Sorry": -100.0} if self.apology_bias else {})
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        return PrincipleStage(backend, prepared["principles"], prepared["exemplars"], self, runner.report).run
+
+    def two_answers(self) -> bool:
+        return self.n > 1
 
 
-def cited_principles(thoughts: str, principles: list[Principle]) -> list[str]:
+def cited_principles(thoughts: str, principles: list[assets.Principle]) -> list[str]:
     """Ids of the principles the thoughts cite, in order of first mention.
 
     Forms read: `N (name)` (when number and name disagree, the name wins: models misnumber more often
@@ -99,8 +140,8 @@ def cited_principles(thoughts: str, principles: list[Principle]) -> list[str]:
 
 
 class PrincipleStage:
-    def __init__(self, backend: Backend, principles: list[Principle], exemplars: list[Exemplar],
-                 config: PrincipleConfig, report: Report, meaning: MeaningGates | None = None):
+    def __init__(self, backend: Backend, principles: list[assets.Principle], exemplars: list[Exemplar],
+                 config: Principle, report: Report, meaning: MeaningGates | None = None):
         self.backend, self.principles, self.exemplars, self.cfg, self.report = (
             backend, principles, exemplars, config, report)
         self.prefix = principle_prefix(principles, exemplars, config.persona)

@@ -4,30 +4,42 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import Field
 
 from selfalign.backends.base import Backend, Completion, SamplingParams
 from selfalign.records import AlignedRecord, Dropped, Provenance, RefinedRecord
 from selfalign.gates import TextGates
 from selfalign.gates.meaning import MeaningGates
 from selfalign.stages.common import answer_batch, chunks, clip as _clip, drop
+from selfalign.runner import Runner
+from selfalign.stages.common import BATCH_SIZE, KEEP, MIN_WORDS, PERSONA, SEED
+from selfalign.steps import Amount, Answering, Count, Keep, Penalty, Step, Temperature, TopP, flags
 from selfalign.text.templates import refine_prompt
 
 STAGE = "refine"
 
 
-class RefineConfig(BaseModel):
-    persona: str = "Sage"
-    temperature: float = 0.3
-    top_p: float = 0.7
-    max_tokens: int = 512
-    repetition_penalty: float = 1.1
-    seed: int | None = None
-    batch_size: int | None = None  # prompts per backend call; default: the backend's chunk_size
-    min_words: int = 25  # floor for open questions (a query asking for brevity needs 1 word); 0: off
-    max_list_items: int = 12
-    keep: frozenset[str] = frozenset()  # drop reasons turned off (--keep)
+class Refine(Answering):
+    """Verbose cloning: re-answer with a detailed persona; the concise answer is kept beside it."""
+
+    kind: ClassVar[str] = "refine"
+    reads: ClassVar[str | None] = "aligned"
+    writes: ClassVar[str] = "refined"
+    max_list_items: ClassVar[int] = 12  # a longer list is cut (not an option)
+    persona: str = Field("Sage", description=PERSONA)
+    temperature: Temperature = Field(0.3, description="Sampling temperature.")
+    top_p: TopP = Field(0.7, description="Nucleus sampling.")
+    max_tokens: Count = Field(512, description="New tokens per answer.")
+    repetition_penalty: Penalty = Field(1.1, description="Repetition penalty.")
+    min_words: Amount = Field(25, description=MIN_WORDS)
+    keep: Keep = Field(frozenset(), description=KEEP, json_schema_extra=flags(metavar="REASON"))
+    batch_size: Count | None = Field(None, description=BATCH_SIZE)
+    seed: int | None = Field(None, description=SEED)
+
+    def build(self, backend: Any, runner: Runner, prepared: dict[str, Any], embedder: Any = None) -> Step:
+        return lambda records: refine(records, backend, self)
 
 
 _SEE_ALSO = re.compile(r"\n\s*(?:#+\s*)?(?:see also|related (?:topics|articles|links)|further reading|references)\b.*$",
@@ -48,7 +60,7 @@ def clean_verbose(text: str, max_items: int) -> str:
     return cap_list(_SEE_ALSO.sub("", text).rstrip(), max_items)
 
 
-def refine(records: Iterable[AlignedRecord], backend: Backend, config: RefineConfig,
+def refine(records: Iterable[AlignedRecord], backend: Backend, config: Refine,
            meaning: MeaningGates | None = None) -> Iterator[RefinedRecord | Dropped]:
     params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                             repetition_penalty=config.repetition_penalty, seed=config.seed,

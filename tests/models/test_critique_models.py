@@ -6,7 +6,7 @@ from selfalign import assets
 from selfalign.report.counts import Report
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import CritiquedRecord, Dropped
-from selfalign.stages.critique import (CritiqueConfig, critique)
+from selfalign.stages.critique import (Critique, critique)
 
 from support.critique import REVISION, rec
 
@@ -25,7 +25,7 @@ def test_critique_on_the_embedded_model_end_to_end():
             rec()]
     be = TransformersBackend(batch_size=2)
     report = Report("critique")
-    cfg = CritiqueConfig(seed=1, sample=1, max_tokens=128, min_words=8)
+    cfg = Critique(seed=1, sample=1, max_tokens=128, min_words=8)
     out = list(report.tally(critique(recs, be, cfg, PRINCIPLES, EXEMPLARS, report)))
     assert [o.id for o in out] == [r.id for r in recs]
     for o in out:
@@ -44,6 +44,6 @@ def test_meaning_gates_judge_only_the_revisions():
         {"match": "gold", "text": f" Invented. It breaks principle 7.\nViolations: 7\nRevision: {REVISION}"},
         {"match": "Paris", "text": " Correct. It breaks none of the principles.\nViolations: none"}])
     recs = [rec(), rec(prompt="What is the capital of France?", response="Paris is the capital of France.")]
-    out = list(critique(recs, be, CritiqueConfig(), PRINCIPLES, EXEMPLARS))  # default meaning gates
+    out = list(critique(recs, be, Critique(), PRINCIPLES, EXEMPLARS))  # default meaning gates
     assert isinstance(out[0], CritiquedRecord) and out[0].revision == REVISION
     assert isinstance(out[1], CritiquedRecord) and out[1].revision is None

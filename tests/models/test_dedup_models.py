@@ -3,7 +3,7 @@ import pytest
 from selfalign.text.embeddings import Embedder
 from selfalign.records import Dropped, Record
 from selfalign.report.counts import Report
-from selfalign.stages.dedup import DedupConfig, dedup
+from selfalign.stages.dedup import Dedup, dedup
 
 from support import jsonl, run_cli, write_jsonl
 
@@ -21,7 +21,7 @@ def test_normalised_exact_duplicates_all_go_distinct_records_all_stay():
     rs = recs("What is the capital of France?", "what is the capital of france", "WHAT IS  the capital, of France?!",
               "How do airplanes fly?", "Write a poem about the sea.", "how do airplanes fly")
     report = Report("dedup")
-    out = list(report.tally(dedup(rs, DedupConfig(threshold=2.0, jaccard=2.0), report, None)))
+    out = list(report.tally(dedup(rs, Dedup(threshold=2.0, jaccard=2.0), report, None)))
     assert [r.id for r in out if not isinstance(r, Dropped)] == ["r0", "r3", "r4"]
     dropped = [r for r in out if isinstance(r, Dropped)]
     assert [(d.id, d.duplicate_of) for d in dropped] == [("r1", "r0"), ("r2", "r0"), ("r5", "r3")]
@@ -32,7 +32,7 @@ def test_semantic_duplicates_keep_the_first_occurrence(embedder):
     rs = recs("How can I improve my sleep quality?", "Write a limerick about a frog.",
               "What can I do to improve the quality of my sleep?", "Explain how vaccines train the immune system.",
               "Give me ways to sleep better and improve my sleep quality.")
-    out = list(dedup(rs, DedupConfig(threshold=0.8, block=2), Report("dedup"), embedder))
+    out = list(dedup(rs, Dedup(threshold=0.8).model_copy(update={"block": 2}), Report("dedup"), embedder))
     kept = [r.id for r in out if not isinstance(r, Dropped)]
     assert kept == ["r0", "r1", "r3"]
     assert all(d.duplicate_of == "r0" and d.similarity >= 0.8 for d in out if isinstance(d, Dropped))
@@ -88,9 +88,9 @@ DUPES = ["How can I improve my sleep quality?", "Write a limerick about a frog."
 
 def test_cluster_search_keeps_the_same_records_as_all_pairs(embedder):
     rs = recs(*DUPES)
-    a = list(dedup(rs, DedupConfig(threshold=0.8, search="all-pairs"), Report("dedup"), embedder))
+    a = list(dedup(rs, Dedup(threshold=0.8, search="all-pairs"), Report("dedup"), embedder))
     report = Report("dedup")
-    b = list(dedup(rs, DedupConfig(threshold=0.8, search="cluster", cluster_size=3, probes=3), report, embedder))
+    b = list(dedup(rs, Dedup(threshold=0.8, search="cluster", cluster_size=3).model_copy(update={"probes": 3}), report, embedder))
     assert report.extra["search"].startswith("4 clusters")
     assert [(r.id, getattr(r, "duplicate_of", None)) for r in a] == [(r.id, getattr(r, "duplicate_of", None)) for r in b]
     assert 0 < sum(isinstance(r, Dropped) for r in a) < len(DUPES) - 3
@@ -101,7 +101,7 @@ def test_exact_copies_follow_the_record_they_copy(embedder):
               "what can i do to improve the quality of my sleep", "Name three prime numbers.",
               "Tell me about the French revolution.", "tell me about the french revolution!")
     against = [("eval-1", "Tell me about the French Revolution, please.")]
-    out = {r.id: r for r in dedup(rs, DedupConfig(threshold=0.8), Report("dedup"), embedder, against)}
+    out = {r.id: r for r in dedup(rs, Dedup(threshold=0.8), Report("dedup"), embedder, against)}
     assert out["r1"].drop_reason == "semantic_duplicate" and out["r1"].duplicate_of == "r0"
     # r2 is an exact copy of r1, which went: it points at the record that was kept
     assert out["r2"].drop_reason == "exact_duplicate" and out["r2"].duplicate_of == "r0"
@@ -126,7 +126,7 @@ def test_normalisation_keeps_punctuation_that_carries_meaning():
     assert normalize_text("What is C++?") == normalize_text("what is  c++") != normalize_text("What is C#?")
     assert normalize_text("Python 3.5") != normalize_text("Python 35") and normalize_text(".NET") != normalize_text("NET")
     assert stable_id("What is C++?") != stable_id("What is C#?")
-    out = list(dedup(recs("What is C++?", "What is C#?", "what is c++"), DedupConfig(threshold=2.0, jaccard=2.0),
+    out = list(dedup(recs("What is C++?", "What is C#?", "what is c++"), Dedup(threshold=2.0, jaccard=2.0),
                      Report("dedup"), None))
     assert [o.id for o in out if isinstance(o, Dropped)] == ["r2"]
 
@@ -138,7 +138,7 @@ def test_the_lexical_pass_catches_a_word_inserted_deleted_or_swapped_without_emb
               "How can I bake sourdough bread at home with a cast iron pot?",
               "Write a short poem about autumn leaves falling in the park.")
     report = Report("dedup")
-    out = {o.id: o for o in dedup(rs, DedupConfig(threshold=2.0), report, None)}
+    out = {o.id: o for o in dedup(rs, Dedup(threshold=2.0), report, None)}
     assert [k for k, o in out.items() if not isinstance(o, Dropped)] == ["r0", "r4"]
     for rid in ("r1", "r2", "r3"):
         d = out[rid]
@@ -154,10 +154,10 @@ def test_the_lexical_pass_catches_a_word_inserted_deleted_or_swapped_without_emb
                                  ("What is the capital city of France?", "What is the capital city of Spain?")])
 def test_look_alikes_that_mean_different_things_are_both_kept(embedder, a, b):
     report = Report("dedup")
-    out = list(dedup(recs(a, b), DedupConfig(threshold=0.7, jaccard=0.5), report, embedder))
+    out = list(dedup(recs(a, b), Dedup(threshold=0.7, jaccard=0.5), report, embedder))
     assert not any(isinstance(o, Dropped) for o in out), out
     assert report.extra["pairs_kept_apart_by_second_look"] >= 1
-    out = list(dedup(recs(a, b), DedupConfig(threshold=0.7, jaccard=0.5, second_look=False), Report("d"), embedder))
+    out = list(dedup(recs(a, b), Dedup(threshold=0.7, jaccard=0.5, second_look=False), Report("d"), embedder))
     assert isinstance(out[1], Dropped)  # without the second look they merge: the test can fail
 
 
@@ -166,7 +166,7 @@ def test_against_uses_the_lexical_pass_too():
               "Write a haiku about the first snow of the year.")
     ref = [("gsm-1", "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
                      "How many clips did Natalia sell altogether in April and May?")]
-    out = {o.id: o for o in dedup(rs, DedupConfig(threshold=2.0, jaccard=0.5), Report("dedup"), None, against=ref)}
+    out = {o.id: o for o in dedup(rs, Dedup(threshold=2.0, jaccard=0.5), Report("dedup"), None, against=ref)}
     assert out["r0"].drop_reason == "contaminated" and out["r0"].match == "lexical" and out["r0"].duplicate_of == "gsm-1"
     assert not isinstance(out["r1"], Dropped)
 
@@ -190,7 +190,7 @@ def test_the_edit_type_benchmark_runs_on_a_sample_and_keeps_look_alikes_apart(tm
 
 
 def test_texts_without_words_are_only_duplicates_when_exact():
-    out = list(dedup(recs("😀", "🎉🎉", "→ ?", "😀"), DedupConfig(threshold=2.0), Report("dedup"), None))
+    out = list(dedup(recs("😀", "🎉🎉", "→ ?", "😀"), Dedup(threshold=2.0), Report("dedup"), None))
     assert [o.id for o in out if isinstance(o, Dropped)] == ["r3"]
 
 

@@ -1,7 +1,7 @@
 
 import pytest
 
-from selfalign.stages.export import ExportConfig, ExportInput, export
+from selfalign.stages.export import Export, ExportInput, export
 
 from support import run_cli, write_jsonl
 
@@ -74,7 +74,7 @@ PAIRS = [
 
 def dpo(rows, **cfg):
 
-    out = list(export([ExportInput.model_validate(r) for r in rows], ExportConfig(format="dpo", **cfg)))
+    out = list(export([ExportInput.model_validate(r) for r in rows], Export(format="dpo", **cfg)))
     return [o for o in out if isinstance(o, dict)], [o for o in out if not isinstance(o, dict)]
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from selfalign import assets
 from support.judge_pairs import PAIRS, pair_records
-from selfalign.stages.judge import CHOICES, JudgeConfig, judge, judge_prompt
+from selfalign.stages.judge import CHOICES, Judge, judge, judge_prompt
 
 PRINCIPLES = assets.load_principles()
 
@@ -43,7 +43,7 @@ def test_embedded_choice_logprobs_are_the_plain_forward_pass_log_softmax_batched
 
 @pytest.mark.slow
 def test_the_judge_on_the_embedded_model(embedded):
-    outs = list(judge(pair_records(), embedded, JudgeConfig(), PRINCIPLES))
+    outs = list(judge(pair_records(), embedded, Judge(), PRINCIPLES))
     for out in outs:
         j = out.judge
         assert j["method"] == "logprobs" and math.isfinite(j["score"]) and 0 < j["choice_mass"] <= 1

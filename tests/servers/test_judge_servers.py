@@ -6,7 +6,7 @@ import pytest
 
 from selfalign import assets
 from support.judge_pairs import PAIRS, pair_records
-from selfalign.stages.judge import CHOICES, JudgeConfig, judge, judge_prompt
+from selfalign.stages.judge import CHOICES, Judge, judge, judge_prompt
 
 PRINCIPLES = assets.load_principles()
 
@@ -38,8 +38,8 @@ def vllm_backend():
 
 @pytest.mark.vllm
 def test_vllm_judge_scores_equal_the_embedded_models_from_its_logits(vllm_backend, embedded):
-    ours = list(judge(pair_records(), embedded, JudgeConfig(), PRINCIPLES))
-    theirs = list(judge(pair_records(), vllm_backend, JudgeConfig(), PRINCIPLES))
+    ours = list(judge(pair_records(), embedded, Judge(), PRINCIPLES))
+    theirs = list(judge(pair_records(), vllm_backend, Judge(), PRINCIPLES))
     for a, b in zip(ours, theirs, strict=True):
         assert b.judge["method"] == "logprobs" and b.provenance[-1].backend == "vllm"
         assert abs(a.judge["score"] - b.judge["score"]) < 1e-3, (a.judge, b.judge)
@@ -86,9 +86,9 @@ def test_the_openai_backend_judges_from_a_vllm_servers_logprobs_like_the_embedde
     be = load_backend("openai", base_url=server)
     try:
         assert be.supports_logprobs
-        theirs = list(judge(pair_records(), be, JudgeConfig(), PRINCIPLES))
+        theirs = list(judge(pair_records(), be, Judge(), PRINCIPLES))
     finally:
         be.close()
-    ours = list(judge(pair_records(), embedded, JudgeConfig(), PRINCIPLES))
+    ours = list(judge(pair_records(), embedded, Judge(), PRINCIPLES))
     for a, b in zip(ours, theirs, strict=True):
         assert b.judge["method"] == "logprobs" and abs(a.judge["score"] - b.judge["score"]) < 1e-3

@@ -22,6 +22,11 @@ def _unit_tier(monkeypatch):
     from selfalign.backends import transformers
 
     monkeypatch.setattr(embeddings.Embedder, "__init__", _refuse("load an embedding model"))
+    # the harm classifier reads an embedding of every query: here every query scores harmless (0.0), and a
+    # test of the harm decisions sets its own scores (tests/unit/test_harm.py)
+    from selfalign.gates.meaning import MeaningGates
+
+    monkeypatch.setattr(MeaningGates, "harm_scores", lambda self, queries: [0.0] * len(queries))
     monkeypatch.setattr(transformers.TransformersBackend, "__init__", _refuse("load the embedded model"))
     try:
         import ray

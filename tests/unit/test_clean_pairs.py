@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from selfalign import Export, Load, Pipeline, Principle
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.cli import app
-from selfalign.stages.export import ExportConfig, ExportInput, export
+from selfalign.stages.export import ExportInput, export
 from support import jsonl, write_jsonl
 
 TIDES = ("Tides come from the Moon's gravity pulling on the oceans. The side of the Earth facing the Moon and the "
@@ -22,7 +22,7 @@ MIN = Export.model_fields["min_margin"].default  # the one default
 
 
 def dpo(rows, **cfg):
-    out = list(export([ExportInput.model_validate(r) for r in rows], ExportConfig(format="dpo", **cfg)))
+    out = list(export([ExportInput.model_validate(r) for r in rows], Export(format="dpo", **cfg)))
     return [o for o in out if isinstance(o, dict)], [o for o in out if not isinstance(o, dict)]
 
 
@@ -98,7 +98,7 @@ def test_the_default_min_margin_drops_a_coin_flip_and_keeps_a_pair_above_it():
 
 def test_the_cli_and_the_stage_share_the_default(tmp_path, monkeypatch):
     monkeypatch.setenv("SELFALIGN_CACHE_DIR", str(tmp_path / "cache"))
-    assert ExportConfig().min_margin == MIN  # the stage function's config follows the stage
+    assert Export().min_margin == MIN  # the stage function's config follows the stage
     rows = [judged("flip", TIDES, TIDES2, 0.004), judged("sure", TIDES, TIDES2, MIN + 0.01),
             {"id": "raw", "prompt": "Why are there two tides a day?", "responses": [TIDES, RAW],
              "response_gates": [None, "too_short"]}]

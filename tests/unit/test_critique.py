@@ -10,7 +10,7 @@ from selfalign.report.counts import Report
 from selfalign.gates.meaning import MeaningGates
 from selfalign.io.jsonl import InputError
 from selfalign.records import CritiquedRecord, Dropped
-from selfalign.stages.critique import (CritiqueConfig, CritiqueStage, critique, critique_stops, parse_keep,
+from selfalign.stages.critique import (Critique, CritiqueStage, critique, critique_stops, parse_keep,
                                        select_principles)
 
 from support.critique import ANSWER, QUESTION, REVISION, rec
@@ -23,7 +23,7 @@ NO_MEANING = MeaningGates(language=False, relevance=False)
 @pytest.fixture
 def stage():
     be = ScriptedBackend(rules=[{"text": "unused"}])
-    return CritiqueStage(be, PRINCIPLES, EXEMPLARS, CritiqueConfig(sample=2, seed=3), meaning=NO_MEANING)
+    return CritiqueStage(be, PRINCIPLES, EXEMPLARS, Critique(sample=2, seed=3), meaning=NO_MEANING)
 
 
 def judge(stage, text, record=None, finish="stop"):
@@ -49,7 +49,7 @@ def test_selection_is_the_cited_principles_plus_k_seeded_others_in_set_order():
     assert select_principles(r, PRINCIPLES, 100, seed=5) == ids  # K beyond the set: the whole set
     # the draw depends on the record's id, not on what else is in the batch or in which order
     be = ScriptedBackend(rules=[{"text": " Fine. The answer breaks none of the principles.\nViolations: none"}])
-    st = CritiqueStage(be, PRINCIPLES, EXEMPLARS, CritiqueConfig(sample=3, seed=5), meaning=NO_MEANING)
+    st = CritiqueStage(be, PRINCIPLES, EXEMPLARS, Critique(sample=3, seed=5), meaning=NO_MEANING)
     a = {o.id: o.checked_principles for o in st.run([r, other])}
     b = {o.id: o.checked_principles for o in st.run([other, r])}
     assert a == b and a[r.id] == got
@@ -57,7 +57,7 @@ def test_selection_is_the_cited_principles_plus_k_seeded_others_in_set_order():
 
 def test_the_prompt_shows_the_checked_principles_the_exemplars_and_the_record():
     be = ScriptedBackend(rules=[{"text": " Fine. The answer breaks none of the principles.\nViolations: none"}])
-    st = CritiqueStage(be, PRINCIPLES, EXEMPLARS, CritiqueConfig(sample=1, seed=0), meaning=NO_MEANING)
+    st = CritiqueStage(be, PRINCIPLES, EXEMPLARS, Critique(sample=1, seed=0), meaning=NO_MEANING)
     r = rec()
     check = st.select(r)
     prompt = st.render(r, check)
@@ -148,7 +148,7 @@ def test_a_critique_that_runs_into_a_new_example_is_cut_at_the_stop_sequence():
     recs = [rec(prompt=f"{q} What is the price of gold today?") for q in ("Tell me.", "Please.", "Now:")]
     be = ScriptedBackend(rules=[{"match": "Tell me.", "text": runon}, {"match": "Please.", "text": early},
                                 {"match": "Now:", "text": turn}])
-    out = list(critique(recs, be, CritiqueConfig(), PRINCIPLES, EXEMPLARS, meaning=NO_MEANING))
+    out = list(critique(recs, be, Critique(), PRINCIPLES, EXEMPLARS, meaning=NO_MEANING))
     assert isinstance(out[0], CritiquedRecord) and out[0].revision == REVISION, out[0]
     assert isinstance(out[1], Dropped) and out[1].drop_reason == "critique_unparsed"
     assert isinstance(out[2], CritiquedRecord) and out[2].revision == REVISION, out[2]
@@ -169,7 +169,7 @@ def test_every_record_is_kept_or_dropped_with_a_reason_in_input_order():
     recs.append(rec(prompt="A question citing nothing?", principles=[]))
     recs.append(rec(prompt="Long question? " + "word " * 1500))
     report = Report("critique")
-    cfg = CritiqueConfig(sample=0, batch_size=3)
+    cfg = Critique(sample=0, batch_size=3)
     out = list(report.tally(critique(recs, be, cfg, PRINCIPLES, EXEMPLARS, report, meaning=NO_MEANING)))
     assert [o.id for o in out] == [r.id for r in recs]
     reasons = [o.drop_reason if isinstance(o, Dropped) else ("revised" if o.revision else "kept") for o in out]
@@ -194,7 +194,7 @@ def test_backend_errors_are_drops():
         def generate(self, prompts, params):
             return [Completion(text="", finish_reason="error", error="server said 500") for _ in prompts]
 
-    out = list(critique([rec()], Failing(rules=[{"text": ""}]), CritiqueConfig(), PRINCIPLES, EXEMPLARS,
+    out = list(critique([rec()], Failing(rules=[{"text": ""}]), Critique(), PRINCIPLES, EXEMPLARS,
                         meaning=NO_MEANING))
     assert out[0].drop_reason == "backend_error" and out[0].detail == "server said 500"
 
@@ -202,11 +202,11 @@ def test_backend_errors_are_drops():
 def test_a_context_too_small_for_the_exemplars_is_refused_up_front():
     be = ScriptedBackend(rules=[{"text": "x"}], max_context=600)
     with pytest.raises(ValueError, match="critique exemplars take"):
-        CritiqueStage(be, PRINCIPLES, EXEMPLARS, CritiqueConfig(), meaning=NO_MEANING)
+        CritiqueStage(be, PRINCIPLES, EXEMPLARS, Critique(), meaning=NO_MEANING)
 
 
 def test_gates_on_the_revision_can_be_turned_off_and_unknown_names_are_refused():
-    cfg = CritiqueConfig(keep=parse_keep(["too_short"]), sample=0)
+    cfg = Critique(keep=parse_keep(["too_short"]), sample=0)
     st = CritiqueStage(ScriptedBackend(rules=[{"text": "x"}]), PRINCIPLES, EXEMPLARS, cfg, meaning=NO_MEANING)
     out = st.judge(rec(), ["7"], Completion(text=" The price is invented.\nViolations: 7\nRevision: Check a news site."))
     assert isinstance(out, CritiquedRecord) and out.revision == "Check a news site."
@@ -214,7 +214,7 @@ def test_gates_on_the_revision_can_be_turned_off_and_unknown_names_are_refused()
     with pytest.raises(ValueError, match="missing_thoughts"):
         parse_keep(["missing_thoughts"])
     with pytest.raises(ValidationError, match="samples"):
-        CritiqueConfig(samples=3)  # extra="forbid"
+        Critique(samples=3)  # extra="forbid"
 
 
 def test_aligned_files_validate_as_critiqued_records():

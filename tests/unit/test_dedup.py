@@ -218,7 +218,7 @@ class SameVector:
 def test_dedup_keeps_tasks_with_another_output_and_drops_the_rewording():
     from selfalign.records import Dropped, PromptRecord
     from selfalign.report.counts import Report
-    from selfalign.stages.dedup import DedupConfig, dedup
+    from selfalign.stages.dedup import Dedup, dedup
 
     texts = {
         "find": "Find the offending phrase in the sentence below.\nSentence: Only a fool buys this.",
@@ -230,6 +230,6 @@ def test_dedup_keeps_tasks_with_another_output_and_drops_the_rewording():
         "limerick again": "Compose a limerick about a cat that adores cardboard boxes.",
     }
     recs = [PromptRecord(id=k, prompt=t) for k, t in texts.items()]
-    out = list(dedup(recs, DedupConfig(threshold=0.75, substitution_bar=0.88), Report("dedup"), SameVector()))
+    out = list(dedup(recs, Dedup(threshold=0.75).model_copy(update={"substitution_bar": 0.88}), Report("dedup"), SameVector()))
     gone = {o.id: o.duplicate_of for o in out if isinstance(o, Dropped)}
     assert gone == {"reworded": "find", "limerick again": "limerick"}

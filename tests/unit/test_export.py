@@ -2,7 +2,7 @@ import json
 
 
 from selfalign.records import AlignedRecord
-from selfalign.stages.export import ExportConfig, ExportInput, export
+from selfalign.stages.export import Export, ExportInput, export
 
 
 ROWS = [{"prompt": f"Question number {i}?", "thoughts": "By 2 (informative) I answer.", "principles": ["2"],
@@ -13,14 +13,14 @@ ROWS = [{"prompt": f"Question number {i}?", "thoughts": "By 2 (informative) I an
 def test_three_formats_without_thoughts_or_principles():
     recs = [AlignedRecord.model_validate(r) for r in ROWS]
     for fmt, key in (("messages", "messages"), ("sharegpt", "conversations"), ("alpaca", "instruction")):
-        out = list(export(recs, ExportConfig(format=fmt, system="Be helpful.")))
+        out = list(export(recs, Export(format=fmt, system="Be helpful.")))
         assert len(out) == 3 and key in out[0]
         text = json.dumps(out)
         assert "thoughts" not in text and "informative" not in text and "principles" not in text
-    m = list(export(recs[:1], ExportConfig(system="Be helpful.")))[0]["messages"]
+    m = list(export(recs[:1], Export(system="Be helpful.")))[0]["messages"]
     assert [x["role"] for x in m] == ["system", "user", "assistant"]
     assert m[2]["content"] == ROWS[0]["response"]
-    v = list(export(recs[:1], ExportConfig(answer="verbose_response")))[0]["messages"]
+    v = list(export(recs[:1], Export(verbose=True)))[0]["messages"]
     assert [x["role"] for x in v] == ["user", "assistant"] and v[1]["content"] == "A long answer 0."
 
 
@@ -48,7 +48,7 @@ PAIRS = [
 def dpo(rows, **cfg):
     from selfalign.stages.export import ExportInput
 
-    out = list(export([ExportInput.model_validate(r) for r in rows], ExportConfig(format="dpo", **cfg)))
+    out = list(export([ExportInput.model_validate(r) for r in rows], Export(format="dpo", **cfg)))
     return [o for o in out if isinstance(o, dict)], [o for o in out if not isinstance(o, dict)]
 
 
@@ -97,13 +97,13 @@ def test_dpo_max_tokens_counts_the_longer_completion():
     kept, dropped = dpo(PAIRS[:1], max_tokens=12)  # without a counter the limit cannot apply: kept
     assert len(kept) == 1
     counter = lambda t: len(t.split())  # noqa: E731
-    out = list(export([ExportInput.model_validate(PAIRS[0])], ExportConfig(format="dpo", max_tokens=12), counter))
+    out = list(export([ExportInput.model_validate(PAIRS[0])], Export(format="dpo", max_tokens=12), counter))
     assert out[0].drop_reason == "too_many_tokens"
-    out = list(export([ExportInput.model_validate(PAIRS[0])], ExportConfig(format="dpo"), counter))
+    out = list(export([ExportInput.model_validate(PAIRS[0])], Export(format="dpo"), counter))
     assert out[0]["num_tokens"] == len("Question number 0?".split()) + len(REVISED.split())  # the longer: the revision
 
 
 def test_sft_export_of_revisions_falls_back_to_the_response():
     recs = [ExportInput.model_validate(r) for r in PAIRS[:2]]
-    out = list(export(recs, ExportConfig(answer="revision")))
+    out = list(export(recs, Export(revised=True)))
     assert [o["messages"][-1]["content"] for o in out] == [REVISED, ROWS[1]["response"]]

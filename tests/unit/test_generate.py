@@ -4,7 +4,7 @@ from selfalign import assets
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import Dropped, PromptRecord, normalize_text
 from selfalign.report.counts import Report
-from selfalign.stages.generate import GenerateConfig, candidate_problem, parse_numbered, red_team, self_instruct
+from selfalign.stages.generate import RedTeam, SelfInstruct, candidate_problem, parse_numbered, red_team, self_instruct
 
 
 def test_numbered_continuation_parsing_drops_a_half_finished_last_item():
@@ -16,7 +16,7 @@ def test_numbered_continuation_parsing_drops_a_half_finished_last_item():
 
 
 def test_candidate_filters_name_their_reason():
-    cfg = GenerateConfig()
+    cfg = SelfInstruct()
     assert candidate_problem("Too short.", cfg)[0] == "too_few_words"
     assert candidate_problem("word " * 151, cfg)[0] == "too_many_words"
     assert candidate_problem("Draw a picture of a happy cat.", cfg)[0] == "not_text_only"
@@ -40,7 +40,7 @@ def test_self_instruct_from_public_format_accepts_num_novel_prompts(tmp_path):
                                 {"text": " Compose a short toast for a wedding dinner.\n7. List four board games "
                                          "for families.\n8. Explain what a prime number is."}])
     report = Report("generate")
-    out = list(report.tally(self_instruct(pool, be, GenerateConfig(num=5, seed=1, batch_size=2), report)))
+    out = list(report.tally(self_instruct(pool, be, SelfInstruct(num=5, seed=1, batch_size=2), report)))
     kept = [r for r in out if isinstance(r, PromptRecord)]
     reasons = {d.drop_reason for d in out if isinstance(d, Dropped)}
     assert len(kept) == 5
@@ -59,7 +59,7 @@ def test_red_team_keeps_question_type_and_topic(tmp_path):
     be = ScriptedBackend(rules=[{"match": "List 10", "text": " volcanoes\n3. the printing press\n4. glaciers"},
                                 {"match": "volcanoes\nQuestion:", "text": " What makes a volcano erupt suddenly?"},
                                 {"match": "Question:", "text": " Who invented the printing press and why?"}])
-    out = list(red_team(types, be, GenerateConfig(num=3, seed=0, topics_per_type=3), Report("g")))
+    out = list(red_team(types, be, RedTeam(num=3, seed=0, topics_per_type=3), Report("g")))
     kept = [r for r in out if isinstance(r, PromptRecord)]
     assert len(kept) == 2  # the scripted model only knows two distinct questions: no duplicates kept
     assert all(r.question_type in {"science", "history"} and r.topic for r in kept)

@@ -226,10 +226,10 @@ def test_a_value_out_of_range_is_one_line_naming_the_option(args, named):
 def test_the_python_api_checks_the_same_values(make, field):
     from pydantic import ValidationError
 
-    from selfalign import steps
+    import selfalign
 
     with pytest.raises(ValidationError) as e:
-        make(steps)
+        make(selfalign)
     assert e.value.errors()[0]["loc"] == (field,)
 
 

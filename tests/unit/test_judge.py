@@ -8,7 +8,7 @@ import pytest
 from selfalign import assets
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import AlignedRecord, Dropped
-from selfalign.stages.judge import JudgeConfig, judge, judge_prompt, read_vote
+from selfalign.stages.judge import Judge, judge, judge_prompt, read_vote
 
 PRINCIPLES = assets.load_principles()
 GOOD, BAD = "GOOD answer text.", "BAD answer text."
@@ -18,7 +18,7 @@ CONTENT = [{"match": "Answer A: GOOD", "choices": {" A": -0.1, " B": -2.0}},
 
 
 def run(records, rules, **config):
-    return list(judge(records, ScriptedBackend(rules=rules), JudgeConfig(**config), PRINCIPLES))
+    return list(judge(records, ScriptedBackend(rules=rules), Judge(**config), PRINCIPLES))
 
 
 def critiqued(response=BAD, revision=GOOD, prompt="How do I stay safe online?"):
@@ -67,7 +67,7 @@ def test_records_without_a_pair_are_dropped_as_no_pair_in_order():
 def test_an_overlong_pair_is_dropped_with_its_count_never_cut():
     long = critiqued(revision=GOOD + " word" * 300)
     be = ScriptedBackend(rules=[*CONTENT, {"max_context": 200}])
-    outs = list(judge([long, critiqued()], be, JudgeConfig(), PRINCIPLES[:1]))
+    outs = list(judge([long, critiqued()], be, Judge(), PRINCIPLES[:1]))
     assert outs[0].drop_reason == "prompt_too_long" and "+ 1 new > context 200" in outs[0].detail
     assert outs[1].judge["score"] > 0 and be.prompts_seen == 2  # only the pair that fits reached the model
 
@@ -99,11 +99,11 @@ def test_each_vote_sample_has_its_own_seed_so_the_cache_keeps_them_apart(tmp_pat
             return super().generate(prompts, params)
 
     be = CachedBackend(Recording(rules=[{"text": " B"}]), CompletionCache(tmp_path / "c.sqlite"))
-    [out] = list(judge([critiqued()], be, JudgeConfig(samples=3, seed=7), PRINCIPLES))
+    [out] = list(judge([critiqued()], be, Judge(samples=3, seed=7), PRINCIPLES))
     assert seen == [7, 8, 9] and out.judge["n"] == 6 and out.provenance[-1].sampling["temperature"] == 1.0
     # the cached wrapper passes choice_logprobs and supports_logprobs through to its backend
     cached = CachedBackend(ScriptedBackend(rules=CONTENT), CompletionCache(tmp_path / "c.sqlite"))
-    assert list(judge([critiqued()], cached, JudgeConfig(), PRINCIPLES))[0].judge["method"] == "logprobs"
+    assert list(judge([critiqued()], cached, Judge(), PRINCIPLES))[0].judge["method"] == "logprobs"
 
 
 def test_an_unscorable_pair_is_a_backend_error_and_forcing_logprobs_needs_a_backend_that_has_them():
@@ -125,7 +125,7 @@ def test_one_principle_by_id_or_name_or_the_whole_set():
     with pytest.raises(ValueError, match="no principle 'kindness'"):
         run([critiqued()], CONTENT, principle="kindness")
     with pytest.raises(ValueError):
-        JudgeConfig(principle="all", temperature=1.0)  # extra="forbid"
+        Judge(principle="all", temperature=1.0)  # extra="forbid"
 
 
 @pytest.mark.parametrize("text,vote", [(" A", "A"), ("B.", "B"), (" Answer B", "B"), ("(A) because", "A"),

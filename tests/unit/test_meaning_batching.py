@@ -9,7 +9,7 @@ from selfalign.backends.scripted import ScriptedBackend
 from selfalign.gates.meaning import MeaningGates
 from selfalign.records import AlignedRecord, Dropped, PromptRecord
 from selfalign.report.counts import Report
-from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+from selfalign.stages.principle import Principle, PrincipleStage
 
 
 class FakeEmbedder:
@@ -68,7 +68,8 @@ def test_only_answers_the_cosine_can_decide_are_embedded():
         rec(q, "You want to remove a red wine stain from a white cotton shirt: a stain from red wine on a white "
                "cotton shirt."),  # the echo measures drop it without a cosine
     ], "response")
-    assert reasons(outs)[0] == "too_short" and reasons(outs)[1:4] == [None, None, None]
+    # the decline of a harmless request is the harm score's to judge (stubbed here: harmless), never the cosine's
+    assert reasons(outs)[:4] == ["too_short", None, "unwarranted_refusal", None]
     assert reasons(outs)[4] == "restates_question"
     assert fake.calls == []
 
@@ -99,7 +100,7 @@ def test_the_principle_stage_embeds_once_per_backend_batch(batch_size):
     be = ScriptedBackend(rules=[{"text": completion}])
     g, fake = gates()
     stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(),
-                           PrincipleConfig(batch_size=batch_size), Report("principle"), meaning=g)
+                           Principle(batch_size=batch_size), Report("principle"), meaning=g)
     records = [PromptRecord(id=str(k), prompt=f"How do I get stain number {k} out of a white cotton shirt?")
                for k in range(8)]
     outs = list(stage.run(records))

@@ -1,7 +1,7 @@
 """No option silently ignored (issue 28): every option of every command, and every field of every stage, either
 changes what reaches the stage, the backend, the executor or the output, or is refused with exit 2 in one line.
 
-The walk is over the commands' click objects and `selfalign.steps.STAGES`, so a new option or field is checked
+The walk is over the commands' click objects and `selfalign.stages.STAGES`, so a new option or field is checked
 without being listed here; the non-default value comes from the parameter's type. What the CLI would run is
 captured where it hands the stage configs to the executor (`run_stages`), so nothing here loads a model."""
 
@@ -18,7 +18,8 @@ from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from selfalign.cli import app
-from selfalign.steps import STAGES, BackendConfig
+from selfalign.stages import STAGES
+from selfalign.steps import BackendConfig, Stage
 
 COMMAND = typer.main.get_command(app)
 
@@ -71,8 +72,8 @@ def other_value(param: Any, tmp_path) -> list[str]:
     flag = max(param.opts, key=len)
     default = getattr(param.default, "value", param.default)
     kind = bare(param.type_descriptor.annotation)
-    if param.is_flag or kind is bool:
-        return [flag]
+    if param.is_flag or kind is bool:  # an --x/--no-x option on by default: --no-x
+        return [param.secondary_opts[0] if default is True and param.secondary_opts else flag]
     if flag in VALUE:
         return [flag, VALUE[flag]]
     if isinstance(kind, type) and issubclass(kind, Enum):
@@ -210,7 +211,7 @@ def other_field_value(stage: type[BaseModel], name: str, tmp_path) -> Any:
     kind = bare(info.annotation)
     while get_origin(kind) is Annotated:
         kind = get_args(kind)[0]
-    if get_origin(kind) is list:
+    if get_origin(kind) in (list, frozenset):  # keep: the reasons, held as a set
         return ["too_short"] if name == "keep" else [str(tmp_path / "in.jsonl")]
     if kind is bool:
         return not default
@@ -255,7 +256,7 @@ FIELD_EXEMPT = {"name": "the stage's file name in a run folder (tests/unit/test_
 
 def _built(stage: Any) -> Any:
     """What a stage builds, as far as it can be seen without a model: its asset files, its embedding model, the
-    records it reads, and the config objects its step holds."""
+    records it reads, and the stage its step holds (whose fields its code reads: see the test below)."""
     from collections import defaultdict
 
     from selfalign.runner import Runner
@@ -269,9 +270,25 @@ def _built(stage: Any) -> Any:
         return str(e)
     held = [*(vars(step.__self__).values() if hasattr(step, "__self__") else ()),
             *(c.cell_contents for c in getattr(step, "__closure__", None) or ())]
-    configs = [repr(v) for v in held if type(v).__name__.endswith("Config")]
+    configs = [repr(v) for v in held if isinstance(v, Stage)]  # the stage's code holds the stage itself
     assert configs or stage.kind == "load", stage
     return stage.assets(), stage.embeds(), stage.input_model().__name__, configs
+
+
+@pytest.mark.parametrize(("kind", "name"), FIELDS, ids=[f"{k}.{n}" for k, n in FIELDS])
+def test_every_stage_field_is_read_by_the_stage_code(kind, name):
+    """The stage's code reads its options from the stage itself: a field no code of its module (or the shared
+    base) reads or names (for a getattr) would change nothing."""
+    import inspect
+    import re
+    import sys
+
+    import selfalign.steps
+
+    if name in FIELD_EXEMPT:
+        return
+    source = inspect.getsource(sys.modules[STAGES[kind].__module__]) + inspect.getsource(selfalign.steps)
+    assert re.search(rf"\.{name}\b|\"{name}\"", source), f"{kind}.{name}: no code reads it"  # "x": a getattr
 
 
 @pytest.mark.parametrize(("kind", "fields", "named"), [
@@ -300,10 +317,9 @@ def test_a_field_that_does_not_apply_is_refused_naming_it(kind, fields, named):
 def test_backend_config_fields_are_all_the_clis():
     """Every BackendConfig field is an option of the model commands (so the walk above covers it)."""
     flags = {max(p.opts, key=len) for p in COMMAND.commands["principle"].params if isinstance(p, TyperOption)}
-    from selfalign.backends import flag
+    from selfalign.steps import long_flag
 
-    names = {"name": "--backend", "cache": "--no-cache", "timeout": "--request-timeout"}
-    assert {names.get(f) or flag(f) for f in BackendConfig.model_fields} <= flags
+    assert {long_flag(BackendConfig, f) for f in BackendConfig.model_fields} <= flags
 
 
 def test_ray_options_given_to_the_local_executor_are_refused_in_python_too():

@@ -6,7 +6,7 @@ from selfalign.gates import parse_keep
 from selfalign.backends.scripted import ScriptedBackend
 from selfalign.records import AlignedRecord, Dropped, PromptRecord
 from selfalign.report.counts import Report
-from selfalign.stages.principle import PrincipleConfig, PrincipleStage, cited_principles
+from selfalign.stages.principle import Principle, PrincipleStage, cited_principles
 from selfalign.text.templates import principle_prefix
 
 GOOD = ("The water cycle moves water between the oceans, the air and the land. The sun warms the sea so water "
@@ -24,8 +24,6 @@ CASES = [
     ("loop", " By 5 (reasoning).\n\nSage: Water goes up and comes down again. "
      + "Water goes up and comes down again. " * 6, "repetition_loop"),
     ("too_short", " By 2 (informative).\n\nSage: Water moves around.", "too_short"),
-    ("refusal", " By 1 (ethical).\n\nSage: I'm sorry, but I can't help with questions about the water cycle.",
-     "unwarranted_refusal"),
     ("persona_leak", f" By 2 (informative).\n\nSage: {GOOD} As Sage (internal thoughts) I note more.",
      "persona_leak"),
     ("exemplar_leak", " By 9 (static).\n\nSage: I'm not able to check live results: I cannot browse the internet, "
@@ -36,7 +34,7 @@ CASES = [
 @pytest.fixture
 def stage():
     be = ScriptedBackend(rules=[{"text": "unused"}])
-    return PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), Report("principle"))
+    return PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(), Report("principle"))
 
 
 @pytest.mark.parametrize("name,text,reason", CASES, ids=[c[0] for c in CASES])
@@ -66,12 +64,16 @@ def test_repetition_is_cut_where_it_starts(stage):
 
 def test_filters_can_be_turned_off():
     be = ScriptedBackend(rules=[{"text": "unused"}])
-    cfg = PrincipleConfig(keep=parse_keep(["too_short,unwarranted_refusal"]))
+    cfg = Principle(keep=parse_keep(["too_short,unwarranted_refusal"]))
     st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), cfg, Report("principle"))
     rec = PromptRecord.model_validate({"prompt": "Tell me about rivers"})
-    assert isinstance(st.judge(rec, Completion(text=" By 1 (ethical).\n\nSage: Sorry, I can't.")), AlignedRecord)
-    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), Report("principle"))
-    assert st.judge(rec, Completion(text=" By 1 (ethical).\n\nSage: Sorry, I can't.")).drop_reason == "unwarranted_refusal"
+    no = " By 1 (ethical).\n\nSage: I'm sorry, but I can't help with questions about rivers."
+    out = st.judge(rec, Completion(text=no))
+    assert isinstance(out, AlignedRecord) and st.meaning.apply("principle", [out], "response") == [out]
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(), Report("principle"))
+    out = st.judge(rec, Completion(text=no))
+    assert isinstance(out, AlignedRecord)  # the text gates leave a decline to the harm classifier (stubbed: 0.0)
+    assert st.meaning.apply("principle", [out], "response")[0].drop_reason == "unwarranted_refusal"
     with pytest.raises(ValueError, match="--keep apology_opening: not a drop reason"):
         parse_keep(["apology_opening"])
 
@@ -88,7 +90,7 @@ def test_plain_text_principle_set_end_to_end_cites_only_its_ids(tmp_path):
     f.write_text("10 (kind). Be kind.\n20 (brief). Be brief.\n")
     ps = assets.load_principles(str(f))
     be = ScriptedBackend(rules=[{"text": f" Following 10 (kind) and rule 20, and 3 (helpful).\n\nSage: {GOOD}"}])
-    st = PrincipleStage(be, ps, assets.load_exemplars(), PrincipleConfig(), Report("principle"))
+    st = PrincipleStage(be, ps, assets.load_exemplars(), Principle(), Report("principle"))
     out = list(st.run([PromptRecord.model_validate({"prompt": "water?"})]))
     assert isinstance(out[0], AlignedRecord) and out[0].principles == ["10", "20"]
     assert "10 (kind). Be kind." in principle_prefix(ps, assets.load_exemplars(), "Sage")
@@ -97,7 +99,7 @@ def test_plain_text_principle_set_end_to_end_cites_only_its_ids(tmp_path):
 def test_prompt_that_overflows_the_context_is_dropped_never_cut():
     be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}"}], max_context=1500)
     report = Report("principle")
-    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), report)
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(), report)
     short = PromptRecord.model_validate({"prompt": "Short question?"})
     long = PromptRecord.model_validate({"prompt": "word " * 2000})
     out = list(report.tally(st.run([short, long])))
@@ -110,7 +112,7 @@ def test_prompt_that_overflows_the_context_is_dropped_never_cut():
 
 def test_provenance_names_backend_sampling_and_assets():
     be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
-    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(seed=3), Report("p"))
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(seed=3), Report("p"))
     rec = next(iter(st.run([PromptRecord.model_validate({"prompt": "water?"})])))
     prov = rec.provenance[-1]
     assert prov.stage == "principle" and prov.backend == "scripted"
@@ -142,7 +144,7 @@ def test_the_split_follows_the_template_not_the_first_sage_colon(stage):
 
 def test_a_truncated_completion_from_the_backend_is_dropped_with_its_token_count(stage):
     be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}", "finish_reason": "length"}])
-    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(), Report("p"))
+    st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(), Report("p"))
     out = list(st.run([PromptRecord.model_validate({"prompt": "How does the water cycle work?"})]))
     assert isinstance(out[0], Dropped) and out[0].drop_reason == "truncated" and "tokens)" in out[0].detail
 
@@ -165,7 +167,7 @@ def test_a_batch_is_counted_in_one_call_where_the_backend_counts_many():
 
     be = Batched()
     be.count_tokens = lambda text: 1500  # check_fits counts the fixed prefix once
-    stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(batch_size=4, keep=frozenset({"off_topic", "restates_question"})),
+    stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(batch_size=4, keep=frozenset({"off_topic", "restates_question"})),
                            Report("principle"))
     recs = [PromptRecord(prompt=f"Question {i} about water? {'LONG' if i == 2 else ''}") for i in range(6)]
     out = list(stage.run(recs))

@@ -37,13 +37,13 @@ def test_a_record_a_model_cannot_write_is_set_aside_not_a_stopped_run(tmp_path):
     from selfalign.gates import parse_keep
     from selfalign.records import PromptRecord
     from selfalign.runner import Runner
-    from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+    from selfalign.stages.principle import Principle, PrincipleStage
 
     be = ScriptedBackend(rules=[{"match": "broken", "text": " By 2 (informative).\n\nSage: bad \ud800 text here."},
                                 {"text": f" By 2 (informative).\n\nSage: {GOOD}"}])
     runner = Runner("principle", str(tmp_path / "out.jsonl"), str(tmp_path / "d.jsonl"))
     keep = parse_keep(["all"])
-    stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(keep=keep),
+    stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(keep=keep),
                            runner.report)
     recs = [PromptRecord(prompt="A broken one?"), PromptRecord(prompt="Why are there tides?")]
     report = runner.execute(stage.run(recs))

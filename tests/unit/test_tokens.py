@@ -189,7 +189,7 @@ def test_the_cli_takes_a_price_and_refuses_a_bad_one_in_one_line(recipe, tmp_pat
 
 def test_a_ray_worker_sends_the_tokens_of_each_chunk_back(tmp_path):
     from selfalign.executors.ray_workers import StageWorker
-    from selfalign.steps import Refine
+    from selfalign.stages.refine import Refine
 
     worker = StageWorker(Refine, Refine().model_dump(), {}, {"name": "scripted", "model": str(
         write_jsonl(tmp_path / "m.jsonl", [{"text": "Sage: " + ANSWER}])), "cache": False}, None, None)
