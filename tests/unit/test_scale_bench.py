@@ -38,13 +38,13 @@ def test_the_fake_server_passes_for_vllm_and_answers_the_principle_stage_and_the
     from selfalign.records import PromptRecord
     from selfalign.report.counts import Report
     from selfalign.stages.judge import CHOICES
-    from selfalign.stages.principle import PrincipleConfig, PrincipleStage
+    from selfalign.stages.principle import Principle, PrincipleStage
 
     be = OpenAIBackend(base_url=url, concurrency=4)
     try:
         assert (be.server.kind, be.max_context, be.server.tokenize, be.supports_logprobs) == \
             ("vllm", 8192, "/tokenize", True)
-        stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), PrincipleConfig(seed=1),
+        stage = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(seed=1),
                                Report("principle"))
         rec = PromptRecord.model_validate({"prompt": scale.FRAMES[0].format(s="Return the sum of two numbers.")})
         comp = be.generate([stage.render(rec)], stage.params)[0]
