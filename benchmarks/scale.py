@@ -132,6 +132,10 @@ def answer(query: str, seed: Any, by_query: dict[str, dict]) -> tuple[str, str]:
         more.pop()
     thoughts = THOUGHTS[(h >> 24) % len(THOUGHTS)]
     body = f"{LEADS[(h >> 32) % len(LEADS)]} {s} {' '.join(more)}"
+    if query.startswith("Write a Python function"):  # the code it asks for
+        name = "_".join(re.findall(r"[a-z]+", s.lower())[:3]) or "task"
+        body += f'\n\n```python\ndef {name}(value):\n    """{s}"""\n    result = value\n    return result\n```'
+
     kind = h % 100
     if kind < 8:  # cut at the token limit
         words = body.split()
