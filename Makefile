@@ -125,5 +125,8 @@ bench-langid: setup-dev             ## language identification on short texts: p
 bench-threads: setup-dev            ## torch on a busy CPU: OMP_WAIT_POLICY default vs PASSIVE, side by side (~1 min)
 	$(PY) benchmarks/threads.py
 
+bench-scale: setup-dev              ## a whole recipe over N prompts against a fast fake server: per stage rec/s, CPU, memory, disk; SIGKILL test; 8xH100 projection (SCALE_ARGS, default --size 10000: ~1 h on 2 busy cores)
+	$(PY) benchmarks/scale.py $(SCALE_ARGS)
+
 clean:
 	rm -rf $(VENV) out examples/out .pytest_cache

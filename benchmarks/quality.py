@@ -83,22 +83,26 @@ def load(sample: int | None, seed: int = 0, data: Path = DATA) -> list[dict]:
     return items
 
 
+class JSONHandler(BaseHTTPRequestHandler):
+    """A quiet handler that answers JSON (the fake servers here and in scale.py)."""
+
+    def log_message(self, *_):  # quiet
+        pass
+
+    def _send(self, obj: dict, code: int = 200) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def serve(items: list[dict]) -> ThreadingHTTPServer:
     """An OpenAI-compatible server that answers each query with its labelled completion."""
     by_query = {" ".join(i["query"].split()): i for i in items}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_):  # quiet
-            pass
-
-        def _send(self, obj: dict, code: int = 200) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JSONHandler):
         def do_GET(self):  # noqa: N802
             self._send({"object": "list", "data": [{"id": "labelled-set", "object": "model", "max_model_len": 8192}]})
 
