@@ -32,8 +32,8 @@ from selfalign.templates import principle_prefix, principle_prompt, principle_tu
 
 PROMPTS = HERE / "data" / "real" / "prompts.jsonl"
 PERSONA = "Sage"
-TOP_P = 0.95  # PrincipleConfig's default (selfalign.stages.principle), as `selfalign principle` sends it
-NO_SORRY = {"Sorry": -100.0}  # PrincipleConfig.push_down_apologies, on by default
+TOP_P = 0.95  # Principle.top_p default (selfalign.stages.principle), as `selfalign principle` sends it
+NO_SORRY = {"Sorry": -100.0}  # Principle.apology_bias, on by default
 MODELS = {"smollm2": "SmolLM2-135M-Instruct", "gemma": "gemma-3-270m-Q4_K_M"}
 
 
@@ -47,12 +47,12 @@ def smollm2_transformers(prompts: list[str], temperature: float, max_tokens: int
     """The embedded model through selfalign's transformers backend, with the stage's own SamplingParams; in
     chunks of `chunk` prompts (the backend's CPU chunk size), each seeded with seed + its first line number."""
     from selfalign.backends import open_backend
-    from selfalign.stages.principle import PrincipleConfig
+    from selfalign.stages.principle import Principle
 
     backend = open_backend("transformers", False)
     try:
         for at in range(0, len(prompts), chunk):
-            params = PrincipleConfig(temperature=temperature, max_tokens=max_tokens, seed=seed + at).sampling(PERSONA)
+            params = Principle(temperature=temperature, max_tokens=max_tokens, seed=seed + at).sampling(PERSONA)
             for c in backend.generate(prompts[at: at + chunk], params):
                 yield c.text, c.finish_reason, c.completion_tokens
     finally:
