@@ -98,9 +98,9 @@ def test_python_api_gives_the_same_records_as_the_cli_on_the_embedded_model(tmp_
 
 def test_sampled_pairs_on_the_embedded_model_are_judged_exported_and_trained_on(tmp_path):
     """principle --n 2 -> judge (log-probabilities) -> export --format dpo on the real model, then one DPOTrainer
-    step on that export. The prompt is one on which the 135M model, at seed 1, writes one answer that passes the
-    gates and one that only restates the question (a persona leak would not do: that side differs by format and
-    is never a pair's side): a pair the gates and the judge agree on, so it passes the default --min-margin."""
+    step on that export. The prompt is one on which the 135M model, at seed 1, writes a pair of answers (which
+    of them the gates keep moves with the gates, so the test asks only for a pair whose first side passes), and
+    the export takes every judged pair (--min-margin 0: the 135M judge is at chance, benchmarks/judge.py)."""
     datasets = pytest.importorskip("datasets")
     trl = pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -114,13 +114,17 @@ def test_sampled_pairs_on_the_embedded_model_are_judged_exported_and_trained_on(
     kept = jsonl(aligned)
     assert len(kept) == 1, f"dropped: {jsonl(tmp_path / 'dropped.jsonl')}"
     rec = kept[0]
-    assert len(rec["responses"]) == 2 and rec["response_gates"][0] is None and rec["response_gates"][1], rec
+    assert len(rec["responses"]) == 2 and rec["response_gates"][0] is None, rec
     judged = run_cli("judge", "--no-cache", "-q", stdin=aligned).stdout
     [j] = jsonl(judged)
     assert j["judge"]["method"] == "logprobs" and j["judge"]["pair"] == ["responses[0]", "responses[1]"]
-    out = write_jsonl(tmp_path / "dpo.jsonl", jsonl(run_cli("export", "--format", "dpo", "-q", stdin=judged).stdout))
+    out = write_jsonl(tmp_path / "dpo.jsonl", jsonl(run_cli("export", "--format", "dpo", "--min-margin", "0", "-q",
+                                                            stdin=judged).stdout))
     [pair] = jsonl(out)
-    assert pair["chosen"][0]["content"] == rec["response"] and pair["margin"] == j["judge"]["margin"]
+    sides = {pair["chosen"][0]["content"], pair["rejected"][0]["content"]}
+    assert sides == set(rec["responses"]) and pair["margin"] == j["judge"]["margin"]
+    if rec["response_gates"][1]:  # the gates split the pair: the export never trains towards the dropped side
+        assert pair["chosen"][0]["content"] == rec["response"]
     ds = datasets.load_dataset("json", data_files=str(out), split="train")
     tok = AutoTokenizer.from_pretrained(model_dir())
     model = AutoModelForCausalLM.from_pretrained(model_dir())
