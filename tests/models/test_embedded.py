@@ -9,6 +9,8 @@ from support import jsonl, run_cli, write_jsonl
 
 pytestmark = pytest.mark.slow
 
+CONTENT_GATES = ("repetition_loop,list_defect,incomplete,missing_part,human_voice,too_short,restates_question,"
+                 "off_topic,unwarranted_refusal,harmful_compliance")
 QUESTIONS = ["How do vaccines protect people from disease?", "What are good habits for saving money?",
              "Explain why the sky is blue.", "How do I write a polite complaint letter?"]
 
@@ -46,9 +48,11 @@ def test_stop_sequences_end_generation_early(backend):
 def test_principle_on_the_embedded_model_end_to_end(tmp_path):
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": q} for q in QUESTIONS])
     # one batch of the four, on one torch thread: which answers a seed gives depends on the batch and, in the
-    # last bits of the floats, on the thread count
+    # last bits of the floats, on the thread count. The stage's plumbing on a real model is the point here: the
+    # gates that judge an answer's content are measured on real output elsewhere (benchmarks/data/real: they drop
+    # nearly all a 135M model writes), so they are kept off; the split and the leak and template gates stay on.
     proc = run_cli("principle", str(src), "--seed", "1", "--max-tokens", "256", "--min-words", "12", "--no-cache",
-                   "--batch-size", "4", "--dropped", str(tmp_path / "dropped.jsonl"),
+                   "--batch-size", "4", "--dropped", str(tmp_path / "dropped.jsonl"), "--keep", CONTENT_GATES,
                    "--report", str(tmp_path / "report.json"), env={"SELFALIGN_THREADS": "1"})
     kept = jsonl(proc.stdout)
     dropped = jsonl(tmp_path / "dropped.jsonl") if (tmp_path / "dropped.jsonl").exists() else []
