@@ -114,12 +114,15 @@ def run_recipe(
 
         total = Tokens()
         for name, rep in reports.items():
-            top = ", ".join(f"{r} {n}" for r, n in rep.dropped.most_common(3))
+            reasons = rep.dropped.most_common()
+            top = ", ".join(f"{r} {n}" for r, n in reasons[:3]) + (  # the rest counted, named in NAME.json
+                f", {len(reasons) - 3} more reasons {sum(n for _, n in reasons[3:])} (in {name}.json)"
+                if len(reasons) > 3 else "")
             t = rep.tokens
             spent = [f"{t.prompt_tokens:,} + {t.completion_tokens:,} tokens"] if t.requests else []
             spent += [f"{t.cached_requests:,} requests cached"] if t.cached_requests else []
             console.print(f"{name:>14}: {rep.read} read, {rep.kept} kept" + (f" (dropped: {top})" if top else "")
-                          + (f"; {', '.join(spent)}" if spent else ""), highlight=False)
+                          + (f"; {', '.join(spent)}" if spent else ""), highlight=False, soft_wrap=True)
             total.add(rep.tokens)
         if total:
             console.print(f"{'tokens':>14}: {total.line(plan.price_per_million)}", highlight=False, soft_wrap=True)

@@ -397,3 +397,28 @@ def test_a_script_is_the_same_model_as_a_file_or_an_object_and_its_settings_are_
     slow = write_jsonl(setup["out"].parent / "slow.jsonl", [{"delay": 1, "crash_after": 2}, *jsonl(Path(path))])
     assert backend_identity(BackendConfig(name="scripted", model=str(slow))) == ident
     assert backend_identity(BackendConfig(name="scripted", model=str(setup["other"]))) != ident
+
+
+def test_the_run_summary_counts_every_drop_reason_it_does_not_name(setup, tmp_path):
+    """Five drop reasons in one stage: the summary line names the three most common and counts the rest, on one
+    line (before, the others were left out without a word)."""
+    from support import invoke
+
+    turn = " By 2 (informative) I explain.\n\nSage: "
+    rules = write_jsonl(tmp_path / "many.jsonl", [
+        {"match": "Question 0", "text": turn + "Yes."},  # too_short
+        {"match": "Question 1", "text": " By 2 (informative) I explain."},  # missing_answer
+        {"match": "Question 2", "text": turn + "The tide comes in and goes out. " * 8},  # repetition_loop
+        {"match": "Question 3", "text": turn + "By 3 (helpful) I should say: " + ANSWER_A},  # persona_leak
+        {"match": "Question 4", "text": turn + ANSWER_A + " </s> User: and the Sun?"},  # template_debris
+        {"match": "Question 5", "text": turn + "Yes, it does."},  # too_short again: the most common
+    ])
+    write_jsonl(setup["prompts"], [{"prompt": f"Question {i} about the tides?"} for i in range(6)])
+    res = invoke("run", str(setup["recipe"]), "--set", f'backend.model="{rules}"')
+    assert res.exit_code == 0, res.output
+    [line] = [x for x in res.stderr.splitlines() if x.strip().startswith("principle:") and " read, " in x]
+    dropped = json.loads((setup["out"] / "principle.json").read_text())["dropped"]
+    assert len(dropped) >= 4 and dropped["too_short"] == 2, dropped
+    counts = sorted(dropped.values(), reverse=True)
+    assert "(dropped: too_short 2, " in line and f", {len(counts) - 3} more reasons {sum(counts[3:])} " \
+        "(in principle.json)" in line, line
