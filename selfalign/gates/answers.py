@@ -190,6 +190,7 @@ def human_voice(query: str, answer: str) -> str | None:
 # verse, where a refrain or a chorus says a line over on purpose
 _VERSE = re.compile(r"\b(?:song|poem|lyric|chant|rap|chorus|refrain|rhyme|lullaby|hymn|anthem|jingle|cheer|mantra|verse"
                     r"|tongue[- ]twister|ballad|sonnet|haiku|limerick|carol|shanty|villanelle)", re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
 _CLAUSE = re.compile(r"[,;:.!?…。！？；，\n]+")
 _STOP = frozenset("""a an the and or but of to in on for with about as at by from into is are was were be been being it its
 this that these those you your i me my we our they their he she his her him them what which who how why when where
@@ -198,9 +199,9 @@ more most some any all each one can't don't won't it's that's you're i'm""".spli
 
 
 def self_repeats(query: str, answer: str, short: int = 80) -> str | None:
-    """An answer that mostly says the same thing over: a short one (up to `short` words) whose repeated clauses
-    (a clause said again, back to back or not) make up at least 40% of its words, or any answer whose content
-    words mostly repeat (at most half of them distinct, with 12 or more, figures counted: "1. Create a song
+    """An answer that mostly says the same thing over: a short one (up to `short` words) that says a sentence of
+    four words or more twice, or whose repeated clauses (a clause said again, back to back or not) make up at
+    least 40% of its words, or any answer whose content words mostly repeat (at most half of them distinct, with 12 or more, figures counted: "1. Create a song
     about love. 2. Create a song about rain. 3. ..."). Verse, asked for or laid out in short lines
     that are not a list, is left to the loop rule: a chorus or a refrain repeats on purpose."""
     text = mask_code(answer)
@@ -210,6 +211,12 @@ def self_repeats(query: str, answer: str, short: int = 80) -> str | None:
         return None  # verse, asked for or laid out in short lines (a list is not verse)
     n = word_count(text)
     if n <= short:
+        said: set[str] = set()
+        for sentence in _SENTENCE.split(text):  # a whole sentence said twice: a stutter a reader notices
+            key = " ".join(re.findall(r"[\w']+", sentence.lower()))
+            if key.count(" ") >= 3 and key in said:
+                return f"a sentence said twice in {n:.0f} words: {key[:60]!r}"
+            said.add(key)
         seen: set[str] = set()
         repeated: list[str] = []
         for clause in _CLAUSE.split(text):

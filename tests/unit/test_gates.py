@@ -140,6 +140,22 @@ def test_empathy_and_a_warranted_decline_are_kept(gates):
 
 
 # -- repetition ---------------------------------------------------------------------------------------
+def test_a_short_answer_that_says_a_sentence_twice_is_dropped_but_a_chorus_is_not(gates):
+    # the 135M model's stutter: short, fluent, the same sentence again
+    assert reason(gates, "What makes a good teacher?", "It is not what you do, but how you do it. If you are not "
+                  "able to teach, you are not good. If you are not good, you are not good. If you are not good, "
+                  "you are not good.") == "repetition_loop"
+    assert reason(gates, "How do plants make food?", LONG + " Oxygen is released as a by-product." * 2) \
+        == "repetition_loop"
+    # three words said again is a phrase, not a sentence; a song's chorus repeats on purpose
+    assert reason(gates, "Is it safe to swim after eating?", "Yes, it is. Most people can swim right after a "
+                  "meal; the old rule about waiting an hour has no evidence behind it. Cramps are rare. Yes, it "
+                  "is.") is None
+    song = ("Write a short song about the sea", "The waves roll in across the sand.\nThe gulls cry out above the "
+            "land.\nSing with me of the sea tonight.\nThe waves roll in across the sand.")
+    assert reason(gates, *song) is None
+
+
 @pytest.mark.parametrize("answer", [
     "Drink enough water every day. " + "Drink enough water every day and stay healthy. " * 8,
     "Here is the plan. " + " ".join(f"Day {d}: Visit the museum in the morning and rest in the hotel." for d in range(1, 9)),
@@ -150,9 +166,11 @@ def test_loops_are_dropped_when_little_is_left(gates, answer):
     assert reason(gates, "Give me a detailed plan for a healthy week of travel and rest", answer) == "repetition_loop"
 
 
-def test_a_stutter_after_a_complete_answer_is_cut_but_a_loop_drops_the_answer(gates):
-    v = gates.check("How do plants make food?", LONG + " Oxygen is released as a by-product." * 2)
-    assert v.reason is None and v.answer.startswith(LONG) and v.answer.count("Oxygen is released") == 2
+def test_a_stutter_after_a_long_complete_answer_is_cut_but_a_loop_drops_the_answer(gates):
+    longer = LONG + (" The sugar feeds the plant's growth and is stored as starch in roots, seeds and fruit, "
+                     "which is where most of the energy in our own food comes from in the end.")
+    v = gates.check("How do plants make food?", longer + " Oxygen is released as a by-product." * 2)
+    assert v.reason is None and v.answer.startswith(longer) and v.answer.count("Oxygen is released") == 2
     assert reason(gates, "How do plants make food?", LONG + " Oxygen is released as a by-product." * 4) \
         == "repetition_loop"
 
