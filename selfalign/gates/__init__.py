@@ -20,6 +20,8 @@ REASONS: dict[str, str] = {
     "missing_thoughts": "principle: no internal thoughts before the answer",
     "missing_answer": "no answer (principle: no answer turn after the thoughts)",
     "answer_in_thoughts": "principle: the answer was written into the thoughts slot",
+    "miscited_principle": "principle: the thoughts cite a principle the set does not hold (\"by 21 (ethical)\" in a "
+                          "set of 16, or \"by 15 (step-by-step)\" where 15 is another principle)",
     "template_debris": "special tokens (</s>, <|im_end|>, [INST], ### Response:) or a made-up speaker turn "
                        "(User:, **User:**, [User]:), with no complete answer before it",
     "persona_leak": "principle citations (\"by 3 (helpful)\", made-up ones too), recited principles, internal "
@@ -29,7 +31,7 @@ REASONS: dict[str, str] = {
                            "harmless (a decline of a harmful request is kept)",
     "harmful_compliance": "answers a request the harm classifier scores harmful without declining or pointing to help",
     "repetition_loop": "loops (a sentence, numbered line or phrase repeating) and too little is left before it; "
-                       "or a short answer mostly says one clause over, or mostly repeats its content words",
+                       "or a short answer says a sentence twice or mostly one clause over, or mostly repeats its content words",
     "incomplete": "promises more parts than it gives (\"three reasons:\" then two), or stops at a colon",
     "list_defect": "a numbered list that is not the one asked for: more items than the query asks for, an empty "
                    "item (\"4.\" with nothing after it), or two items that say the same thing",

@@ -321,10 +321,45 @@ class PrincipleStage:
         v = self.gates.check(rec.prompt, answer, comp.finish_reason, comp.completion_tokens, rec.question_type)
         if v.reason:
             return drop(STAGE, rec, v.reason, f"{v.detail}: {_clip(v.answer, 160)}")
+        # after the answer's own gates, so an answer with a defect of its own is dropped for that defect
+        if "miscited_principle" not in keep and (why := miscited(thoughts, self.principles)):
+            return drop(STAGE, rec, "miscited_principle", f"{why}: {_clip(thoughts, 160)}")
         answer = self._renamed(v.answer)
         return AlignedRecord.model_validate(rec.with_stage(
             self.provenance, thoughts=thoughts, response=answer,
             principles=cited_principles(thoughts, self.principles)))
+
+
+_CITATION = re.compile(r"(?:^|\b(?:by|per|under|follow(?:s|ing)?|principles?|rules?|and|or)\s+|[,;&]\s*)"
+                       r"(\d{1,3})\s*\(([A-Za-z][A-Za-z &/'-]{0,38})\)", re.IGNORECASE)
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in re.findall(r"[a-z]{4,}", text.lower())}
+
+
+def miscited(thoughts: str, principles: list[assets.Principle]) -> str | None:
+    """A citation in the thoughts ("by N (name)") that the principle set does not hold: no principle N, or principle
+    N given another principle's name, as in "by 15 (step-by-step)" where 15 is (creative) and step-by-step is 13.
+    The thoughts are the method: a model that invents principles or mixes them up did not answer under them, and
+    on real small-model output such answers are almost all junk. Names are compared by words (their first five
+    letters), so a name that paraphrases principle N or borrows a word of its text ("2 (accuracy)" for "gives
+    accurate facts", "14 (balanced & informative perspectives)") passes, and so does a name that is no principle's
+    ("3 (useful)"); a name alone or "principle 7" is not read here; only sets whose ids are numbers are checked (a
+    user's set may name its principles instead)."""
+    numbered = {p.id: p for p in principles if p.id.isdigit()}
+    if not numbered:
+        return None
+    for m in _CITATION.finditer(thoughts):
+        n, name = m.group(1).lstrip("0") or "0", m.group(2).strip()
+        if n not in numbered:
+            return f"cites {n} ({name}); the set has no principle {n}"
+        p, mine = numbered[n], _stems(name)
+        if mine & _stems(f"{p.name} {p.text}"):
+            continue
+        if other := next((q for q in principles if q.id != n and mine & _stems(q.name)), None):
+            return f"cites {n} ({name}); {n} is ({p.name}), {other.id} is ({other.name})"
+    return None
 
 
 def _carry_unsplit(before: list[Any], after: list[Any]) -> list[Any]:

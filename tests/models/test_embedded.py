@@ -10,7 +10,7 @@ from support import jsonl, run_cli, write_jsonl
 pytestmark = pytest.mark.slow
 
 CONTENT_GATES = ("repetition_loop,list_defect,incomplete,missing_part,human_voice,too_short,restates_question,"
-                 "off_topic,unwarranted_refusal,harmful_compliance")
+                 "off_topic,unwarranted_refusal,harmful_compliance,miscited_principle")
 QUESTIONS = ["How do vaccines protect people from disease?", "What are good habits for saving money?",
              "Explain why the sky is blue.", "How do I write a polite complaint letter?"]
 

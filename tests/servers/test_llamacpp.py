@@ -18,7 +18,7 @@ N_CTX = 2048
 QUESTIONS = ["Explain why the sky is blue.", "What are good habits for saving money?"]
 # the 135M model's answers rarely pass the quality gates (tested on their own): these tests check the plumbing
 PLUMBING = ["--keep", "truncated,template_debris,persona_leak,exemplar_leak,unwarranted_refusal,repetition_loop,"
-            "too_short,wrong_language,restates_question,off_topic,answer_in_thoughts"]
+            "too_short,wrong_language,restates_question,off_topic,answer_in_thoughts,miscited_principle"]
 TEXTS = ["Why is the sky blue?", "def add(a, b):\n    return a + b  # sum", "Über den Wolken muss die Freiheit "
          "wohl grenzenlos sein.", "Photosynthesis turns sunlight, water and CO2 into glucose and O2.",
          "東京は日本の首都です。", "<|im_start|>user\nhello<|im_end|>"]

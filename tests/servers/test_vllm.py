@@ -15,7 +15,7 @@ QUESTIONS = ["How do vaccines protect people from disease?", "Explain why the sk
 # these tests check the backend's plumbing: the 135M model's answers rarely pass the quality gates (tested on
 # their own), so every gate that judges the answer is kept off; an answer still needs thoughts and a turn
 PLUMBING = ["--keep", "truncated,template_debris,persona_leak,exemplar_leak,unwarranted_refusal,repetition_loop,"
-            "too_short,wrong_language,restates_question,off_topic,answer_in_thoughts"]
+            "too_short,wrong_language,restates_question,off_topic,answer_in_thoughts,miscited_principle"]
 
 
 def _accounted(tmp_path, proc):

@@ -56,10 +56,15 @@ def test_answer_is_cut_at_a_new_user_turn_and_kept_when_enough_is_left(stage):
 
 def test_repetition_is_cut_where_it_starts(stage):
     rec = PromptRecord.model_validate({"prompt": "q"})
-    looping = GOOD + " The sun warms the sea so water evaporates again and again." * 2
+    longer = GOOD + (" Some of it soaks into the ground and feeds springs and wells, some is held for years in "
+                     "glaciers and deep aquifers, and plants return a share of it to the air through their leaves.")
+    looping = longer + " The sun warms the sea so water evaporates again and again." * 2
     out = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {looping}"))
     assert isinstance(out, AlignedRecord)
     assert out.response.count("again and again") == 1
+    # in a short answer the same sentence twice is a stutter that drops it
+    short = stage.judge(rec, Completion(text=f" By 2 (informative).\n\nSage: {GOOD}" + " Then it rains on the hills again." * 2))
+    assert isinstance(short, Dropped) and short.drop_reason == "repetition_loop"
 
 
 def test_filters_can_be_turned_off():
@@ -89,10 +94,15 @@ def test_plain_text_principle_set_end_to_end_cites_only_its_ids(tmp_path):
     f = tmp_path / "mine.txt"
     f.write_text("10 (kind). Be kind.\n20 (brief). Be brief.\n")
     ps = assets.load_principles(str(f))
-    be = ScriptedBackend(rules=[{"text": f" Following 10 (kind) and rule 20, and 3 (helpful).\n\nSage: {GOOD}"}])
+    be = ScriptedBackend(rules=[{"match": "water", "text": f" Following 10 (kind) and rule 20.\n\nSage: {GOOD}"},
+                                {"text": f" Following 10 (kind) and rule 20, and 3 (helpful).\n\nSage: {GOOD}"}])
     st = PrincipleStage(be, ps, assets.load_exemplars(), Principle(), Report("principle"))
-    out = list(st.run([PromptRecord.model_validate({"prompt": "water?"})]))
+    out = list(st.run([PromptRecord.model_validate({"prompt": "water?"}),
+                       PromptRecord.model_validate({"prompt": "rain?"})]))
     assert isinstance(out[0], AlignedRecord) and out[0].principles == ["10", "20"]
+    # a principle of the default set, cited under the user's own: not one the answer was written under
+    assert isinstance(out[1], Dropped) and out[1].drop_reason == "miscited_principle"
+    assert "no principle 3" in out[1].detail
     assert "10 (kind). Be kind." in principle_prefix(ps, assets.load_exemplars(), "Sage")
 
 
@@ -145,7 +155,7 @@ def test_the_split_follows_the_template_not_the_first_sage_colon(stage):
 def test_a_truncated_completion_from_the_backend_is_dropped_with_its_token_count(stage):
     be = ScriptedBackend(rules=[{"text": f" By 2 (informative).\n\nSage: {GOOD}", "finish_reason": "length"}])
     st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(), Report("p"))
-    out = list(st.run([PromptRecord.model_validate({"prompt": "How does the water cycle work?"})]))
+    out = list(st.run([PromptRecord.model_validate({"prompt": "water?"})]))
     assert isinstance(out[0], Dropped) and out[0].drop_reason == "truncated" and "tokens)" in out[0].detail
 
 
@@ -175,3 +185,36 @@ def test_a_batch_is_counted_in_one_call_where_the_backend_counts_many():
     assert [o.drop_reason if isinstance(o, Dropped) else "kept" for o in out] == [
         "kept", "kept", "prompt_too_long", "kept", "kept", "kept"]
     assert "10000 prompt tokens" in out[2].detail
+
+
+@pytest.mark.parametrize("thoughts, why", [
+    ("The user asks a fact. By 21 (ethical) I must answer.", "no principle 21"),
+    ("By 15 (step-by-step) I should list them, and by 16 (operational) keep it short.", "15 is (creative)"),
+    ("By 2 (informative) I state it, and by 16 (balanced perspectives) both sides.", "14 is (balanced"),
+    ("Following 7 (useful) and 3 (neutral), I answer.", None),  # no principle's name: a paraphrase, perhaps
+    # how people and models paraphrase a name that is there: kept
+    ("By 2 (accuracy) and 14 (balanced & informative perspectives) I answer.", None),
+    ("Following 13 (steps), and per 7 (candour), I say what I do not know.", None),
+    # not citations: a count in brackets, a year, a name alone, "principle 7"
+    ("The user asks for 3 (three) ideas, as in 2019 (the report). By principle 7 and the ethical rule I answer.", None),
+])
+def test_thoughts_that_cite_a_principle_the_set_does_not_hold(thoughts, why):
+    from selfalign.stages.principle import miscited
+    got = miscited(thoughts, assets.load_principles())
+    assert (got is None) if why is None else (why in got)
+
+
+def test_miscited_principle_drops_the_record_unless_kept(tmp_path):
+    text = f" By 15 (step-by-step) I should explain it.\n\nSage: {GOOD}"
+    for keep, kept in ((None, False), (["miscited_principle"], True)):
+        be = ScriptedBackend(rules=[{"text": text}])
+        st = PrincipleStage(be, assets.load_principles(), assets.load_exemplars(), Principle(keep=parse_keep(keep)),
+                            Report("principle"))
+        out = list(st.run([PromptRecord.model_validate({"prompt": "water?"})]))
+        assert isinstance(out[0], AlignedRecord) is kept
+    # a set that names its principles instead of numbering them is not read for numbers
+    f = tmp_path / "named.yaml"
+    f.write_text("- {id: kind, name: kindness, text: Be kind.}\n- {id: brief, name: brevity, text: Be brief.}\n")
+    named = assets.load_principles(str(f))
+    from selfalign.stages.principle import miscited
+    assert all(not p.id.isdigit() for p in named) and miscited(text, named) is None
