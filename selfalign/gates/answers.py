@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from selfalign.gates.text import _ASKED, items_given, mask_code, refusal, word_count, words
+from selfalign.gates.text import _ASKED, _SENTENCE, items_given, mask_code, refusal, word_count, words
 from selfalign.text.normalize import NUMBER_WORDS
 
 _MARK = re.compile(r"(?:^|(?<=\s))(\d{1,2})[.)](?=\s|$)")
@@ -190,7 +190,6 @@ def human_voice(query: str, answer: str) -> str | None:
 # verse, where a refrain or a chorus says a line over on purpose
 _VERSE = re.compile(r"\b(?:song|poem|lyric|chant|rap|chorus|refrain|rhyme|lullaby|hymn|anthem|jingle|cheer|mantra|verse"
                     r"|tongue[- ]twister|ballad|sonnet|haiku|limerick|carol|shanty|villanelle)", re.IGNORECASE)
-_SENTENCE = re.compile(r"(?<=[.!?…。！？])\s+|\n+")
 _CLAUSE = re.compile(r"[,;:.!?…。！？；，\n]+")
 _STOP = frozenset("""a an the and or but of to in on for with about as at by from into is are was were be been being it its
 this that these those you your i me my we our they their he she his her him them what which who how why when where
