@@ -93,6 +93,11 @@ def script(text: str) -> str | None:
     return "latin" if latin > 0.8 else None
 
 
+def query_terms(query: str) -> int:
+    """How many different content words (filler left out) the query holds: what a restatement has to rephrase."""
+    return len({w for w in words(query) if w not in _FILLER})
+
+
 def echo(query: str, answer: str) -> tuple[float, int]:
     """How much of the answer only repeats the query: the share of its content words (filler left out)
     that the query holds, and how many different new content words it brings."""
@@ -130,6 +135,10 @@ class MeaningGates:
     RESTATE_MIN_COVERAGE = 0.3
     RESTATE_ABOVE = 0.70
     RESTATE_MAX_NEW_EN = 15
+    # ... and never more new words than a rephrasing of the query can bring: about two for each of its content words
+    # (a synonym and a frame), at least RESTATE_MIN_NEW_EN; a short question's definition brings more
+    RESTATE_NEW_PER_TERM = 2
+    RESTATE_MIN_NEW_EN = 6
     MIN_WORDS_RELEVANCE = 8
     # the embeddings see each text's first EMBED_TOKENS tokens (MiniLM's own limit is 256): the decisions on both
     # labelled sets are the same as with whole texts (benchmarks/README.md, "gates"); CACHE: texts remembered
@@ -327,7 +336,7 @@ class MeaningGates:
                 outs[i] = drop(stage, outs[i], "restates_question", f"{new} new words, {coverage:.0%} of its "
                                f"words from the query: {clip(a, 120)}")
                 continue
-            could_restate = restate and new <= self.RESTATE_MAX_NEW_EN
+            could_restate = restate and new <= self.restate_allowance(q)
             # brief or formatted: few shared words, so a low cosine says nothing
             could_stray = "off_topic" not in self.keep and min_words(q, 25) > 1 and not structured(a)
             if (could_restate or could_stray) and self.english(q, a):
@@ -342,6 +351,11 @@ class MeaningGates:
                                f"words from the query, cosine {c:.2f}: {clip(a, 120)}")
             elif could_stray and c < self.OFF_TOPIC_BELOW:
                 outs[i] = drop(stage, outs[i], "off_topic", f"cosine {c:.2f} to the query: {clip(a, 120)}")
+
+    def restate_allowance(self, query: str) -> int:
+        """The most new content words an English answer close in meaning to `query` may bring and still count as
+        restating it: a paraphrase of "What is rain?" brings a few words, a definition of rain a dozen."""
+        return min(self.RESTATE_MAX_NEW_EN, max(self.RESTATE_MIN_NEW_EN, self.RESTATE_NEW_PER_TERM * query_terms(query)))
 
     def english(self, query: str, answer: str) -> bool:
         """Both in English: the embedding model is an English one."""

@@ -107,3 +107,27 @@ def test_the_principle_stage_embeds_once_per_backend_batch(batch_size):
     assert reasons(outs) == [None] * 8
     b = min(batch_size, 8)  # one call per backend batch: its queries, and the answer text the first time
     assert [len(c) for c in fake.calls] == [b + 1] + [b] * (8 // b - 1)
+
+
+class SameEmbedder(FakeEmbedder):
+    """Every text the same vector: cosine 1.0, as close in meaning as a restatement can be."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.tile(np.array([1.0, 0.0, 0.0]), (len(texts), 1))
+
+
+def test_a_short_question_s_definition_is_not_a_restatement_but_a_paraphrase_is():
+    g, _ = gates()
+    g._embedder = SameEmbedder()
+    definition = ("Rain is water that falls from clouds when tiny droplets merge until they are too heavy to stay "
+                  "aloft, and it refills rivers, lakes and soil.")  # 15 new words for a query of one term
+    paraphrase = "You would like a plain explanation of rain, a thing you have wondered about."  # 6 new words
+    long_q = "How do seasonal changes in rainfall affect the crops that small farmers in dry regions can grow?"
+    long_echo = ("Seasonal rainfall changes matter a great deal for what small farmers in dry regions manage to grow "
+                 "as crops, and many people ask exactly this, which is a fair and sensible thing to wonder.")
+    outs = g.apply("principle", [rec("What is rain?", definition), rec("What is rain?", paraphrase),
+                                 rec(long_q, long_echo)], "response")
+    assert reasons(outs) == [None, "restates_question", "restates_question"]
+    assert g.restate_allowance("What is rain?") == g.RESTATE_MIN_NEW_EN
+    assert g.restate_allowance(long_q) == g.RESTATE_MAX_NEW_EN
