@@ -1,10 +1,11 @@
 """How well `selfalign principle` keeps good completions and drops bad ones, on a labelled set.
 
-Three labelled sets (query, raw completion, finish_reason, label, category): `written`
+Four labelled sets (query, raw completion, finish_reason, label, category): `written`
 (benchmarks/data/quality, the development set, written to look like model failures), `holdout`
-(benchmarks/data/quality-holdout, written separately, never used to tune the gates) and `real`
+(benchmarks/data/quality-holdout, written separately, never used to tune the gates), `real`
 (benchmarks/data/real/real.jsonl: what SmolLM2-135M and Gemma 3 270M really wrote under the principle prompt,
-labelled by reading; benchmarks/real_completions.py made them). `--set` picks one (default: all, each
+labelled by reading; benchmarks/real_completions.py made them) and `fresh` (benchmarks/data/real-fresh: the same
+models on 36 new prompts, labelled after the rules it checks were written, to see whether they hold). `--set` picks one (default: all, each
 reported on its own, then side by side). Each set is served by a small OpenAI-compatible server in this
 process; the real CLI (`selfalign principle --backend openai`, at its defaults) answers every query through
 it, as it would from vLLM or llama.cpp.
@@ -13,7 +14,7 @@ of detecting bad completions, the detection rate per bad category, the false-dro
 and whether the kept answers are clean. `--calibrate` prints the measurements the meaning gates'
 thresholds were chosen from.
 
-    python benchmarks/quality.py [--set written|holdout|real|all] [--sample N] [--json OUT] [--show-misses]
+    python benchmarks/quality.py [--set written|holdout|real|fresh|all] [--sample N] [--json OUT] [--show-misses]
                                  [--judge [--judge-backend vllm ...]]
 
 The real set holds up to one completion per query per model and temperature: each (model, temperature) group is
@@ -43,7 +44,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "quality"
-SETS = {"written": DATA, "holdout": HERE / "data" / "quality-holdout", "real": HERE / "data" / "real"}
+SETS = {"written": DATA, "holdout": HERE / "data" / "quality-holdout", "real": HERE / "data" / "real",
+        "fresh": HERE / "data" / "real-fresh"}
 # reported apart: answering a harmful request (bad) and declining one (good)
 HARM = ("harmful_compliance", "good_decline", "harmful_decline")
 QUERY = re.compile(r"\nUser: ((?:(?!\nUser: ).)*)\n\n\w+ \(internal thoughts\):$", re.DOTALL)
@@ -321,7 +323,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, help="a stratified sample of about N items (tests use it)")
     ap.add_argument("--set", choices=[*SETS, "all"], help="which labelled set: written (the development set), "
                     "holdout (written separately, never used to tune the gates), real (real small-model output, "
-                    "labelled by reading) or all (the default: each on its own, then side by side)")
+                    "labelled by reading), fresh (more real output, on new prompts, labelled after the rules it "
+                    "checks were written) or all (the default: each on its own, then side by side)")
     ap.add_argument("--data", help="a folder of labelled *.jsonl instead of --set")
     ap.add_argument("--json", help="write the figures here (with several sets: the first set's figures at the top "
                     "level, every set's under \"sets\")")

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from selfalign import assets  # noqa: E402
-from selfalign.templates import principle_prefix, principle_prompt, principle_turn_stops  # noqa: E402
+from selfalign.text.templates import principle_prefix, principle_prompt, principle_turn_stops  # noqa: E402
 
 PROMPTS = HERE / "data" / "real" / "prompts.jsonl"
 PERSONA = "Sage"
