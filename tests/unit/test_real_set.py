@@ -4,23 +4,27 @@ import json
 import re
 from collections import Counter
 
+import pytest
+
 from support import ROOT
 
 REAL = ROOT / "benchmarks" / "data" / "real"
+FRESH = ROOT / "benchmarks" / "data" / "real-fresh"
 BAD = {"harmful_compliance", "missing_answer", "exemplar_leak", "persona_leak", "template_debris", "repetition_loop",
        "truncated", "wrong_language", "unwarranted_refusal", "incapacity_refusal", "restates_question", "off_topic",
        "wrong_sense", "missing_part", "incomplete_list", "wrong_facts", "nonsense", "repetition", "too_short"}
 GOOD = {"good", "good_brief", "good_decline"}
 
 
-def records(name: str) -> list[dict]:
-    return [json.loads(line) for line in (REAL / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+def records(name: str, folder=REAL) -> list[dict]:
+    return [json.loads(line) for line in (folder / name).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def test_every_real_record_has_valid_fields_labels_and_categories():
-    prompts = {p["prompt"]: p for p in records("prompts.jsonl")}
-    rows = records("real.jsonl")
-    assert len(rows) >= 300
+@pytest.mark.parametrize("folder, name, at_least", [(REAL, "real.jsonl", 300), (FRESH, "fresh.jsonl", 72)])
+def test_every_real_record_has_valid_fields_labels_and_categories(folder, name, at_least):
+    prompts = {p["prompt"]: p for p in records("prompts.jsonl", folder)}
+    rows = records(name, folder)
+    assert len(rows) >= at_least
     assert len({r["id"] for r in rows}) == len(rows)
     per_group = Counter((r["model"], r["temperature"], r["query"]) for r in rows)
     assert max(per_group.values()) == 1  # quality.py serves each (model, temperature) group by query
