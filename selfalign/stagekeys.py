@@ -1,6 +1,7 @@
 """A stage's key: a hash of everything that shapes its output, like `make` with content hashes (or DVC's lock file).
 
-    key = hash(options, backend identity (model stages only), content of each asset file, keys of its inputs)
+    key = hash(options, backend identity (model stages only), content of each asset file, keys of its inputs,
+               selfalign's own code)
 
 - options: the stage's resolved options (the run's seed filled in where the stage sets none) and the version
   of selfalign's prompt templates (`records.TEMPLATE_VERSION`);
@@ -9,7 +10,11 @@
 - assets: the sha256 of every file the stage reads (`Stage.assets()`: principles, exemplars, seeds, question
   types, critique exemplars, dedup's `against` files; bundled defaults included), and the fingerprint of a
   local folder named by `tokenizer` (export) or `embedding_model` (dedup);
-- inputs: the keys of the stages whose files it reads, or for a `Load` the sha256 of the user's file.
+- inputs: the keys of the stages whose files it reads, or for a `Load` the sha256 of the user's file;
+- code: selfalign's code that makes records (every module but the CLI's and the report's) and its bundled data
+  (the harm classifier's coefficients), a hash per part of the package: after an upgrade with new gate rules a
+  rerun remakes the stages behind them (from the completion cache) instead of handing back what the old rules
+  kept. An edit to a comment counts too: the cost of a remake, never a stale record.
 
 So a rerun remakes exactly the stages whose key changed and every stage after them. `KeyParts` keeps the parts
 apart, so a plan can say which one changed. Nothing here reads or writes the run folder.
@@ -146,6 +151,29 @@ def input_hash(path: str) -> str:
     return file_hash(path)
 
 
+_UNSHAPING = ("cli", "report")  # parts of the package that render or parse, and never change a record
+_code: dict[str, str] | None = None
+
+
+def code_fingerprint() -> dict[str, str]:
+    """selfalign's record-making code by part ("gates", "stages", "text", ..., "selfalign" for the top-level
+    modules, "data" for the bundled files), each a hash; computed once a process."""
+    global _code
+    if _code is None:
+        root = Path(__file__).resolve().parent
+        parts: dict[str, hashlib._Hash] = {}
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root)
+            if not path.is_file() or "__pycache__" in rel.parts or rel.parts[0] in _UNSHAPING:
+                continue
+            part = rel.parts[0] if len(rel.parts) > 1 else "selfalign"
+            if path.suffix == ".py" or rel.parts[0] == "data":
+                h = parts.setdefault(part, hashlib.sha256())
+                h.update(str(rel).encode() + b"\0" + path.read_bytes())
+        _code = {part: h.hexdigest()[:16] for part, h in sorted(parts.items())}
+    return _code
+
+
 def key_parts(stage: Any, backend: dict[str, Any] | None, inputs: dict[str, str]) -> dict[str, Any]:
     """The parts of a stage's key, each by hash, JSON-ready (stored in the stage's report and the run manifest).
     `backend`: the backend's identity (only for a stage that uses a model); `inputs`: file name -> its key."""
@@ -166,6 +194,7 @@ def key_parts(stage: Any, backend: dict[str, Any] | None, inputs: dict[str, str]
         "backend": backend if stage.needs_model else None,
         "assets": assets,
         "inputs": dict(inputs),
+        "code": code_fingerprint(),
     }
 
 
@@ -199,4 +228,7 @@ def changed(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     for name in [*ni, *(n for n in oi if n not in ni)]:
         if oi.get(name) != ni.get(name):
             said.append(f"input: {Path(name).name}")
+    oc, nc = old.get("code") or {}, new.get("code") or {}
+    if oc != nc:
+        said.append("code: selfalign's " + ", ".join(k for k in sorted({*oc, *nc}) if oc.get(k) != nc.get(k)))
     return "; ".join(said) or "key format"

@@ -422,3 +422,19 @@ def test_the_run_summary_counts_every_drop_reason_it_does_not_name(setup, tmp_pa
     counts = sorted(dropped.values(), reverse=True)
     assert "(dropped: too_short 2, " in line and f", {len(counts) - 3} more reasons {sum(counts[3:])} " \
         "(in principle.json)" in line, line
+
+
+def test_new_gate_code_remakes_the_stages_never_hands_back_the_old_rules_output(setup, monkeypatch):
+    import selfalign.stagekeys as stagekeys
+
+    run(setup["recipe"])
+    assert decisions(setup["recipe"]) == {"load": "reuse", "principle": "reuse", "sft": "reuse"}
+    changed = {**stagekeys.code_fingerprint(), "gates": "0" * 16}  # as after an upgrade with new gate rules
+    monkeypatch.setattr(stagekeys, "_code", changed)
+    said = decisions(setup["recipe"])
+    assert said["principle"].startswith("run (") and "code: selfalign's gates" in said["principle"]
+    assert all(v.startswith("run (") for v in said.values())
+    n = asked(setup["log"])
+    run(setup["recipe"])
+    assert decisions(setup["recipe"]) == {"load": "reuse", "principle": "reuse", "sft": "reuse"}
+    assert asked(setup["log"]) == n + 3  # the cache is off here: with it, the old completions would be gated anew
