@@ -371,7 +371,7 @@ class _NearDup:
             self.report.extra["pairs_kept_apart_by_second_look"] = int((~keep).sum())
             i, j, s, kind, key = i[keep], j[keep], s[keep], kind[keep], key[keep]
         eligible = np.ones(n, dtype=bool)
-        eligible[[self.row_of_rec[p] for p in self.contaminated]] = False
+        eligible[[self.row_of_rec[p] for p in self.contaminated if self.row_of_rec[p] >= 0]] = False  # exact: no row
         dup_of, sim = first_kept(n, (i, j, s.astype(np.float32)), eligible)
         gone = np.flatnonzero(dup_of >= 0)
         pass_of = np.zeros(n, dtype=np.int8)
