@@ -13,7 +13,6 @@ import json
 import os
 import tempfile
 from array import array
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, Literal
 
@@ -21,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from selfalign.text.embeddings import Embedder, EmbeddingIndex, dedup_calibration
-from selfalign.text.neardup import Look, MinHashIndex, differs, look
+from selfalign.text.neardup import Look, MinHashIndex, differs, kept_apart, look
 from selfalign.records import Dropped, Record, normalize_text
 from selfalign.report.counts import Report
 from selfalign.runner import Runner
@@ -198,7 +197,6 @@ def _exact_only(records: Iterable[Record], field: str, against: list[tuple[str, 
 
 
 KINDS = ("semantic", "lexical")  # a pair's pass, by its code in the pair arrays
-LOOKS_HELD = 8192  # the second look keeps this many recent Looks (a few KB each) and recomputes the others
 
 
 class _NearDup:
@@ -367,7 +365,8 @@ class _NearDup:
         i, j, s, kind = i[first], j[first], s[first], kind[first]
         del found, lexical
         if cfg.second_look:
-            keep = ~self._apart(i, j, matrix)
+            cosine = (lambda a, b: float(matrix[a] @ matrix[b])) if matrix is not None else (lambda a, b: None)
+            keep = ~kept_apart(i, j, self._text, cosine, cfg.substitution_bar)
             self.report.extra["pairs_kept_apart_by_second_look"] = int((~keep).sum())
             i, j, s, kind, key = i[keep], j[keep], s[keep], kind[keep], key[keep]
         eligible = np.ones(n, dtype=bool)
@@ -377,26 +376,6 @@ class _NearDup:
         pass_of = np.zeros(n, dtype=np.int8)
         pass_of[gone] = kind[np.searchsorted(key, dup_of[gone] * max(n, 1) + gone)]
         return dup_of, sim, pass_of
-
-    def _apart(self, i: np.ndarray, j: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
-        """Per pair: whether the second look keeps its two texts apart. Looks of recent rows are held (LOOKS_HELD)."""
-        held: OrderedDict[int, Look] = OrderedDict()
-
-        def look_at(row: int) -> Look:
-            if row in held:
-                held.move_to_end(row)
-                return held[row]
-            held[row] = found = look(self._text(row))
-            if len(held) > LOOKS_HELD:
-                held.popitem(last=False)
-            return found
-
-        apart = np.zeros(len(i), dtype=bool)
-        for c in range(0, len(i), 65536):
-            for k, (a, b) in enumerate(zip(i[c:c + 65536].tolist(), j[c:c + 65536].tolist(), strict=True), c):
-                cos = float(matrix[a] @ matrix[b]) if matrix is not None else None
-                apart[k] = bool(differs(look_at(a), look_at(b), cos, self.config.substitution_bar))
-        return apart
 
     def _verdict(self, pos: int, dup_of: np.ndarray, sim: np.ndarray, kind: np.ndarray
                  ) -> tuple[str | None, str, float, str]:

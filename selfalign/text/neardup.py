@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 import tempfile
 import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,6 +194,31 @@ def differs(a: Look, b: Look, cosine: float | None = None, bar: float = SUBSTITU
             return (f"{'one word differs' if len(only_a) == 1 else 'two words differ'} ({pairs}"
                     f"{'' if cosine is None else f', cosine {cosine:.2f}'})")
     return None
+
+
+LOOKS_HELD = 8192  # kept_apart holds this many recent Looks (a few KB each) and computes the others again
+
+
+def kept_apart(i: np.ndarray, j: np.ndarray, text: Callable[[int], str], cosine: Callable[[int, int], float | None],
+               bar: float = SUBSTITUTION_BAR, held: int = LOOKS_HELD) -> np.ndarray:
+    """Per pair (i[k], j[k]) of rows: whether the second look (differs) keeps the two texts apart. `text(row)` reads
+    a row's text back; the Looks of the `held` rows used last are kept, so memory does not grow with the rows."""
+    looks: OrderedDict[int, Look] = OrderedDict()
+
+    def look_at(row: int) -> Look:
+        if row in looks:
+            looks.move_to_end(row)
+            return looks[row]
+        looks[row] = found = look(text(row))
+        if len(looks) > held:
+            looks.popitem(last=False)
+        return found
+
+    apart = np.zeros(len(i), dtype=bool)
+    for c in range(0, len(i), 65536):  # a slice of the pairs as Python ints at a time
+        for k, (a, b) in enumerate(zip(i[c:c + 65536].tolist(), j[c:c + 65536].tolist(), strict=True), c):
+            apart[k] = bool(differs(look_at(a), look_at(b), cosine(a, b), bar))
+    return apart
 
 
 def _asked_differently(a: Look, b: Look) -> str | None:
