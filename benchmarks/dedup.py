@@ -6,6 +6,7 @@ earlier one (edits and paraphrase-like rewrites: benchmarks/texts.py). Nothing i
 
     python benchmarks/dedup.py                       # 10k, 50k, 100k (~25 min on 2 cores)
     python benchmarks/dedup.py --sizes 2000 10000    # quick
+    python benchmarks/dedup.py --memory 10000 30000 100000   # peak memory of the stage, fake embedder (minutes)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from texts import with_planted  # noqa: E402
+from texts import near_duplicate, with_planted  # noqa: E402
 
 SELFALIGN = [sys.executable, "-m", "selfalign"]
 
@@ -160,7 +161,130 @@ def print_scale(result: dict, biggest: int, planted: set[int], emb_s: float, emb
     return out
 
 
+# ---- --memory: peak RSS of the dedup stage itself, the embedding model replaced by a cheap fake -------------
+SUBJECTS = ("the list", "a file", "the cache", "each request", "the parser", "an index", "the table", "a thread",
+            "the socket", "a matrix", "the config", "each record", "the queue", "a token", "the schema", "a report")
+VERBS = ("Return", "Read", "Write", "Sort", "Check", "Build", "Parse", "Compute", "Merge", "Split", "Load", "Save",
+         "Count", "Find", "Remove", "Format", "Encode", "Update", "Validate", "Compare")
+WORDS = ("quickly", "safely", "twice", "lazily", "in place", "by name", "with a lock", "for each user", "as bytes",
+         "in order", "from disk", "over the network", "without copying", "at startup", "on error", "per line",
+         "in batches", "by default", "if needed", "when empty", "for testing", "under load", "as json", "in memory")
+
+
+def synthetic_texts(n: int, seed: int = 7):  # noqa: ANN201 - a generator of str
+    """n varied sentences (verb, two subjects, three of WORDS, a number), 10% near duplicates (texts.py's edits)
+    of one of the 2,000 before; streamed, so the generator holds nothing that grows with n."""
+    import random
+    from collections import deque
+
+    rng = random.Random(seed)
+    recent: deque[str] = deque(maxlen=2000)
+    for _ in range(n):
+        if recent and rng.random() < 0.1:
+            text = near_duplicate(rng.choice(recent), rng, rewrites=True)
+        else:
+            text = (f"{rng.choice(VERBS)} {rng.choice(SUBJECTS)} and {rng.choice(SUBJECTS)} "
+                    f"{' '.join(rng.sample(WORDS, 3))}, up to {rng.randrange(100_000)} items.")
+        recent.append(text)
+        yield text
+
+
+class HashedWords:
+    """A fake embedder, fast and deterministic: each word adds +-1 to 4 dimensions picked by its hash, then the
+    vector is made unit length. Texts sharing most words get a high cosine, as with a real model."""
+
+    name, dim = "all-mpnet-base-v2", 768  # dedup's default: its threshold and its vector size
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import hashlib
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for k, text in enumerate(texts):
+            for word in text.lower().split():
+                h = hashlib.blake2b(word.encode(), digest_size=8).digest()
+                for b in range(4):
+                    out[k, (h[2 * b] << 8 | h[2 * b + 1]) % self.dim] += 1.0 if h[b] & 1 else -1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def memory_child(n: int, search: str) -> None:
+    """Run the stage on n synthetic texts and print one JSON line: peak RSS, the records out, their digest."""
+    import hashlib
+    import resource
+    from collections import Counter
+
+    from selfalign.records import Dropped, PromptRecord
+    from selfalign.report.counts import Report
+    from selfalign.stages.dedup import Dedup, dedup
+
+    import rensa  # noqa: F401 - the libraries the stage loads count in the start, not per text
+    import sklearn.cluster  # noqa: F401
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    records = (PromptRecord(id=f"t{i}", prompt=t) for i, t in enumerate(synthetic_texts(n)))
+    cfg = Dedup(search=search)
+    digest, reasons = hashlib.sha256(), Counter()
+    t = time.perf_counter()
+    for out in dedup(records, cfg, Report("dedup"), HashedWords()):
+        digest.update(out.model_dump_json().encode())
+        reasons[out.drop_reason if isinstance(out, Dropped) else "kept"] += 1
+    print(json.dumps({"n": n, "search": search, "seconds": round(time.perf_counter() - t, 1),
+                      "start_kib": base, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "records": dict(reasons), "digest": digest.hexdigest()[:16]}))
+
+
+def memory_top(n: int, search: str, top: int = 12) -> None:
+    """tracemalloc when the search hands its pairs to first_kept (every per-text structure alive): the top lines.
+    Memory outside Python's allocator (rensa's Rust LSH index) is not traced: compare with the RSS."""
+    import resource
+    import tracemalloc
+
+    from selfalign.text import similarity
+
+    tracemalloc.start(1)
+    seen = {}
+    first_kept = similarity.first_kept
+
+    def watched(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        seen["traced"], seen["snap"] = tracemalloc.get_traced_memory()[0], tracemalloc.take_snapshot()
+        seen["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return first_kept(*args, **kw)
+
+    similarity.first_kept = watched
+    memory_child(n, search)
+    print(f"traced at the search's end: {seen['traced'] / 2**20:.1f} MiB (peak RSS so far {seen['rss'] / 1024:.0f} "
+          f"MiB); traced peak {tracemalloc.get_traced_memory()[1] / 2**20:.1f} MiB")
+    for stat in seen["snap"].statistics("lineno")[:top]:
+        print(f"{stat.size / 2**20:8.1f} MiB {stat.count:>9,} blocks  {stat.traceback[0]}")
+
+
+def memory(sizes: list[int], searches: list[str]) -> None:
+    """One child process per size and search mode (a fresh peak each); the table of peak RSS."""
+    print(f"{'texts':>8} {'search':>9} {'peak MiB':>9} {'embeddings MiB':>15} {'MiB w/o emb.':>13} "
+          f"{'KB/text':>8} {'KB/text more':>12} {'seconds':>8}  records out (digest)")
+    for search in searches:
+        prev = None
+        for n in sizes:
+            proc = subprocess.run([sys.executable, __file__, "--memory-child", str(n), search],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                raise SystemExit(proc.stderr[-3000:])
+            r = json.loads(proc.stdout.splitlines()[-1])
+            kept = r["records"].get("kept", 0)
+            emb = (n - r["records"].get("exact_duplicate", 0)) * HashedWords.dim * 4 / 2**20
+            peak = r["peak_kib"] / 1024
+            per = (peak - emb - r["start_kib"] / 1024) * 2**20 / 1000 / n  # KB (1000 bytes) a text over the start
+            # KB a text more than the previous size: the slope, free of what the start leaves out
+            more = "" if prev is None else f"{(peak - emb - prev[1]) * 2**20 / 1000 / (n - prev[0]):.2f}"
+            prev = (n, peak - emb)
+            print(f"{n:>8,} {search:>9} {peak:>9.0f} {emb:>15.0f} {peak - emb:>13.0f} {per:>8.2f} {more:>12} "
+                  f"{r['seconds']:>8.1f}"
+                  f"  {kept:,} kept, {n - kept:,} dropped ({r['digest']})", flush=True)
+
+
 def main() -> None:
+    if sys.argv[1:2] in (["--memory-child"], ["--memory-top"]):
+        return (memory_child if sys.argv[1] == "--memory-child" else memory_top)(int(sys.argv[2]), sys.argv[3])
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     ap.add_argument("--switch-sizes", type=int, nargs="*", default=[2_000, 5_000, 10_000, 20_000, 50_000, 100_000])
@@ -173,7 +297,13 @@ def main() -> None:
                     "or a local sentence-transformers folder")
     ap.add_argument("--json", default="benchmarks/out/dedup.json")
     ap.add_argument("--scale-only", action="store_true", help="only the total-vs-embedding and memory figures")
+    ap.add_argument("--memory", type=int, nargs="+", metavar="N", help="only the stage's peak memory with a fake "
+                    "embedder, per N (a process each); --memory-top N all-pairs|cluster: tracemalloc's top lines")
+    ap.add_argument("--memory-search", nargs="+", default=["all-pairs", "cluster"],
+                    choices=["all-pairs", "cluster"])
     args = ap.parse_args()
+    if args.memory:
+        return memory(args.memory, args.memory_search)
     from selfalign.text.embeddings import dedup_calibration
     from selfalign.io.paths import models_dir
 

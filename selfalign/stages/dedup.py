@@ -9,6 +9,8 @@ kept. Memory: the embeddings (N x dim float32) plus one tile of similarities, ne
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from selfalign.text.embeddings import Embedder, EmbeddingIndex, dedup_calibration
-from selfalign.text.neardup import Look, MinHashIndex, differs, look
+from selfalign.text.neardup import Look, MinHashIndex, differs, kept_apart, look
 from selfalign.records import Dropped, Record, normalize_text
 from selfalign.report.counts import Report
 from selfalign.runner import Runner
@@ -194,8 +196,15 @@ def _exact_only(records: Iterable[Record], field: str, against: list[tuple[str, 
             yield rec
 
 
+KINDS = ("semantic", "lexical")  # a pair's pass, by its code in the pair arrays
+
+
 class _NearDup:
-    """One pass: spool, MinHash and embed; search; second look; then emit every record in input order."""
+    """One pass: spool, MinHash and embed; search; second look; then emit every record in input order.
+
+    Memory that grows with the records is arrays only (a few bytes a record: spool offsets, rows, kinds) besides
+    the exact-key dict, the MinHash signatures and the embeddings; the last two are spilled to temporary files
+    while reading and read back one at a time. Ids and texts are read back from the spool when needed."""
 
     def __init__(self, config: Dedup, report: Report, embedder: Embedder | None, against: list[tuple[str, str]],
                  progress: PhaseProgress | None):
@@ -210,33 +219,32 @@ class _NearDup:
             self.ref_index.add(embedder.encode([t for _, t in against]))
         self.lexical: MinHashIndex | None = None
         self.ref_lexical: MinHashIndex | None = None
-        self.lex_pairs: list[tuple[int, int, float]] = []  # (earlier row, row, Jaccard)
         if config.jaccard <= 1:
             self.lexical = MinHashIndex(config.jaccard)
             if against:
-                self.ref_lexical = MinHashIndex(config.jaccard)
+                self.ref_lexical = MinHashIndex(config.jaccard, queryable=True)
                 for _, t in against:
-                    self.ref_lexical.add(self.ref_lexical.signature(t), search=False)
+                    self.ref_lexical.add(self.ref_lexical.signature(t))
         self._ref_looks: dict[int, Look] = {}
-        self.vectors = EmbeddingIndex(embedder.dim) if embedder is not None else None
-        self.rec_of_row: list[int] = []  # row r: the text of record rec_of_row[r]
-        self.row_of_rec: dict[int, int] = {}
-        self.offsets = array("q")  # where each record's line starts in the spool (for the second look)
-        self.contaminated_rows: set[int] = set()  # can't make a later record go
-        self.fate: dict[int, tuple[str, int | str, float, str]] = {}  # decided before the search
-        self.ids: list[str] = []
-        self.kinds: list[type[Record]] = []
+        self.vectors = tempfile.TemporaryFile(prefix="selfalign-vectors-") if embedder is not None else None
+        self.rec_of_row = array("q")  # row r: the text of record rec_of_row[r]
+        self.row_of_rec = array("q")  # record p: its row, -1 for an exact duplicate
+        self.first_of = array("q")  # record p: the record it is an exact duplicate of, else -1
+        self.offsets = array("q")  # where each record's line starts in the spool (and, last, where it ends)
+        self.contaminated: dict[int, tuple[str, float, str]] = {}  # record: (reference id, similarity, match)
+        self.types: list[type[Record]] = []  # the record classes met, and each record's one by its place here
+        self.type_of = array("B")
         self.spool = None
 
     def run(self, records: Iterable[Record]) -> Iterator[Record | Dropped]:
         with tempfile.TemporaryFile() as spool:
             self.spool = spool
             self._read(records, spool)
-            dup_of, sim, how = self._search()
+            dup_of, sim, kind = self._search()
             spool.seek(0)
             for pos, line in enumerate(spool):
-                rec = self.kinds[pos].model_validate_json(line)
-                reason, of, score, match = self._verdict(pos, dup_of, sim, how)
+                rec = self.types[self.type_of[pos]].model_validate_json(line)
+                reason, of, score, match = self._verdict(pos, dup_of, sim, kind)
                 yield rec if reason is None else _dup(rec, reason, of, score, match)
 
     def _read(self, records: Iterable[Record], spool) -> None:
@@ -245,22 +253,23 @@ class _NearDup:
         for pos, rec in enumerate(records):
             self.offsets.append(spool.tell())
             spool.write(rec.model_dump_json().encode() + b"\n")
-            self.ids.append(rec.id)
-            self.kinds.append(type(rec))
+            if type(rec) not in self.types:
+                self.types.append(type(rec))
+            self.type_of.append(self.types.index(type(rec)))
             text = dedup_text(rec, self.config.field)
             key = text_key(text)
-            if key in self.ref_exact:
-                self.fate[pos] = ("contaminated", self.ref_exact[key], 1.0, "exact")
-                continue
-            if key in first:
-                self.fate[pos] = ("exact_duplicate", first[key], 1.0, "exact")
+            self.first_of.append(first.get(key, -1) if key not in self.ref_exact else -1)
+            if key in self.ref_exact or key in first:
+                self.row_of_rec.append(-1)
+                if key in self.ref_exact:
+                    self.contaminated[pos] = (self.ref_exact[key], 1.0, "exact")
                 continue
             first[key] = pos
             row = len(self.rec_of_row)
-            self.row_of_rec[pos] = row
+            self.row_of_rec.append(row)
             self.rec_of_row.append(pos)
             if self.lexical is not None:
-                self._lexical(pos, row, text)
+                self._lexical(pos, text)
             if self.vectors is not None:
                 pending.append((pos, text))
                 if len(pending) >= self.config.block:
@@ -269,21 +278,22 @@ class _NearDup:
             elif pos % 1024 == 0:
                 self.progress("reading", len(self.offsets), None)
         self._embed(pending)
+        self.offsets.append(spool.tell())
+        spool.flush()
 
     def _ref_look(self, ref: int) -> Look:
         if ref not in self._ref_looks:
             self._ref_looks[ref] = look(self.against[ref][1])
         return self._ref_looks[ref]
 
-    def _lexical(self, pos: int, row: int, text: str) -> None:
-        m = self.lexical.signature(text)
-        self.lex_pairs.extend((i, row, j) for i, j in self.lexical.add(m))
-        if self.ref_lexical is not None and pos not in self.fate:
+    def _lexical(self, pos: int, text: str) -> None:
+        sig = self.lexical.signature(text)
+        self.lexical.add(sig)
+        if self.ref_lexical is not None and pos not in self.contaminated:
             mine = look(text)
-            for ref, jac in sorted(self.ref_lexical.match(m), key=lambda x: -x[1]):
+            for ref, jac in sorted(self.ref_lexical.match(sig), key=lambda x: -x[1]):
                 if not self.config.second_look or differs(mine, self._ref_look(ref)) is None:
-                    self.fate[pos] = ("contaminated", self.ref_ids[ref], jac, "lexical")
-                    self.contaminated_rows.add(row)
+                    self.contaminated[pos] = (self.ref_ids[ref], jac, "lexical")
                     return
 
     def _embed(self, pending: list[tuple[int, str]]) -> None:
@@ -295,7 +305,7 @@ class _NearDup:
             refs = self.ref_index.matrix()
             for k in np.flatnonzero(best >= self.config.threshold):
                 pos, text = pending[k]
-                if pos in self.fate:
+                if pos in self.contaminated:
                     continue
                 sims = refs @ vectors[k]
                 mine = look(text) if self.config.second_look else None
@@ -304,18 +314,25 @@ class _NearDup:
                         break
                     if mine is not None and differs(mine, self._ref_look(int(ref)), float(sims[ref]), self.config.substitution_bar):
                         continue
-                    self.fate[pos] = ("contaminated", self.ref_ids[ref], float(sims[ref]), "semantic")
-                    self.contaminated_rows.add(self.row_of_rec[pos])
+                    self.contaminated[pos] = (self.ref_ids[ref], float(sims[ref]), "semantic")
                     break
-        self.vectors.add(vectors)
+        self.vectors.write(np.asarray(vectors, dtype=np.float32).tobytes())
         self.progress("embedding", len(self.offsets), None)
+
+    def _line(self, pos: int) -> bytes:
+        """Record `pos`'s spooled line, read without moving the spool's own position."""
+        start = self.offsets[pos]
+        return os.pread(self.spool.fileno(), self.offsets[pos + 1] - start, start)
+
+    def _id(self, pos: int) -> str:
+        return json.loads(self._line(pos))["id"]
 
     def _text(self, row: int) -> str:
         pos = self.rec_of_row[row]
-        self.spool.seek(self.offsets[pos])
-        return dedup_text(self.kinds[pos].model_validate_json(self.spool.readline()), self.config.field)
+        return dedup_text(self.types[self.type_of[pos]].model_validate_json(self._line(pos)), self.config.field)
 
-    def _search(self) -> tuple[np.ndarray, np.ndarray, dict[tuple[int, int], str]]:
+    def _search(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(duplicate_of, similarity, pass) per row: the earlier row it goes for (-1: kept), and how (KINDS)."""
         from selfalign.text.similarity import brute_pairs, cluster_pairs, first_kept
 
         cfg, n = self.config, len(self.rec_of_row)
@@ -323,60 +340,58 @@ class _NearDup:
         def step(done: int, total: int) -> None:
             self.progress("search", done, total)
 
+        lexical = self.lexical.pairs() if self.lexical is not None else None  # before the embeddings are read back
         found = []
-        matrix = self.vectors.matrix() if self.vectors is not None else None
-        if matrix is not None:
+        matrix = None
+        if self.vectors is not None:
+            self.vectors.seek(0)
+            matrix = np.fromfile(self.vectors, dtype=np.float32).reshape(n, self.embedder.dim)
+            self.vectors.close()
             clusters = n // cfg.cluster_size
             if n >= 2 and clusters >= 2 and (cfg.search == "cluster" or (cfg.search == "auto" and n > cfg.cluster_above)):
-                found.append((*cluster_pairs(matrix, cfg.threshold, clusters, cfg.probes, progress=step), "semantic"))
+                found.append(cluster_pairs(matrix, cfg.threshold, clusters, cfg.probes, progress=step))
                 self.report.extra["search"] = f"{clusters} clusters x {cfg.probes} probes"
             else:
-                found.append((*brute_pairs(matrix, cfg.threshold, progress=step), "semantic"))
+                found.append(brute_pairs(matrix, cfg.threshold, progress=step))
                 self.report.extra["search"] = "all pairs"
-        if self.lex_pairs:
-            i, j, s = (np.array(x) for x in zip(*self.lex_pairs, strict=True))
-            found.append((i, j, s, "lexical"))
-        how: dict[tuple[int, int], str] = {}
-        looks: dict[int, Look] = {}
-        keep_i, keep_j, keep_s = [], [], []
-        rejected: set[tuple[int, int]] = set()
-        for i, j, s, kind in found:
-            for a, b, sim in zip(i.tolist(), j.tolist(), s.tolist(), strict=True):
-                if (a, b) in how or (a, b) in rejected:
-                    continue
-                if cfg.second_look:
-                    for row in (a, b):
-                        if row not in looks:
-                            looks[row] = look(self._text(row))
-                    cos = float(matrix[a] @ matrix[b]) if matrix is not None else None
-                    if differs(looks[a], looks[b], cos, self.config.substitution_bar):
-                        rejected.add((a, b))
-                        continue
-                how[(a, b)] = kind
-                keep_i.append(a), keep_j.append(b), keep_s.append(sim)
+        else:
+            found.append((np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)))
+        found.append(lexical if lexical is not None and len(lexical[0]) else (np.zeros(0, np.int64),) * 3)
+        # each pair once, by the first pass that found it (semantic before lexical), ordered by i then j
+        i, j = (np.concatenate([f[k].astype(np.int64) for f in found]) for k in range(2))
+        s = np.concatenate([f[2].astype(np.float64) for f in found])
+        kind = np.repeat(np.arange(len(found), dtype=np.int8), [len(f[0]) for f in found])
+        key, first = np.unique(i * max(n, 1) + j, return_index=True)
+        i, j, s, kind = i[first], j[first], s[first], kind[first]
+        del found, lexical
         if cfg.second_look:
-            self.report.extra["pairs_kept_apart_by_second_look"] = len(rejected)
+            cosine = (lambda a, b: float(matrix[a] @ matrix[b])) if matrix is not None else (lambda a, b: None)
+            keep = ~kept_apart(i, j, self._text, cosine, cfg.substitution_bar)
+            self.report.extra["pairs_kept_apart_by_second_look"] = int((~keep).sum())
+            i, j, s, kind, key = i[keep], j[keep], s[keep], kind[keep], key[keep]
         eligible = np.ones(n, dtype=bool)
-        eligible[list(self.contaminated_rows)] = False
-        pairs = (np.array(keep_i, dtype=np.int64), np.array(keep_j, dtype=np.int64), np.array(keep_s, dtype=np.float32))
-        dup_of, sim = first_kept(n, pairs, eligible)
-        return dup_of, sim, how
+        eligible[[self.row_of_rec[p] for p in self.contaminated if self.row_of_rec[p] >= 0]] = False  # exact: no row
+        dup_of, sim = first_kept(n, (i, j, s.astype(np.float32)), eligible)
+        gone = np.flatnonzero(dup_of >= 0)
+        pass_of = np.zeros(n, dtype=np.int8)
+        pass_of[gone] = kind[np.searchsorted(key, dup_of[gone] * max(n, 1) + gone)]
+        return dup_of, sim, pass_of
 
-    def _verdict(self, pos: int, dup_of: np.ndarray, sim: np.ndarray, how: dict[tuple[int, int], str]
+    def _verdict(self, pos: int, dup_of: np.ndarray, sim: np.ndarray, kind: np.ndarray
                  ) -> tuple[str | None, str, float, str]:
-        reason, of, score, match = self.fate.get(pos, (None, -1, 0.0, ""))
-        if reason == "contaminated":
-            return reason, str(of), score, match
-        if reason == "exact_duplicate":  # points at the first occurrence: where did that one go?
-            target = int(of)
-            first_reason, first_of, _, first_match = self._verdict(target, dup_of, sim, how)
+        if pos in self.contaminated:
+            of, score, match = self.contaminated[pos]
+            return "contaminated", str(of), score, match
+        target = self.first_of[pos]
+        if target >= 0:  # an exact duplicate points at the first occurrence: where did that one go?
+            first_reason, first_of, _, first_match = self._verdict(target, dup_of, sim, kind)
             if first_reason == "contaminated":
                 return "contaminated", first_of, 1.0, first_match
-            return reason, first_of if first_reason else self.ids[target], 1.0, "exact"
+            return "exact_duplicate", first_of if first_reason else self._id(target), 1.0, "exact"
         row = self.row_of_rec[pos]
         if dup_of[row] >= 0:
-            kind = how[(int(dup_of[row]), row)]
-            return f"{kind}_duplicate", self.ids[self.rec_of_row[dup_of[row]]], float(sim[row]), kind
+            how = KINDS[kind[row]]
+            return f"{how}_duplicate", self._id(self.rec_of_row[dup_of[row]]), float(sim[row]), how
         return None, "", 0.0, ""
 
 

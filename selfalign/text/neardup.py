@@ -13,7 +13,10 @@ fields, JSON / a table, into French / into German, a poem / a limerick) are kept
 from __future__ import annotations
 
 import re
+import tempfile
 import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,6 +196,31 @@ def differs(a: Look, b: Look, cosine: float | None = None, bar: float = SUBSTITU
     return None
 
 
+LOOKS_HELD = 8192  # kept_apart holds this many recent Looks (a few KB each) and computes the others again
+
+
+def kept_apart(i: np.ndarray, j: np.ndarray, text: Callable[[int], str], cosine: Callable[[int, int], float | None],
+               bar: float = SUBSTITUTION_BAR, held: int = LOOKS_HELD) -> np.ndarray:
+    """Per pair (i[k], j[k]) of rows: whether the second look (differs) keeps the two texts apart. `text(row)` reads
+    a row's text back; the Looks of the `held` rows used last are kept, so memory does not grow with the rows."""
+    looks: OrderedDict[int, Look] = OrderedDict()
+
+    def look_at(row: int) -> Look:
+        if row in looks:
+            looks.move_to_end(row)
+            return looks[row]
+        looks[row] = found = look(text(row))
+        if len(looks) > held:
+            looks.popitem(last=False)
+        return found
+
+    apart = np.zeros(len(i), dtype=bool)
+    for c in range(0, len(i), 65536):  # a slice of the pairs as Python ints at a time
+        for k, (a, b) in enumerate(zip(i[c:c + 65536].tolist(), j[c:c + 65536].tolist(), strict=True), c):
+            apart[k] = bool(differs(look_at(a), look_at(b), cosine(a, b), bar))
+    return apart
+
+
 def _asked_differently(a: Look, b: Look) -> str | None:
     """Why two instructions ask for different outputs, or None: each names an output, a language or list items
     the other does not."""
@@ -212,40 +240,73 @@ def _asked_differently(a: Look, b: Look) -> str | None:
 
 
 class MinHashIndex:
-    """MinHash signatures (rensa) of every row added, and an LSH index over them: each new row's earlier
-    candidates with their estimated Jaccard similarity. Memory: NUM_PERM 4-byte values a row."""
+    """MinHash signatures (rensa) of every row added, and LSH over them: rows sharing one of BANDS bands (runs of
+    num_perm // BANDS values) are candidates, kept when their estimated Jaccard similarity reaches the threshold.
 
-    def __init__(self, threshold: float = 0.7, num_perm: int = NUM_PERM, bands: int = BANDS):
-        from rensa import RMinHashLSH
+    `pairs()` finds them all at once, a band at a time, by sorting (no table of buckets): memory is the signatures
+    (num_perm 4-byte values a row, spilled to a temporary file until then) plus one band's sort. With `queryable`
+    (a small reference set) the buckets are kept in a dict and `match` looks up one signature at a time."""
 
-        self.threshold, self.num_perm = threshold, num_perm
-        self.lsh = RMinHashLSH(threshold=threshold, num_perm=num_perm, num_bands=bands)
-        self.sigs = np.zeros((1024, num_perm), dtype=np.uint32)
+    def __init__(self, threshold: float = 0.7, num_perm: int = NUM_PERM, bands: int = BANDS, queryable: bool = False):
+        self.threshold, self.num_perm, self.bands = threshold, num_perm, bands
+        self.width = num_perm // bands
         self.size = 0
+        self._buckets: dict[tuple[int, bytes], list[int]] | None = {} if queryable else None
+        self._sigs: list[np.ndarray] = []  # queryable: the signatures, else spilled
+        self._spill = None if queryable else tempfile.TemporaryFile(prefix="selfalign-minhash-")
 
-    def signature(self, text: str):  # noqa: ANN201 - rensa.RMinHash
+    def signature(self, text: str) -> np.ndarray:
         from rensa import RMinHash
 
         m = RMinHash(num_perm=self.num_perm, seed=SEED)
         m.update(shingles(tokens(text)) or [text])
-        return m
+        return np.asarray(m.digest(), dtype=np.uint32)
 
-    def add(self, m, search: bool = True) -> list[tuple[int, float]]:  # noqa: ANN001 - rensa.RMinHash
-        """Add the row with signature `m` (from `signature`); return the earlier rows at or above the threshold."""
-        sig = np.asarray(m.digest(), dtype=np.uint32)
-        found = self.match(m, sig) if search and self.size else []
-        if self.size == len(self.sigs):
-            self.sigs = np.concatenate([self.sigs, np.zeros_like(self.sigs)])
-        self.sigs[self.size] = sig
-        self.lsh.insert(self.size, m)
+    def add(self, sig: np.ndarray) -> None:
+        """Add a row with signature `sig` (from `signature`)."""
+        if self._buckets is None:
+            self._spill.write(sig.tobytes())
+        else:
+            self._sigs.append(sig)
+            for b in range(self.bands):
+                self._buckets.setdefault((b, sig[b * self.width:(b + 1) * self.width].tobytes()), []).append(self.size)
         self.size += 1
-        return found
 
-    def match(self, m, sig: np.ndarray | None = None) -> list[tuple[int, float]]:  # noqa: ANN001
-        """Rows whose estimated Jaccard with the signature `m` is at or above the threshold."""
-        sig = np.asarray(m.digest(), dtype=np.uint32) if sig is None else sig
-        cands = [c for c in self.lsh.query(m) if c < self.size]
+    def match(self, sig: np.ndarray) -> list[tuple[int, float]]:
+        """(queryable) Rows whose estimated Jaccard with `sig` is at or above the threshold, band by band."""
+        cands = list(dict.fromkeys(row for b in range(self.bands)
+                                   for row in self._buckets.get((b, sig[b * self.width:(b + 1) * self.width].tobytes()), ())))
         if not cands:
             return []
-        est = (self.sigs[cands] == sig).mean(axis=1)
-        return [(int(c), float(j)) for c, j in zip(cands, est, strict=True) if j >= self.threshold]
+        est = (np.stack([self._sigs[c] for c in cands]) == sig).mean(axis=1)
+        return [(c, float(j)) for c, j in zip(cands, est, strict=True) if j >= self.threshold]
+
+    def pairs(self, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every pair of rows (i < j) sharing a band with estimated Jaccard at or above the threshold, as arrays
+        (i, j, Jaccard) ordered by i then j; each pair once (under the first band they share)."""
+        self._spill.flush()
+        self._spill.seek(0)
+        sigs = np.fromfile(self._spill, dtype=np.uint32).reshape(-1, self.num_perm)
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for b in range(self.bands):
+            band = sigs[:, b * self.width:(b + 1) * self.width]
+            order = np.lexsort(band.T[::-1])
+            same = (band[order[1:]] == band[order[:-1]]).all(axis=1)  # sorted neighbours in one bucket
+            bucket = np.r_[0, np.cumsum(~same)]
+            pos, step = np.flatnonzero(same), 1
+            while len(pos):  # every pair of a bucket: its members `step` apart in the sorted order
+                for c in range(0, len(pos), chunk):
+                    a, z = order[pos[c:c + chunk]], order[pos[c:c + chunk] + step]
+                    i, j = np.minimum(a, z), np.maximum(a, z)
+                    before = (sigs[i, :b * self.width] == sigs[j, :b * self.width]).reshape(len(i), b, self.width)
+                    est = (sigs[i] == sigs[j]).mean(axis=1)
+                    hit = (est >= self.threshold) & ~before.all(axis=2).any(axis=1)  # not found under a band before
+                    found.append((i[hit], j[hit], est[hit]))
+                step += 1
+                pos = pos[pos + step < len(order)]
+                pos = pos[bucket[pos + step] == bucket[pos]]
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        i, j, est = (np.concatenate([f[k] for f in found]) for k in range(3))
+        order = np.lexsort((j, i))
+        return i[order], j[order], est[order]
