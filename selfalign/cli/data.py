@@ -115,9 +115,10 @@ def run_recipe(
         total = Tokens()
         for name, rep in reports.items():
             reasons = rep.dropped.most_common()
-            top = ", ".join(f"{r} {n}" for r, n in reasons[:3]) + (  # the rest counted, named in NAME.json
-                f", {len(reasons) - 3} more reasons {sum(n for _, n in reasons[3:])} (in {name}.json)"
-                if len(reasons) > 3 else "")
+            more, rest = len(reasons) - 3, sum(n for _, n in reasons[3:])  # the rest counted, named in NAME.json
+            top = ", ".join(f"{r} {n}" for r, n in reasons[:3]) + (
+                f", {more} more reason{'s' * (more > 1)}: {rest} record{'s' * (rest > 1)} (in {name}.json)"
+                if more > 0 else "")
             t = rep.tokens
             spent = [f"{t.prompt_tokens:,} + {t.completion_tokens:,} tokens"] if t.requests else []
             spent += [f"{t.cached_requests:,} requests cached"] if t.cached_requests else []

@@ -420,8 +420,9 @@ def test_the_run_summary_counts_every_drop_reason_it_does_not_name(setup, tmp_pa
     dropped = json.loads((setup["out"] / "principle.json").read_text())["dropped"]
     assert len(dropped) >= 4 and dropped["too_short"] == 2, dropped
     counts = sorted(dropped.values(), reverse=True)
-    assert "(dropped: too_short 2, " in line and f", {len(counts) - 3} more reasons {sum(counts[3:])} " \
-        "(in principle.json)" in line, line
+    more, rest = len(counts) - 3, sum(counts[3:])
+    assert "(dropped: too_short 2, " in line and f", {more} more reason{'s' * (more > 1)}: {rest} " \
+        f"record{'s' * (rest > 1)} (in principle.json)" in line, line
 
 
 def test_new_gate_code_remakes_the_stages_never_hands_back_the_old_rules_output(setup, monkeypatch):
