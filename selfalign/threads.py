@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 _decided: int | None = None
+ONEDNN_KERNELS = 8
 
 
 def free_cores(cores: int, load: float) -> int:
@@ -28,6 +29,9 @@ def use_free_cores() -> int | None:
     global _decided
     if _decided is not None:
         return _decided
+    # oneDNN keeps a compiled kernel per input shape (1,024 by default); embedding batches of varying lengths
+    # made the principle stage grow by ~100 KB a record (benchmarks/README.md, "scale.py"): keep a few
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_KERNELS))
     given = os.environ.get("SELFALIGN_THREADS", "").strip()
     if not given and os.environ.get("OMP_NUM_THREADS"):
         return None

@@ -76,3 +76,23 @@ def test_torch_gets_the_cores_the_load_leaves_free_at_least_one():
     assert free_cores(2, 1.0) == 1  # one busy process beside it
     assert free_cores(2, 4.6) == 1  # never none
     assert free_cores(8, 2.4) == 6 and free_cores(8, -1) == 8
+
+
+def test_torch_gets_a_small_onednn_kernel_cache_unless_the_user_set_one(monkeypatch):
+    import sys
+    import types
+
+    import selfalign.threads as threads
+
+    fake = types.SimpleNamespace(get_num_threads=lambda: 1, set_num_threads=lambda n: None)
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    for given, expected in ((None, str(threads.ONEDNN_KERNELS)), ("512", "512")):
+        monkeypatch.setattr(threads, "_decided", None)
+        monkeypatch.setenv("SELFALIGN_THREADS", "1")
+        if given is None:
+            monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+        else:
+            monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", given)
+        threads.use_free_cores()
+        import os
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == expected
