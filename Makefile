@@ -106,7 +106,7 @@ bench-dedup-pools: setup-dev        ## dedup on task pools (distinct same-subjec
 bench-ray: setup-dev                ## principle (local vs Ray, 1 and 2 actors) and dedup (local vs 2 actors), as ratios (~7 min; RAY_BENCH_ARGS)
 	$(PY) benchmarks/ray_bench.py $(RAY_BENCH_ARGS)
 
-bench-quality: setup-dev            ## the quality gates on the written, held-out and real labelled sets: precision, recall, per category (~5 min; QUALITY_ARGS="--set real")
+bench-quality: setup-dev            ## the quality gates on the written, held-out, real and fresh labelled sets: precision, recall, per category (~6 min; QUALITY_ARGS="--set real")
 	$(PY) benchmarks/quality.py $(QUALITY_ARGS)
 
 bench-gates: setup-dev              ## answers/s through principle's gates on the scripted backend, time per gate (~1 min; GATES_ARGS)
