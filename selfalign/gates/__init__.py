@@ -31,7 +31,8 @@ REASONS: dict[str, str] = {
                            "harmless (a decline of a harmful request is kept)",
     "harmful_compliance": "answers a request the harm classifier scores harmful without declining or pointing to help",
     "repetition_loop": "loops (a sentence, numbered line or phrase repeating) and too little is left before it; "
-                       "or a short answer says a sentence twice or mostly one clause over, or mostly repeats its content words",
+                       "or a short answer says a sentence twice or mostly one clause over, or mostly repeats its "
+                       "content words",
     "incomplete": "promises more parts than it gives (\"three reasons:\" then two), or stops at a colon",
     "list_defect": "a numbered list that is not the one asked for: more items than the query asks for, an empty "
                    "item (\"4.\" with nothing after it), or two items that say the same thing",

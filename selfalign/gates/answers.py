@@ -200,9 +200,10 @@ more most some any all each one can't don't won't it's that's you're i'm""".spli
 def self_repeats(query: str, answer: str, short: int = 80) -> str | None:
     """An answer that mostly says the same thing over: a short one (up to `short` words) that says a sentence of
     four words or more twice, or whose repeated clauses (a clause said again, back to back or not) make up at
-    least 40% of its words, or any answer whose content words mostly repeat (at most half of them distinct, with 12 or more, figures counted: "1. Create a song
-    about love. 2. Create a song about rain. 3. ..."). Verse, asked for or laid out in short lines
-    that are not a list, is left to the loop rule: a chorus or a refrain repeats on purpose."""
+    least 40% of its words, or any answer whose content words mostly repeat (at most half of them distinct, with
+    12 or more, figures counted: "1. Create a song about love. 2. Create a song about rain. 3. ..."). Verse, asked
+    for or laid out in short lines that are not a list, is left to the loop rule: a chorus or a refrain repeats on
+    purpose."""
     text = mask_code(answer)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if _VERSE.search(query) or (len(lines) >= 3 and sorted(word_count(ln) for ln in lines)[len(lines) // 2] <= 16

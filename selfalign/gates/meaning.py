@@ -355,7 +355,8 @@ class MeaningGates:
     def restate_allowance(self, query: str) -> int:
         """The most new content words an English answer close in meaning to `query` may bring and still count as
         restating it: a paraphrase of "What is rain?" brings a few words, a definition of rain a dozen."""
-        return min(self.RESTATE_MAX_NEW_EN, max(self.RESTATE_MIN_NEW_EN, self.RESTATE_NEW_PER_TERM * query_terms(query)))
+        allowance = self.RESTATE_NEW_PER_TERM * query_terms(query)
+        return min(self.RESTATE_MAX_NEW_EN, max(self.RESTATE_MIN_NEW_EN, allowance))
 
     def english(self, query: str, answer: str) -> bool:
         """Both in English: the embedding model is an English one."""
