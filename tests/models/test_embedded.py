@@ -113,8 +113,10 @@ def test_sampled_pairs_on_the_embedded_model_are_judged_exported_and_trained_on(
 
     src = write_jsonl(tmp_path / "prompts.jsonl",
                       [{"prompt": "What is the capital of Australia?"}])
+    # the 135M model cites principles it was not given: kept here, where the pair's plumbing is the point
     aligned = run_cli("principle", str(src), "--n", "2", "--max-tokens", "384", "--min-words", "12", "--seed", "1",
-                      "--no-cache", "--dropped", str(tmp_path / "dropped.jsonl"), "-q").stdout
+                      "--keep", "miscited_principle", "--no-cache", "--dropped", str(tmp_path / "dropped.jsonl"),
+                      "-q").stdout
     kept = jsonl(aligned)
     assert len(kept) == 1, f"dropped: {jsonl(tmp_path / 'dropped.jsonl')}"
     rec = kept[0]
